@@ -1,0 +1,124 @@
+"""Configuration read once from the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+QUICKBOOKS_API_BASE_URLS = {
+    "production": "https://quickbooks.api.intuit.com/v3",
+    "sandbox": "https://sandbox-quickbooks.api.intuit.com/v3",
+}
+QUICKBOOKS_APP_URLS = {
+    "production": "https://app.qbo.intuit.com",
+    "sandbox": "https://app.sandbox.qbo.intuit.com",
+}
+QUICKBOOKS_TOKEN_URL = "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer"
+HUBSPOT_API_BASE_URL = "https://api.hubapi.com"
+
+REQUIRED = (
+    "HUBSPOT_CLIENT_ID",
+    "HUBSPOT_CLIENT_SECRET",
+    "QUICKBOOKS_CLIENT_ID",
+    "QUICKBOOKS_CLIENT_SECRET",
+    "SECRET_KEY",
+    "TOKEN_ENCRYPTION_KEY",
+    "REDIS_URL",
+)
+
+
+class ConfigError(Exception):
+    """The environment does not hold a usable configuration."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the web and worker processes need to know about their surroundings."""
+
+    hubspot_client_id: str
+    hubspot_client_secret: str
+    quickbooks_client_id: str
+    quickbooks_client_secret: str
+    secret_key: str
+    token_encryption_key: str
+    redis_url: str
+    database_url: str = "sqlite:///instance/qbo-actions.sqlite3"
+    public_base_url: str | None = None
+    hubspot_api_base_url: str = HUBSPOT_API_BASE_URL
+    quickbooks_environment: str = "production"
+    quickbooks_api_base_url: str = QUICKBOOKS_API_BASE_URLS["production"]
+    quickbooks_token_url: str = QUICKBOOKS_TOKEN_URL
+    quickbooks_app_url: str = QUICKBOOKS_APP_URLS["production"]
+    queue_name: str = "qbo-actions"
+    # Seconds between attempts after a transient failure; its length is the number of retries.
+    retry_intervals: tuple[int, ...] = (10, 30, 60, 300, 900, 1800)
+    job_timeout: int = 300
+    # A running execution whose worker stopped renewing its lease for this long is taken over.
+    lease_seconds: int = 360
+    sweep_interval: int = 30
+    http_timeout: float = 30.0
+    signature_max_age: int = 300
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
+        """Build the configuration from environment variables, failing on missing required ones."""
+        env = os.environ if environ is None else environ
+        missing = [name for name in REQUIRED if not env.get(name)]
+        if missing:
+            raise ConfigError(
+                "Missing required environment variables: "
+                + ", ".join(missing)
+                + ". See README.md, section Configuration."
+            )
+        environment = env.get("QUICKBOOKS_ENVIRONMENT", "production")
+        if environment not in QUICKBOOKS_API_BASE_URLS:
+            raise ConfigError("QUICKBOOKS_ENVIRONMENT must be 'production' or 'sandbox'.")
+        try:
+            intervals = tuple(int(v) for v in env.get("RETRY_INTERVALS", "10,30,60,300,900,1800").split(","))
+            numbers = {
+                name: int(env[key])
+                for name, key in (
+                    ("job_timeout", "JOB_TIMEOUT"),
+                    ("lease_seconds", "LEASE_SECONDS"),
+                    ("sweep_interval", "SWEEP_INTERVAL"),
+                    ("signature_max_age", "SIGNATURE_MAX_AGE"),
+                )
+                if env.get(key)
+            }
+            http_timeout = float(env.get("HTTP_TIMEOUT", "30"))
+        except ValueError as exc:
+            raise ConfigError(f"A numeric setting is not a number: {exc}") from exc
+        public_base_url = env.get("PUBLIC_BASE_URL") or None
+        return cls(
+            hubspot_client_id=env["HUBSPOT_CLIENT_ID"],
+            hubspot_client_secret=env["HUBSPOT_CLIENT_SECRET"],
+            quickbooks_client_id=env["QUICKBOOKS_CLIENT_ID"],
+            quickbooks_client_secret=env["QUICKBOOKS_CLIENT_SECRET"],
+            secret_key=env["SECRET_KEY"],
+            token_encryption_key=env["TOKEN_ENCRYPTION_KEY"],
+            redis_url=env["REDIS_URL"],
+            database_url=env.get("DATABASE_URL") or cls.database_url,
+            public_base_url=public_base_url.rstrip("/") if public_base_url else None,
+            hubspot_api_base_url=(env.get("HUBSPOT_API_BASE_URL") or HUBSPOT_API_BASE_URL).rstrip("/"),
+            quickbooks_environment=environment,
+            quickbooks_api_base_url=(
+                env.get("QUICKBOOKS_API_BASE_URL") or QUICKBOOKS_API_BASE_URLS[environment]
+            ).rstrip("/"),
+            quickbooks_token_url=env.get("QUICKBOOKS_TOKEN_URL") or QUICKBOOKS_TOKEN_URL,
+            quickbooks_app_url=(env.get("QUICKBOOKS_APP_URL") or QUICKBOOKS_APP_URLS[environment]).rstrip("/"),
+            queue_name=env.get("QUEUE_NAME", cls.queue_name),
+            retry_intervals=intervals,
+            http_timeout=http_timeout,
+            **numbers,
+        )
+
+    def with_overrides(self, **changes: object) -> Config:
+        """Return a copy with some settings changed (tests and the demo)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def hubspot_token_url(self) -> str:
+        """Return HubSpot's OAuth token endpoint."""
+        return f"{self.hubspot_api_base_url}/oauth/v1/token"

@@ -1,0 +1,17 @@
+"""The registry of action handlers: what a job does for each action name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from services.documents import create_sales_document
+from services.run import Run
+
+Handler = Callable[[Run], dict[str, Any]]
+
+HANDLERS: dict[str, Handler] = {
+    "create_invoice": lambda run: create_sales_document(run, "Invoice"),
+    "create_estimate": lambda run: create_sales_document(run, "Estimate"),
+    "create_sales_receipt": lambda run: create_sales_document(run, "SalesReceipt"),
+}

@@ -1,0 +1,181 @@
+"""OAuth 2.0 token refresh for QuickBooks (Intuit) and HubSpot, and per-connection token providers."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import requests
+
+from services.errors import ConnectionRevokedError, PermanentError, TransientError
+from services.http import json_or_none, rate_limited, send
+from services.models import utcnow
+from services.storage import Store
+
+LockFactory = Callable[[str], AbstractContextManager[object]]
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    """What a token endpoint handed out."""
+
+    access_token: str
+    refresh_token: str
+    expires_at: datetime
+
+
+class TokenProvider(Protocol):
+    """Hands a client a usable access token, and a fresh one when the old one was rejected."""
+
+    def access_token(self) -> str: ...
+
+    def refresh(self, rejected_token: str | None) -> str: ...
+
+
+class OAuthTokenEndpoint:
+    """Exchanges a refresh token at an OAuth 2.0 token endpoint."""
+
+    def __init__(
+        self,
+        service: str,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        session: requests.Session,
+        timeout: float,
+        basic_auth: bool,
+    ) -> None:
+        self.service = service
+        self.token_url = token_url
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.session = session
+        self.timeout = timeout
+        # Intuit wants the client in a Basic header; HubSpot wants it in the form.
+        self.basic_auth = basic_auth
+
+    def refresh(self, refresh_token: str) -> TokenGrant:
+        """Trade a refresh token for a new grant; a dead grant raises ConnectionRevokedError."""
+        form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+        headers = {"Accept": "application/json"}
+        if self.basic_auth:
+            pair = f"{self.client_id}:{self.client_secret}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+        else:
+            form.update(client_id=self.client_id, client_secret=self.client_secret)
+        response = send(
+            self.session,
+            self.service,
+            "POST",
+            self.token_url,
+            data=form,
+            headers=headers,
+            timeout=self.timeout,
+        )
+        body = json_or_none(response) or {}
+        request_id = response.headers.get("intuit_tid") or body.get("correlationId")
+        if response.status_code == 200 and body.get("access_token"):
+            return TokenGrant(
+                access_token=body["access_token"],
+                refresh_token=body.get("refresh_token") or refresh_token,
+                expires_at=utcnow() + timedelta(seconds=int(body.get("expires_in", 1800))),
+            )
+        if response.status_code == 429:
+            raise rate_limited(self.service, response, f"{self.service} token endpoint throttled us")
+        if response.status_code >= 500:
+            raise TransientError(
+                f"{self.service} token endpoint failed",
+                service=self.service,
+                http_status=response.status_code,
+                request_id=request_id,
+            )
+        error = str(body.get("error") or body.get("status") or "")
+        if error in ("invalid_grant", "BAD_REFRESH_TOKEN"):
+            raise ConnectionRevokedError(
+                f"The {self.service} connection was revoked or has expired",
+                service=self.service,
+                http_status=response.status_code,
+                code=error,
+                request_id=request_id,
+            )
+        raise PermanentError(
+            f"{self.service} token endpoint refused the refresh: {error or response.status_code}",
+            service=self.service,
+            http_status=response.status_code,
+            code=error or None,
+            request_id=request_id,
+            body=body,
+        )
+
+
+class QuickBooksTokens:
+    """Access tokens of one QuickBooks connection, refreshed by one worker at a time."""
+
+    def __init__(self, store: Store, connection_id: int, endpoint: OAuthTokenEndpoint, lock: LockFactory) -> None:
+        self.store = store
+        self.connection_id = connection_id
+        self.endpoint = endpoint
+        self.lock = lock
+
+    def access_token(self) -> str:
+        """Return the stored access token, refreshing it first when it is about to expire."""
+        tokens = self.store.quickbooks_tokens(self.connection_id)
+        if tokens.access_token and tokens.access_token_valid():
+            return tokens.access_token
+        return self.refresh(tokens.access_token)
+
+    def refresh(self, rejected_token: str | None) -> str:
+        """Refresh under a lock; a worker that waited uses the token the other one stored."""
+        with self.lock(f"refresh:quickbooks:{self.connection_id}"):
+            tokens = self.store.quickbooks_tokens(self.connection_id)
+            if tokens.access_token and tokens.access_token != rejected_token and tokens.access_token_valid():
+                return tokens.access_token
+            try:
+                grant = self.endpoint.refresh(tokens.refresh_token)
+            except ConnectionRevokedError:
+                self.store.mark_quickbooks_revoked(self.connection_id)
+                raise
+            self.store.save_quickbooks_tokens(
+                self.connection_id, grant.access_token, grant.expires_at, grant.refresh_token
+            )
+            return grant.access_token
+
+
+class HubSpotTokens:
+    """Access tokens of one HubSpot portal, refreshed by one worker at a time."""
+
+    def __init__(self, store: Store, portal_id: int, endpoint: OAuthTokenEndpoint, lock: LockFactory) -> None:
+        self.store = store
+        self.portal_id = portal_id
+        self.endpoint = endpoint
+        self.lock = lock
+
+    def _tokens(self):  # type: ignore[no-untyped-def]
+        tokens = self.store.hubspot_tokens(self.portal_id)
+        if tokens is None:
+            raise ConnectionRevokedError(
+                f"HubSpot portal {self.portal_id} has not installed the app", service="hubspot"
+            )
+        return tokens
+
+    def access_token(self) -> str:
+        """Return the stored access token, refreshing it first when it is about to expire."""
+        tokens = self._tokens()
+        if tokens.access_token and tokens.access_token_valid():
+            return tokens.access_token
+        return self.refresh(tokens.access_token)
+
+    def refresh(self, rejected_token: str | None) -> str:
+        """Refresh under a lock; a worker that waited uses the token the other one stored."""
+        with self.lock(f"refresh:hubspot:{self.portal_id}"):
+            tokens = self._tokens()
+            if tokens.access_token and tokens.access_token != rejected_token and tokens.access_token_valid():
+                return tokens.access_token
+            grant = self.endpoint.refresh(tokens.refresh_token)
+            self.store.save_hubspot_portal(self.portal_id, grant.refresh_token, grant.access_token, grant.expires_at)
+            return grant.access_token

@@ -1,0 +1,83 @@
+"""The job queue: executions and callback flushes on RQ, enqueued so that none is lost or doubled."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import redis
+from rq import Queue
+from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.job import Job, JobStatus
+
+if TYPE_CHECKING:
+    from services.config import Config
+
+RUN_EXECUTION = "services.jobs.run_execution"
+FLUSH_CALLBACKS = "services.jobs.flush_callbacks"
+FLUSH_FLAG = "qbo-actions:flush-requested:"
+# A job in one of these states will still run; anything else (finished, failed, gone) will not.
+LIVE_STATUSES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+
+
+def execution_job_id(execution_id: str) -> str:
+    """Return the RQ job id of an execution (one live job per execution)."""
+    return f"execution-{execution_id}"
+
+
+class JobQueue:
+    """Puts work on the RQ queue."""
+
+    def __init__(self, connection: redis.Redis, config: Config) -> None:
+        self.connection = connection
+        self.config = config
+        self.queue = Queue(config.queue_name, connection=connection)
+
+    def enqueue_execution(self, execution_id: str) -> None:
+        """Enqueue an execution's job unless a job for it already exists."""
+        try:
+            self.queue.enqueue(
+                RUN_EXECUTION,
+                execution_id,
+                job_id=execution_job_id(execution_id),
+                unique=True,
+                job_timeout=self.config.job_timeout,
+                result_ttl=3600,
+                failure_ttl=30 * 86400,
+                description=f"execution {execution_id}",
+            )
+        except DuplicateJobError:
+            pass
+
+    def ensure_enqueued(self, execution_id: str, *, force: bool = False) -> bool:
+        """Enqueue the execution again if its job is gone or dead (or always, with force); True if it did."""
+        job_id = execution_job_id(execution_id)
+        try:
+            job = Job.fetch(job_id, connection=self.connection)
+            status = job.get_status(refresh=True)
+        except NoSuchJobError:
+            job, status = None, None
+        if job is not None:
+            if status in LIVE_STATUSES and not force:
+                return False
+            job.delete()
+        self.enqueue_execution(execution_id)
+        return True
+
+    def request_callback_flush(self, portal_id: int, *, force: bool = False) -> None:
+        """Make sure one flush job will send this portal's pending callbacks."""
+        flag = f"{FLUSH_FLAG}{portal_id}"
+        # The flush job clears the flag before it reads, so a callback recorded after that read
+        # raises the flag again and gets a job of its own.
+        if self.connection.set(flag, "1", nx=True, ex=600) or force:
+            self.queue.enqueue(
+                FLUSH_CALLBACKS,
+                portal_id,
+                job_timeout=self.config.job_timeout,
+                result_ttl=0,
+                failure_ttl=7 * 86400,
+                description=f"callbacks of portal {portal_id}",
+            )
+
+    def clear_flush_request(self, portal_id: int) -> None:
+        """Lower the flag before a flush reads what is pending."""
+        self.connection.delete(f"{FLUSH_FLAG}{portal_id}")
