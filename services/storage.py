@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import uuid
 from collections.abc import Iterator, Sequence
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, or_, select, update
+from sqlalchemy import Engine, create_engine, event, exc, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -54,7 +55,27 @@ def make_engine(database_url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(database_url, pool_size=5, max_overflow=10, pool_pre_ping=True)
+    engine = create_engine(database_url, pool_size=5, max_overflow=10, pool_pre_ping=True)
+    _discard_connections_after_fork(engine)
+    return engine
+
+
+def _discard_connections_after_fork(engine: Engine) -> None:
+    """Never use a pooled connection in a process other than the one that opened it.
+
+    RQ forks a work horse per job; without this the horse would share the parent's sockets
+    (SQLAlchemy's documented recipe for pools and multiprocessing).
+    """
+
+    @event.listens_for(engine, "connect")
+    def _remember_pid(_dbapi_connection: Any, record: Any) -> None:
+        record.info["pid"] = os.getpid()
+
+    @event.listens_for(engine, "checkout")
+    def _check_pid(_dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        if record.info.get("pid") != os.getpid():
+            record.dbapi_connection = proxy.dbapi_connection = None
+            raise exc.DisconnectionError("connection belongs to another process")
 
 
 @dataclass(frozen=True)

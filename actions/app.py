@@ -1,0 +1,39 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, jsonify
+
+from services.bootstrap import Services, bootstrap
+from services.config import Config
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def create_app(config: Config | None = None, *, services: Services | None = None) -> Flask:
+    """Create the app; configuration comes from the environment unless given."""
+    if services is None:
+        services = bootstrap(config or Config.from_env())
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=services.config.secret_key, MAX_CONTENT_LENGTH=MAX_BODY_BYTES)
+    app.extensions["qbo_actions"] = services
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from actions import endpoints, errors, options
+
+    errors.register(app)
+    endpoints.register(app)
+    options.register(app)
+
+    @app.get("/healthz")
+    def health() -> Any:
+        """Tell a load balancer whether the database and Redis answer."""
+        services.redis.ping()
+        with services.store.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        return jsonify({"status": "ok"})
+
+    return app

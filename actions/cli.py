@@ -1,0 +1,316 @@
+"""The qbo-actions command line (Flask's CLI, so every command sees the same configuration)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+from flask import current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from services import bootstrap as bootstrap_module
+from services.bootstrap import Services
+from services.config import ConfigError
+from services.crypto import TokenCipher
+from services.models import utcnow
+from services.settings import KNOWN_SETTINGS, SettingsError, validate_settings
+
+MANIFESTS = Path(__file__).resolve().parent.parent / "manifests"
+BASE_URL_PLACEHOLDER = "{{PUBLIC_BASE_URL}}"
+
+
+def _create_app() -> Any:
+    from actions.app import create_app
+
+    try:
+        return create_app()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def services() -> Services:
+    """Return the services of the current app."""
+    return current_app.extensions["qbo_actions"]  # type: ignore[no-any-return]
+
+
+def _expiry(expires_in: int | None) -> Any:
+    return utcnow() + timedelta(seconds=expires_in) if expires_in else None
+
+
+cli = FlaskGroup(create_app=_create_app, add_default_commands=False, help="QuickBooks Actions for HubSpot.")
+
+
+# Database ---------------------------------------------------------------------------------------
+
+
+@cli.group()
+def db() -> None:
+    """Database migrations."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+@with_appcontext
+def db_upgrade(revision: str) -> None:
+    """Bring the database schema up to date."""
+    from services import migrate
+
+    migrate.upgrade(services().store.engine, revision)
+    click.echo(f"Database at {revision}.")
+
+
+# Connections ------------------------------------------------------------------------------------
+
+
+@cli.group()
+def connections() -> None:
+    """HubSpot portals and QuickBooks companies."""
+
+
+@connections.command("add-hubspot")
+@click.option("--portal-id", type=int, required=True)
+@click.option("--refresh-token", required=True)
+@click.option("--access-token")
+@click.option("--expires-in", type=int, help="Seconds the access token stays valid.")
+@with_appcontext
+def add_hubspot(portal_id: int, refresh_token: str, access_token: str | None, expires_in: int | None) -> None:
+    """Store a HubSpot portal's tokens (the OAuth install flow comes later)."""
+    services().store.save_hubspot_portal(portal_id, refresh_token, access_token, _expiry(expires_in))
+    click.echo(f"HubSpot portal {portal_id} saved.")
+
+
+@connections.command("add-quickbooks")
+@click.option("--portal-id", type=int, required=True)
+@click.option("--realm-id", required=True)
+@click.option("--refresh-token", required=True)
+@click.option("--access-token")
+@click.option("--expires-in", type=int, help="Seconds the access token stays valid.")
+@click.option("--name", help="How the company is shown in the action's dropdown.")
+@with_appcontext
+def add_quickbooks(
+    portal_id: int,
+    realm_id: str,
+    refresh_token: str,
+    access_token: str | None,
+    expires_in: int | None,
+    name: str | None,
+) -> None:
+    """Connect a QuickBooks company to a HubSpot portal with existing tokens."""
+    services().store.save_quickbooks_connection(
+        portal_id, realm_id, refresh_token, access_token, _expiry(expires_in), name
+    )
+    click.echo(f"QuickBooks company {realm_id} connected to portal {portal_id}.")
+
+
+@connections.command("list")
+@with_appcontext
+def list_connections() -> None:
+    """List portals and their QuickBooks companies."""
+    store = services().store
+    for portal_id in store.list_hubspot_portals():
+        click.echo(f"HubSpot portal {portal_id}")
+    for c in store.list_quickbooks_connections():
+        refreshed = c.refreshed_at.isoformat(timespec="seconds") if c.refreshed_at else "never"
+        click.echo(
+            f"QuickBooks {c.realm_id} ({c.name or 'unnamed'}) -> portal {c.portal_id}: {c.status}, "
+            f"tokens refreshed {refreshed}"
+        )
+
+
+# Settings ---------------------------------------------------------------------------------------
+
+
+@cli.group()
+def settings() -> None:
+    """Per-company settings."""
+
+
+@settings.command("show")
+@click.option("--realm-id", required=True)
+@with_appcontext
+def settings_show(realm_id: str) -> None:
+    """Print a company's settings as JSON, and the names that can be set."""
+    click.echo(json.dumps(services().store.company_settings(realm_id), indent=2, sort_keys=True))
+    click.echo("\nKnown settings:", err=True)
+    for key, meaning in KNOWN_SETTINGS.items():
+        click.echo(f"  {key}: {meaning}", err=True)
+
+
+@settings.command("set")
+@click.option("--realm-id", required=True)
+@click.option("--file", "path", type=click.File("r"), required=True, help="A JSON file ('-' for stdin).")
+@with_appcontext
+def settings_set(realm_id: str, path: Any) -> None:
+    """Replace a company's settings with a JSON document."""
+    try:
+        document = validate_settings(json.load(path))
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(f"The file is not JSON: {exc}") from exc
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    services().store.save_company_settings(realm_id, document)
+    click.echo(f"Settings of {realm_id} saved.")
+
+
+# Executions -------------------------------------------------------------------------------------
+
+
+@cli.group()
+def executions() -> None:
+    """Look after executions."""
+
+
+@executions.command("list")
+@click.option("--state", type=click.Choice(["queued", "running", "retrying", "succeeded", "failed"]))
+@click.option("--limit", type=int, default=50, show_default=True)
+@with_appcontext
+def executions_list(state: str | None, limit: int) -> None:
+    """List the newest executions."""
+    for e in services().store.list_executions(state, limit):
+        reason = f" {e.failure_reason}" if e.failure_reason else ""
+        click.echo(
+            f"{e.id}  {e.created_at:%Y-%m-%d %H:%M:%S}  {e.action:<22} {e.state:<9}{reason}  "
+            f"portal {e.portal_id} {e.object_type} {e.object_id}  callback {e.callback_state}"
+        )
+
+
+@executions.command("show")
+@click.argument("execution_id")
+@with_appcontext
+def executions_show(execution_id: str) -> None:
+    """Show an execution (by id or callbackId) with its attempts and steps."""
+    store = services().store
+    e = store.find_execution(execution_id)
+    if e is None:
+        raise click.ClickException(f"No execution {execution_id}")
+    data = {
+        "id": e.id,
+        "callback_id": e.callback_id,
+        "action": e.action,
+        "state": e.state,
+        "portal_id": e.portal_id,
+        "realm_id": e.realm_id,
+        "object": f"{e.object_type} {e.object_id}",
+        "inputs": e.inputs,
+        "failure_reason": e.failure_reason,
+        "failure_message": e.failure_message,
+        "output_fields": e.output_fields,
+        "callback_state": e.callback_state,
+        "created_at": e.created_at.isoformat(),
+        "attempts": [
+            {
+                "number": a.number,
+                "started_at": a.started_at.isoformat(),
+                "outcome": a.outcome,
+                "error_code": a.error_code,
+                "http_status": a.http_status,
+                "intuit_tid": a.request_id,
+                "message": a.message,
+            }
+            for a in store.attempts(e.id)
+        ],
+        "steps": {name: {"status": s.status, **s.data} for name, s in store.steps(e.id).items()},
+    }
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+@executions.command("retry")
+@click.argument("execution_id")
+@with_appcontext
+def executions_retry(execution_id: str) -> None:
+    """Run a failed execution again (once: a second retry is refused until it fails again)."""
+    svc = services()
+    e = svc.store.find_execution(execution_id)
+    if e is None:
+        raise click.ClickException(f"No execution {execution_id}")
+    if not svc.store.requeue_failed(e.id):
+        raise click.ClickException(f"Execution {e.id} is {e.state}, not failed; nothing to retry.")
+    svc.queue.ensure_enqueued(e.id, force=True)
+    click.echo(f"Execution {e.id} queued again.")
+
+
+# Processes --------------------------------------------------------------------------------------
+
+
+@cli.command("worker")
+@click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
+@click.option("--no-sweeper", is_flag=True, help="Do not run the sweeper beside the worker.")
+@with_appcontext
+def worker(burst: bool, no_sweeper: bool) -> None:
+    """Run an RQ worker with the scheduler (for retries) and the sweeper."""
+    from rq import Worker
+
+    from services.sweeper import SweeperThread
+
+    svc = services()
+    bootstrap_module.install(svc)
+    if not no_sweeper:
+        SweeperThread(svc).start()
+    Worker([svc.queue.queue], connection=svc.redis).work(with_scheduler=True, burst=burst)
+
+
+@cli.command("sweep")
+@with_appcontext
+def sweep_once() -> None:
+    """Re-enqueue lost executions and resend stuck callbacks, once."""
+    from services.sweeper import sweep
+
+    report = sweep(services())
+    click.echo(f"Re-enqueued {report.requeued} executions; flushed callbacks of {report.flushes} portals.")
+
+
+# Manifests and keys (no configuration needed) ---------------------------------------------------
+
+
+@cli.group()
+def manifests() -> None:
+    """Action definitions as HubSpot reads them."""
+
+
+@manifests.command("render", with_appcontext=False)
+@click.option("--base-url", required=True, help="The public https URL HubSpot calls, e.g. https://qbo.example.com")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Write files here.")
+def manifests_render(base_url: str, out_dir: Path | None) -> None:
+    """Fill the public base URL into the definitions; print them or write them to a folder."""
+    from actions.manifests import render_all
+
+    rendered = render_all(base_url)
+    if out_dir is None:
+        click.echo(json.dumps(rendered, indent=2))
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, definition in rendered.items():
+        (out_dir / name).write_text(json.dumps(definition, indent=2) + "\n")
+    click.echo(f"Wrote {len(rendered)} definitions to {out_dir}.")
+
+
+@cli.group()
+def keys() -> None:
+    """Encryption keys."""
+
+
+@keys.command("generate", with_appcontext=False)
+def keys_generate() -> None:
+    """Print a new TOKEN_ENCRYPTION_KEY."""
+    click.echo(TokenCipher.generate_key())
+
+
+@cli.command("demo", with_appcontext=False)
+def demo() -> None:
+    """Run every action once against the simulators, on embedded defaults, and print the outcome."""
+    from actions.demo import run_demo
+
+    sys.exit(run_demo())
+
+
+def main() -> None:
+    """Entry point of the qbo-actions command."""
+    cli.main(prog_name="qbo-actions")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""The embedded demo: simulators, SQLite and an in-process queue, one signed execution per action."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import fakeredis
+from rq import SimpleWorker
+
+from actions.app import create_app
+from actions.registry import all_actions
+from actions.signature import sign_v3
+from services import bootstrap, migrate
+from services.config import Config
+from services.crypto import TokenCipher
+from services.models import utcnow
+from simulators import hubspot as hubspot_sim
+from simulators import quickbooks as quickbooks_sim
+from simulators.scenario import (
+    HUBSPOT_ACCESS_TOKEN,
+    HUBSPOT_REFRESH_TOKEN,
+    PORTAL_ID,
+    QBO_REFRESH_TOKEN,
+    REALM_ID,
+    Simulators,
+    execution_request,
+    seed_deal,
+)
+from simulators.serve import start_in_thread
+
+DEMO_SECRET = "demo-hubspot-client-secret"
+
+
+def _config(workdir: Path, sims: Simulators) -> Config:
+    return Config.from_env(
+        {
+            "HUBSPOT_CLIENT_ID": "sim-hs-client",
+            "HUBSPOT_CLIENT_SECRET": DEMO_SECRET,
+            "QUICKBOOKS_CLIENT_ID": "sim-client",
+            "QUICKBOOKS_CLIENT_SECRET": "sim-secret",
+            "SECRET_KEY": "demo",
+            "TOKEN_ENCRYPTION_KEY": TokenCipher.generate_key(),
+            "REDIS_URL": "fakeredis://",
+            "DATABASE_URL": f"sqlite:///{workdir / 'demo.sqlite3'}",
+            "HUBSPOT_API_BASE_URL": sims.hubspot_url,
+            "QUICKBOOKS_ENVIRONMENT": "sandbox",
+            "QUICKBOOKS_API_BASE_URL": f"{sims.quickbooks_url}/v3",
+            "QUICKBOOKS_TOKEN_URL": f"{sims.quickbooks_url}/oauth2/v1/tokens/bearer",
+        }
+    )
+
+
+def _post_signed(url: str, payload: dict[str, Any]) -> tuple[int, Any]:
+    import requests
+
+    body = json.dumps(payload)
+    timestamp = str(int(time.time() * 1000))
+    headers = {
+        "Content-Type": "application/json",
+        "X-HubSpot-Signature-v3": sign_v3(DEMO_SECRET, "POST", url, body, timestamp),
+        "X-HubSpot-Request-Timestamp": timestamp,
+    }
+    response = requests.post(url, data=body.encode(), headers=headers, timeout=10)
+    return response.status_code, response.json()
+
+
+def run_demo() -> int:
+    """Run the demo and print what happened; return the exit status."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True)
+    for noisy in ("werkzeug", "rq.worker", "services.jobs"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    qbo_server = start_in_thread(quickbooks_sim.create_app())
+    hubspot_server = start_in_thread(hubspot_sim.create_app())
+    sims = Simulators(qbo_server.base_url, hubspot_server.base_url)
+    sims.add_company(REALM_ID, name="Demo Books Inc")
+    sims.add_portal(PORTAL_ID)
+
+    with tempfile.TemporaryDirectory(prefix="qbo-actions-demo-") as tmp:
+        config = _config(Path(tmp), sims)
+        services = bootstrap.bootstrap(config, redis_connection=fakeredis.FakeRedis())
+        migrate.upgrade(services.store.engine)
+        services.store.save_hubspot_portal(
+            PORTAL_ID,
+            f"{HUBSPOT_REFRESH_TOKEN}-{PORTAL_ID}",
+            f"{HUBSPOT_ACCESS_TOKEN}-{PORTAL_ID}",
+            utcnow() + timedelta(minutes=30),
+        )
+        # No access token stored: the first QuickBooks call refreshes it, as after a migration.
+        services.store.save_quickbooks_connection(
+            PORTAL_ID, REALM_ID, f"{QBO_REFRESH_TOKEN}-{REALM_ID}", None, None, "Demo Books Inc"
+        )
+        services.store.save_company_settings(
+            REALM_ID,
+            {"contact_sync": {"mode": "legacy"}, "default_income_account": sims.account_id("Services")},
+        )
+        web = start_in_thread(create_app(services=services))
+        print(f"Simulated QuickBooks at {sims.quickbooks_url}, HubSpot at {sims.hubspot_url}")
+        print(f"Action server at {web.base_url} (SQLite {config.database_url}, in-process queue)\n")
+
+        existing = {entity: {e["Id"] for e in sims.entities(entity)} for entity in ("Customer", "Item")}
+        callbacks: dict[str, str] = {}
+        for number, spec in enumerate(all_actions(), start=1):
+            deal = seed_deal(sims)
+            inputs = {"quickbooks_account": REALM_ID, "create_missing_products": "yes"}
+            if spec.name == "create_invoice":
+                inputs["payment_terms"] = "3"
+            payload = execution_request(inputs, callback_id=f"demo-{number}-{spec.name}", object_id=deal["deal"])
+            status, answer = _post_signed(web.base_url + spec.path, payload)
+            callbacks[payload["callbackId"]] = spec.label
+            print(f"POST {spec.path} (deal {deal['deal']}) -> {status} {json.dumps(answer)}")
+
+        unmatched = seed_deal(sims, line_items=[{"name": "Unknown gadget", "quantity": "1", "price": "10"}])
+        payload = execution_request(
+            {"quickbooks_account": REALM_ID, "create_missing_products": "no"},
+            callback_id="demo-unmatched",
+            object_id=unmatched["deal"],
+        )
+        status, answer = _post_signed(web.base_url + "/actions/create_invoice", payload)
+        callbacks["demo-unmatched"] = "Create a QuickBooks invoice (a product QuickBooks does not know)"
+        print(f"POST /actions/create_invoice (deal {unmatched['deal']}) -> {status} {json.dumps(answer)}\n")
+
+        with bootstrap.installed(services):
+            SimpleWorker([services.queue.queue], connection=services.redis).work(burst=True)
+
+        print("Created in QuickBooks:")
+        for entity in ("Customer", "Item", "Invoice", "Estimate", "SalesReceipt"):
+            for doc in sims.entities(entity):
+                if doc["Id"] in existing.get(entity, set()):
+                    continue
+                total = f", total {doc.get('TotalAmt')}" if "TotalAmt" in doc else ""
+                number = f" #{doc['DocNumber']}" if doc.get("DocNumber") else ""
+                name = doc.get("DisplayName") or doc.get("Name") or ""
+                print(f"  {entity} {doc['Id']}{number} {name}{total}")
+        print("\nReported to HubSpot:")
+        for completion in sims.callbacks():
+            outputs = completion["output_fields"]
+            label = callbacks.get(completion["callback_id"], completion["callback_id"])
+            print(f"  {label}: {json.dumps(outputs)}")
+        reported = {c["callback_id"] for c in sims.callbacks()}
+        ok = reported == set(callbacks)
+        web.stop()
+    qbo_server.stop()
+    hubspot_server.stop()
+    print("\nDemo finished." if ok else "\nSome executions were not reported back.")
+    return 0 if ok else 1

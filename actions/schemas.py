@@ -1,0 +1,121 @@
+"""Request schemas: the HubSpot envelope and the input fields shared by the actions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, pre_load, validates_schema
+from marshmallow.validate import Length, OneOf
+
+YES_NO = ("yes", "no")
+
+
+class OriginSchema(Schema):
+    """Where the request comes from."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    portalId = fields.Integer(required=True, strict=False)
+    actionDefinitionId = fields.Integer(load_default=None)
+    actionDefinitionVersion = fields.Integer(load_default=None)
+
+
+class ObjectSchema(Schema):
+    """The enrolled record."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    objectId = fields.Raw(required=True)
+    objectType = fields.String(required=True, validate=Length(min=1, max=64))
+    properties = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True), load_default=dict)
+
+    @validates_schema
+    def _object_id(self, data: dict[str, Any], **_: Any) -> None:
+        value = data.get("objectId")
+        if isinstance(value, bool) or not str(value).strip().isdigit():
+            raise ValidationError("must be a numeric id", "objectId")
+
+
+class ExecutionRequestSchema(Schema):
+    """An execution request; unknown envelope keys are ignored, as HubSpot adds keys over time."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    callbackId = fields.String(required=True, validate=Length(min=1, max=255))
+    origin = fields.Nested(OriginSchema, required=True)
+    object = fields.Nested(ObjectSchema, required=True)
+    context = fields.Dict(load_default=dict)
+    inputFields = fields.Dict(keys=fields.String(), load_default=None)
+    # Older documentation and tools send the input values under this key.
+    fields_ = fields.Dict(keys=fields.String(), data_key="fields", load_default=None)
+
+    @post_load
+    def _inputs(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        inputs = data.pop("inputFields", None)
+        legacy = data.pop("fields_", None)
+        data["inputs"] = inputs if inputs is not None else (legacy or {})
+        return data
+
+
+class OptionsRequestSchema(Schema):
+    """A request for the options of a dropdown."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    origin = fields.Nested(OriginSchema, required=True)
+    inputFieldName = fields.String(load_default=None)
+    objectTypeId = fields.String(load_default=None)
+    inputFields = fields.Dict(keys=fields.String(), load_default=dict)
+    fetchOptions = fields.Dict(load_default=dict)
+
+
+def _plain(value: Any) -> Any:
+    """Unwrap a value HubSpot sent as {"value": ...} (property-sourced inputs) and trim text."""
+    if isinstance(value, dict) and "value" in value:
+        value = value["value"]
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int | float):
+        return str(value)
+    return value.strip() if isinstance(value, str) else value
+
+
+class InputSchema(Schema):
+    """Base of the action input schemas: unknown inputs are refused, values are normalised."""
+
+    class Meta:
+        unknown = RAISE
+
+    @pre_load
+    def _normalise(self, data: Any, **_: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        return {key: _plain(value) for key, value in data.items()}
+
+
+def id_field(required: bool = False) -> fields.String:
+    """Return a field holding a QuickBooks id (or empty when optional)."""
+    return fields.String(
+        required=required,
+        load_default="" if not required else None,
+        validate=Length(min=1 if required else 0, max=32),
+    )
+
+
+class SalesInputSchema(InputSchema):
+    """Inputs shared by the invoice, estimate and sales receipt actions."""
+
+    quickbooks_account = fields.String(required=True, validate=Length(min=1, max=32))
+    customer = id_field()
+    products = id_field()
+    create_missing_products = fields.String(load_default="no", validate=OneOf(YES_NO))
+
+    @pre_load
+    def _lower_yes_no(self, data: Any, **_: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("create_missing_products"), str):
+            data = {**data, "create_missing_products": data["create_missing_products"].lower()}
+        return data

@@ -1,0 +1,1552 @@
+"""Local HTTP simulator of the HubSpot APIs the QuickBooks workflow actions use.
+
+It covers CRM object reads, writes and search (v3), associations (v4), the workflow-action
+callback completions (automation v4), the OAuth token endpoints, per-portal rate limits, and
+test controls under ``/_sim/`` (portals, seeded objects, recorded callbacks and requests,
+injected faults). State lives in memory in a :class:`HubSpotSimulator`, one lock guards it.
+
+Run it: ``python -m simulators.hubspot --port 8102 --portal 101:sim-token:sim-refresh``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import re
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+OBJECT_TYPE_IDS = {
+    "contacts": "0-1",
+    "companies": "0-2",
+    "deals": "0-3",
+    "products": "0-7",
+    "line_items": "0-8",
+    "quotes": "0-14",
+    "invoices": "0-53",
+    "commerce_payments": "0-101",
+}
+_TYPE_BY_ID = {type_id: name for name, type_id in OBJECT_TYPE_IDS.items()}
+_SINGULAR = {
+    "contacts": "contact",
+    "companies": "company",
+    "deals": "deal",
+    "products": "product",
+    "line_items": "line_item",
+    "quotes": "quote",
+    "invoices": "invoice",
+    "commerce_payments": "commerce_payment",
+}
+_TYPE_BY_SINGULAR = {singular: name for name, singular in _SINGULAR.items()}
+
+# HUBSPOT_DEFINED association type ids as HubSpot documents them; pairs missing here (commerce
+# payments among them) get a stable simulator-chosen id from _association_type_id.
+_KNOWN_ASSOCIATION_TYPE_IDS = {
+    ("contacts", "companies"): 279,
+    ("companies", "contacts"): 280,
+    ("deals", "contacts"): 3,
+    ("contacts", "deals"): 4,
+    ("deals", "companies"): 341,
+    ("companies", "deals"): 342,
+    ("deals", "line_items"): 19,
+    ("line_items", "deals"): 20,
+    ("deals", "quotes"): 63,
+    ("quotes", "deals"): 64,
+    ("quotes", "line_items"): 67,
+    ("line_items", "quotes"): 68,
+    ("quotes", "contacts"): 69,
+    ("contacts", "quotes"): 70,
+    ("invoices", "contacts"): 177,
+    ("contacts", "invoices"): 178,
+    ("invoices", "line_items"): 409,
+    ("line_items", "invoices"): 410,
+}
+
+_DEFAULT_PROPERTIES = ("hs_object_id", "createdate", "hs_lastmodifieddate")
+_PROPERTY_KINDS = {
+    "text": ("string", "text"),
+    "number": ("number", "number"),
+    "date": ("date", "date"),
+    "datetime": ("datetime", "date"),
+    "enum": ("enumeration", "select"),
+}
+# What GET /crm/v3/properties/{type} lists. Invoice names and the payment fee/refund/net/method/source
+# names are UNCONFIRMED against HubSpot (see the reference notes); they live here only.
+_KNOWN_PROPERTIES: dict[str, dict[str, str]] = {
+    "contacts": {
+        **dict.fromkeys(
+            [
+                "firstname",
+                "lastname",
+                "email",
+                "company",
+                "phone",
+                "address",
+                "city",
+                "state",
+                "zip",
+                "country",
+            ],
+            "text",
+        ),
+        "lifecyclestage": "enum",
+    },
+    "companies": dict.fromkeys(
+        ["name", "domain", "phone", "address", "city", "state", "zip", "country"], "text"
+    ),
+    "deals": {
+        "dealname": "text",
+        "amount": "number",
+        "deal_currency_code": "enum",
+        "closedate": "datetime",
+        "pipeline": "enum",
+        "dealstage": "enum",
+    },
+    "products": {"name": "text", "price": "number", "hs_sku": "text", "description": "text"},
+    "line_items": {
+        "name": "text",
+        **dict.fromkeys(["quantity", "price", "amount", "discount", "hs_discount_percentage"], "number"),
+        "hs_sku": "text",
+        "hs_product_id": "number",
+        "description": "text",
+        "hs_line_item_currency_code": "enum",
+        "hs_tax_rate": "number",
+        "hs_tax_amount": "number",
+    },
+    "quotes": {
+        "hs_title": "text",
+        "hs_expiration_date": "datetime",
+        "hs_status": "enum",
+        "hs_currency": "enum",
+        "hs_quote_amount": "number",
+    },
+    "invoices": {
+        "hs_currency": "enum",
+        "hs_invoice_status": "enum",
+        "hs_due_date": "date",
+        "hs_amount_billed": "number",
+    },
+    "commerce_payments": {
+        "hs_initial_amount": "number",
+        "hs_initiated_date": "datetime",
+        "hs_latest_status": "enum",
+        "hs_customer_email": "text",
+        "hs_currency_code": "enum",
+        **dict.fromkeys(["hs_fees_amount", "hs_refunds_amount", "hs_net_amount"], "number"),
+        "hs_payment_method_type": "enum",
+        "hs_payment_source_type": "enum",
+        "hs_payment_source_name": "text",
+    },
+}
+
+EXECUTION_STATES = ("SUCCESS", "FAIL_CONTINUE", "BLOCK")
+OBJECT_BATCH_LIMIT = 100
+ASSOCIATION_BATCH_LIMIT = 1000
+CALLBACK_BATCH_LIMIT = 100
+SEARCH_PAGE_LIMIT = 200
+SEARCH_MAX_GROUPS = 5
+SEARCH_MAX_FILTERS_PER_GROUP = 6
+_FIRST_OBJECT_ID = 1001
+_TOKEN_SCOPES = [
+    "oauth",
+    "automation",
+    "crm.objects.contacts.read",
+    "crm.objects.deals.read",
+    "crm.objects.deals.write",
+    "crm.objects.line_items.read",
+    "crm.objects.quotes.read",
+    "e-commerce",
+]
+_AUTH_DOCS = "https://developers.hubspot.com/docs/methods/auth/oauth-overview"
+_FAULT_CATEGORIES = {
+    400: "VALIDATION_ERROR",
+    401: "INVALID_AUTHENTICATION",
+    403: "MISSING_SCOPES",
+    404: "OBJECT_NOT_FOUND",
+    409: "CONFLICT",
+}
+
+
+class SimError(Exception):
+    """An error answer: HTTP status, JSON body and extra headers."""
+
+    def __init__(self, status: int, body: dict, headers: Mapping[str, str] | None = None):
+        super().__init__(body.get("message") or body.get("error") or str(body))
+        self.status = status
+        self.body = body
+        self.headers = dict(headers or {})
+
+
+def error_body(message: str, category: str, **extra: Any) -> dict:
+    """Return a HubSpot-style error body with a fresh correlation id."""
+    return {
+        "status": "error",
+        "message": message,
+        "correlationId": str(uuid.uuid4()),
+        "category": category,
+        **extra,
+    }
+
+
+def rate_limit_body() -> dict:
+    """Return the body HubSpot sends with a 429."""
+    return {
+        "status": "error",
+        "message": "You have reached your secondly limit.",
+        "errorType": "RATE_LIMIT",
+        "correlationId": str(uuid.uuid4()),
+        "policyName": "SECONDLY",
+    }
+
+
+def _validation_error(message: str) -> SimError:
+    """Return a 400 VALIDATION_ERROR."""
+    return SimError(400, error_body(message, "VALIDATION_ERROR"))
+
+
+def _not_found() -> SimError:
+    """Return HubSpot's 404 for a single object read or write."""
+    return SimError(404, error_body("Object not found. objectId are usually numeric.", "OBJECT_NOT_FOUND"))
+
+
+def _now_iso() -> str:
+    """Return the current UTC time as HubSpot formats timestamps."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _canonical_type(name: str) -> str | None:
+    """Return the canonical type name for a plural name, singular name or type id (``0-3``), or None."""
+    key = str(name).strip().lower()
+    return key if key in OBJECT_TYPE_IDS else _TYPE_BY_ID.get(key) or _TYPE_BY_SINGULAR.get(key)
+
+
+def resolve_object_type(name: str) -> str:
+    """Return the canonical type name of ``name`` or raise HubSpot's 400 for an unknown type."""
+    canonical = _canonical_type(name)
+    if canonical is None:
+        raise _validation_error(f"Unable to infer object type from: {name}")
+    return canonical
+
+
+def _association_type_id(from_type: str, to_type: str) -> int:
+    """Return the HUBSPOT_DEFINED association type id from one canonical type to another."""
+    known = _KNOWN_ASSOCIATION_TYPE_IDS.get((from_type, to_type))
+    if known is not None:
+        return known
+    order = list(OBJECT_TYPE_IDS)
+    return 900 + 10 * order.index(from_type) + order.index(to_type)
+
+
+def _type_for_association_id(from_type: str, type_id: Any) -> str:
+    """Return the target type of an association type id used from ``from_type``."""
+    for to_type in OBJECT_TYPE_IDS:
+        if _association_type_id(from_type, to_type) == type_id:
+            return to_type
+    raise _validation_error(f"{type_id} is not a valid association type id for {from_type}")
+
+
+def _association_types(from_type: str, to_type: str) -> list[dict]:
+    """Return the v4 associationTypes list of a default association."""
+    return [
+        {"category": "HUBSPOT_DEFINED", "typeId": _association_type_id(from_type, to_type), "label": None}
+    ]
+
+
+def _stringify(value: Any) -> str | None:
+    """Store a property value as HubSpot does: as a string (booleans lower-case), or null."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _check_numeric_id(object_id: Any) -> str:
+    """Return an object id as a string, insisting that it is numeric as HubSpot ids are."""
+    text = str(object_id)
+    if not text.isdigit():
+        raise _validation_error(f"Object ids are numeric strings, got {object_id!r}")
+    return text
+
+
+def _parse_offset(after: Any) -> int:
+    """Return the offset an ``after`` cursor stands for (the simulator's cursors are offsets)."""
+    if after in (None, ""):
+        return 0
+    if not str(after).isdigit():
+        raise _validation_error(f"Invalid after cursor: {after}")
+    return int(after)
+
+
+def _parse_limit(limit: Any, default: int, maximum: int) -> int:
+    """Return a page size between 1 and ``maximum``."""
+    if limit in (None, ""):
+        return default
+    try:
+        value = int(limit)
+    except (TypeError, ValueError):
+        raise _validation_error(f"Invalid limit: {limit}") from None
+    if not 0 < value <= maximum:
+        raise _validation_error(f"limit must be between 1 and {maximum}, got {value}")
+    return value
+
+
+# --- Search filters ------------------------------------------------------------------------------
+
+_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+_TOKEN_SEPARATORS = re.compile(r"[\s,;:/|()]+")
+_VALUE_OPERATORS = {"EQ", "NEQ", "LT", "LTE", "GT", "GTE", "CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"}
+_VALUES_OPERATORS = {"IN", "NOT_IN"}
+
+
+def _text(value: Any) -> str:
+    """Return a filter value as text the way HubSpot stores it."""
+    return _stringify(value) or ""
+
+
+def _as_number(value: Any) -> float | None:
+    """Return a number, or an ISO date as epoch milliseconds, so dates compare with ms timestamps."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    text = str(value).strip()
+    if _NUMBER.match(text):
+        return float(text)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp() * 1000
+
+
+def _is_set(actual: str | None) -> bool:
+    """Return whether a property has a value (HubSpot treats an empty string as unset)."""
+    return actual is not None and actual != ""
+
+
+def _order(actual: str, expected: Any) -> int:
+    """Compare numerically when both sides are numbers or dates, else as case-insensitive text."""
+    left_number, right_number = _as_number(actual), _as_number(expected)
+    if left_number is not None and right_number is not None:
+        return (left_number > right_number) - (left_number < right_number)
+    left, right = actual.casefold(), _text(expected).casefold()
+    return (left > right) - (left < right)
+
+
+def _equals(actual: str | None, expected: Any) -> bool:
+    """Return whether a set property equals a filter value (case-insensitive, numbers by value)."""
+    return _is_set(actual) and _order(actual, expected) == 0
+
+
+def _contains_token(actual: str | None, token: Any) -> bool:
+    """Match a token (``*`` is a wildcard) against the whole value or any of its words."""
+    if not _is_set(actual):
+        return False
+    text = actual.casefold()
+    pattern = re.compile(".*".join(re.escape(part) for part in _text(token).casefold().split("*")))
+    return any(pattern.fullmatch(word) for word in [text, *_TOKEN_SEPARATORS.split(text)])
+
+
+def _between(actual: str | None, flt: Mapping) -> bool:
+    """Return whether a set property lies within value..highValue, bounds included."""
+    return _is_set(actual) and _order(actual, flt["value"]) >= 0 and _order(actual, flt["highValue"]) <= 0
+
+
+def _compared(test: Callable[[int], bool]) -> Callable[[str | None, Mapping], bool]:
+    """Build an ordering operator; unset properties never match one."""
+    return lambda actual, flt: _is_set(actual) and test(_order(actual, flt["value"]))
+
+
+# Negative operators (NEQ, NOT_IN, NOT_CONTAINS_TOKEN, NOT_HAS_PROPERTY) match unset properties.
+_OPERATORS: dict[str, Callable[[str | None, Mapping], bool]] = {
+    "EQ": lambda actual, flt: _equals(actual, flt["value"]),
+    "NEQ": lambda actual, flt: not _equals(actual, flt["value"]),
+    "LT": _compared(lambda order: order < 0),
+    "LTE": _compared(lambda order: order <= 0),
+    "GT": _compared(lambda order: order > 0),
+    "GTE": _compared(lambda order: order >= 0),
+    "BETWEEN": _between,
+    "IN": lambda actual, flt: any(_equals(actual, value) for value in flt["values"]),
+    "NOT_IN": lambda actual, flt: not any(_equals(actual, value) for value in flt["values"]),
+    "HAS_PROPERTY": lambda actual, flt: _is_set(actual),
+    "NOT_HAS_PROPERTY": lambda actual, flt: not _is_set(actual),
+    "CONTAINS_TOKEN": lambda actual, flt: _contains_token(actual, flt["value"]),
+    "NOT_CONTAINS_TOKEN": lambda actual, flt: not _contains_token(actual, flt["value"]),
+}
+
+
+def check_filter(flt: Any) -> None:
+    """Raise ValueError unless ``flt`` is a filter HubSpot would accept."""
+    if not isinstance(flt, Mapping) or not flt.get("propertyName"):
+        raise ValueError(f"Each filter needs a propertyName: {flt!r}")
+    operator = flt.get("operator")
+    if operator not in _OPERATORS:
+        raise ValueError(f"Unknown filter operator {operator!r}; expected one of {', '.join(_OPERATORS)}")
+    if operator in _VALUE_OPERATORS and flt.get("value") is None:
+        raise ValueError(f"Operator {operator} needs a value")
+    if operator == "BETWEEN" and (flt.get("value") is None or flt.get("highValue") is None):
+        raise ValueError("Operator BETWEEN needs value and highValue")
+    if operator in _VALUES_OPERATORS and not isinstance(flt.get("values"), list):
+        raise ValueError(f"Operator {operator} needs a values list")
+
+
+def evaluate_filter_groups(
+    filter_groups: Iterable[Mapping] | None, properties: Mapping[str, str | None]
+) -> bool:
+    """Return whether properties match filterGroups: groups OR'ed, filters in a group AND'ed."""
+    groups = list(filter_groups or [])
+    if not groups:
+        return True
+    return any(all(_filter_matches(flt, properties) for flt in group.get("filters", [])) for group in groups)
+
+
+def _filter_matches(flt: Mapping, properties: Mapping[str, str | None]) -> bool:
+    """Return whether one checked filter matches the properties."""
+    check_filter(flt)
+    return _OPERATORS[flt["operator"]](properties.get(flt["propertyName"]), flt)
+
+
+def _check_filter_groups(groups: Any) -> None:
+    """Raise a 400 for filterGroups HubSpot would reject."""
+    if not isinstance(groups, list) or len(groups) > SEARCH_MAX_GROUPS:
+        raise _validation_error(f"filterGroups must be a list of at most {SEARCH_MAX_GROUPS} groups")
+    for group in groups:
+        filters = group.get("filters") if isinstance(group, Mapping) else None
+        if not isinstance(filters, list) or len(filters) > SEARCH_MAX_FILTERS_PER_GROUP:
+            raise _validation_error(f"Each filter group needs at most {SEARCH_MAX_FILTERS_PER_GROUP} filters")
+        for flt in filters:
+            try:
+                check_filter(flt)
+            except ValueError as exc:
+                raise _validation_error(str(exc)) from None
+
+
+def _sort_key(value: str | None) -> tuple:
+    """Order unset values last, numbers (and dates) by value, text case-insensitively."""
+    number = _as_number(value)
+    return (value is None, number is None, number or 0.0, (value or "").casefold())
+
+
+def _sort_records(records: list[dict], sorts: Any) -> list[dict]:
+    """Apply HubSpot ``sorts`` (``{"propertyName", "direction"}`` or ``"-name"``); default by id."""
+    ordered = sorted(records, key=lambda record: int(record["id"]))
+    for spec in reversed(sorts or []):
+        if isinstance(spec, str):
+            name, descending = spec.lstrip("-"), spec.startswith("-")
+        else:
+            name, descending = spec.get("propertyName"), spec.get("direction") == "DESCENDING"
+        ordered.sort(key=lambda record, n=name: _sort_key(record["properties"].get(n)), reverse=descending)
+    return ordered
+
+
+# --- State ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Token:
+    """An access token and when it stops working (simulator clock)."""
+
+    portal_id: int
+    expires_at: float
+
+
+@dataclass
+class _Portal:
+    """One HubSpot account: its objects, associations, refresh token and rate-limit windows."""
+
+    portal_id: int
+    refresh_token: str | None
+    expires_in: int
+    objects: dict[str, dict[str, dict]] = field(default_factory=dict)
+    links: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)
+    next_id: int = _FIRST_OBJECT_ID
+    refreshes: int = 0
+    recent_requests: deque = field(default_factory=deque)
+    recent_searches: deque = field(default_factory=deque)
+
+
+@dataclass
+class Fault:
+    """A canned answer for the next ``remaining`` requests whose method and path match."""
+
+    method: str
+    path: re.Pattern
+    status: int | None
+    remaining: int
+    body: Any = None
+    headers: dict = field(default_factory=dict)
+    delay: float = 0.0
+
+    def matches(self, method: str, path: str) -> bool:
+        """Return whether the fault applies to a request."""
+        return self.method in ("*", method.upper()) and self.path.search(path) is not None
+
+
+def _window_full(times: deque, now: float, span: float, limit: int) -> bool:
+    """Drop timestamps older than ``span`` and return whether ``limit`` remain."""
+    while times and now - times[0] >= span:
+        times.popleft()
+    return len(times) >= limit
+
+
+def _project(record: dict, names: Iterable[str]) -> dict:
+    """Return the public view of an object with the default and the requested properties."""
+    wanted = dict.fromkeys([*_DEFAULT_PROPERTIES, *names])
+    return {
+        "id": record["id"],
+        "properties": {name: record["properties"].get(name) for name in wanted},
+        "createdAt": record["createdAt"],
+        "updatedAt": record["updatedAt"],
+        "archived": False,
+    }
+
+
+def _full_view(record: dict) -> dict:
+    """Return the public view of an object with all its properties."""
+    return _project(record, record["properties"])
+
+
+class HubSpotSimulator:
+    """In-memory, thread-safe HubSpot: portals, tokens, CRM objects, associations, callbacks, faults."""
+
+    client_id = "sim-hs-client"
+    client_secret = "sim-hs-secret"
+    app_id = 424242
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
+        self._lock = threading.RLock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all portals, tokens, objects, completions, faults and requests; restore settings."""
+        with self._lock:
+            self.limit_per_10s = 100
+            self.search_limit_per_s = 4
+            self.send_retry_after = True
+            self._portals: dict[int, _Portal] = {}
+            self._tokens: dict[str, _Token] = {}
+            self._codes: dict[str, tuple[int, str | None]] = {}
+            self._completions: list[dict] = []
+            self._completed: set[tuple[int, str]] = set()
+            self._duplicates = 0
+            self._faults: list[Fault] = []
+            self._requests: list[dict] = []
+
+    # Settings --------------------------------------------------------------------------------
+
+    def settings(self) -> dict:
+        """Return the adjustable limits."""
+        return {
+            "limit_per_10s": self.limit_per_10s,
+            "search_limit_per_s": self.search_limit_per_s,
+            "send_retry_after": self.send_retry_after,
+        }
+
+    def configure(self, **settings: Any) -> dict:
+        """Change ``limit_per_10s``, ``search_limit_per_s`` or ``send_retry_after``; return all settings."""
+        unknown = set(settings) - set(self.settings())
+        if unknown:
+            raise SimError(400, {"error": f"unknown settings: {sorted(unknown)}"})
+        with self._lock:
+            for name, value in settings.items():
+                setattr(self, name, bool(value) if name == "send_retry_after" else int(value))
+            return self.settings()
+
+    # Portals and tokens ------------------------------------------------------------------------
+
+    def add_portal(
+        self, portal_id: int, access_token: str, refresh_token: str | None = None, expires_in: int = 1800
+    ) -> None:
+        """Create a portal (or add a token to an existing one) whose token lasts ``expires_in`` s."""
+        with self._lock:
+            portal = self._portals.setdefault(
+                int(portal_id), _Portal(int(portal_id), refresh_token, expires_in)
+            )
+            portal.refresh_token = refresh_token or portal.refresh_token
+            portal.expires_in = expires_in
+            self._tokens[access_token] = _Token(portal.portal_id, self._clock() + expires_in)
+
+    def expire_token(self, access_token: str) -> bool:
+        """Make an access token expired; return False when it is unknown."""
+        with self._lock:
+            token = self._tokens.get(access_token)
+            if token is not None:
+                token.expires_at = self._clock() - 1
+            return token is not None
+
+    def portal_for_token(self, access_token: str | None) -> int | None:
+        """Return the portal a token belongs to, expired or not, or None."""
+        with self._lock:
+            token = self._tokens.get(access_token or "")
+            return token.portal_id if token else None
+
+    def authenticate(self, access_token: str | None) -> int:
+        """Return the portal of a valid access token, or raise HubSpot's 401."""
+        with self._lock:
+            token = self._tokens.get(access_token or "")
+            if token is None:
+                message = (
+                    "Authentication credentials not found. This API supports OAuth 2.0 authentication "
+                    f"and you can find more details at {_AUTH_DOCS}"
+                )
+                raise SimError(401, error_body(message, "INVALID_AUTHENTICATION"))
+            expired_for = self._clock() - token.expires_at
+            if expired_for >= 0:
+                message = (
+                    f"The OAuth token used to make this call expired {int(expired_for // 60)} minute(s) ago."
+                )
+                raise SimError(401, error_body(message, "EXPIRED_AUTHENTICATION"))
+            return token.portal_id
+
+    def add_authorization_code(self, code: str, portal_id: int, redirect_uri: str | None = None) -> None:
+        """Register a one-time OAuth code that installs the app on a portal."""
+        with self._lock:
+            self._portal(portal_id)
+            self._codes[code] = (int(portal_id), redirect_uri)
+
+    def exchange_token(self, form: Mapping[str, str]) -> dict:
+        """Answer ``POST /oauth/v1/token`` for the refresh_token and authorization_code grants."""
+        if form.get("client_id") != self.client_id:
+            raise SimError(400, self._oauth_error("BAD_CLIENT_ID", "missing or invalid client id"))
+        if form.get("client_secret") != self.client_secret:
+            raise SimError(400, self._oauth_error("BAD_CLIENT_SECRET", "missing or invalid client secret"))
+        grant_type = form.get("grant_type")
+        with self._lock:
+            if grant_type == "refresh_token":
+                portal = self._portal_for_refresh_token(form.get("refresh_token"))
+                portal.refreshes += 1
+            elif grant_type == "authorization_code":
+                portal = self._redeem_code(form.get("code"), form.get("redirect_uri"))
+            else:
+                raise SimError(
+                    400, self._oauth_error("BAD_GRANT_TYPE", f"unsupported grant_type {grant_type}")
+                )
+            return self._issue_tokens(portal)
+
+    def token_info(self, access_token: str) -> dict:
+        """Answer ``GET /oauth/v1/access-tokens/{token}``."""
+        with self._lock:
+            token = self._tokens.get(access_token)
+            if token is None:
+                raise SimError(404, error_body("Token not found", "OBJECT_NOT_FOUND"))
+            return {
+                "token": access_token,
+                "user": "sim-user@example.com",
+                "user_id": 1,
+                "hub_domain": f"sim-{token.portal_id}.hubspot.com",
+                "hub_id": token.portal_id,
+                "app_id": self.app_id,
+                "scopes": list(_TOKEN_SCOPES),
+                "token_type": "access",
+                "expires_in": max(0, int(token.expires_at - self._clock())),
+            }
+
+    def refresh_count(self, portal_id: int) -> int:
+        """Return how many refresh_token grants a portal received."""
+        with self._lock:
+            return self._portal(portal_id).refreshes
+
+    @staticmethod
+    def _oauth_error(status: str, message: str) -> dict:
+        """Return the body of an OAuth endpoint error."""
+        return {"status": status, "message": message, "correlationId": str(uuid.uuid4())}
+
+    def _portal_for_refresh_token(self, refresh_token: str | None) -> _Portal:
+        """Return the portal a refresh token belongs to, or raise BAD_REFRESH_TOKEN."""
+        for portal in self._portals.values():
+            if refresh_token and portal.refresh_token == refresh_token:
+                return portal
+        raise SimError(400, self._oauth_error("BAD_REFRESH_TOKEN", "missing or unknown refresh token"))
+
+    def _redeem_code(self, code: str | None, redirect_uri: str | None) -> _Portal:
+        """Consume an authorization code and return its portal, or raise BAD_AUTH_CODE."""
+        portal_id, expected_uri = self._codes.get(code or "", (None, None))
+        if portal_id is None:
+            raise SimError(400, self._oauth_error("BAD_AUTH_CODE", "missing or unknown auth code"))
+        if expected_uri is not None and redirect_uri != expected_uri:
+            raise SimError(400, self._oauth_error("BAD_REDIRECT_URI", "redirect_uri does not match"))
+        del self._codes[code]
+        return self._portals[portal_id]
+
+    def _issue_tokens(self, portal: _Portal) -> dict:
+        """Mint an access token; the refresh token stays the same since HubSpot's do not rotate."""
+        access_token = f"sim-at-{portal.portal_id}-{uuid.uuid4().hex}"
+        self._tokens[access_token] = _Token(portal.portal_id, self._clock() + portal.expires_in)
+        portal.refresh_token = portal.refresh_token or f"sim-rt-{portal.portal_id}-{uuid.uuid4().hex}"
+        return {
+            "access_token": access_token,
+            "refresh_token": portal.refresh_token,
+            "expires_in": portal.expires_in,
+            "token_type": "bearer",
+        }
+
+    def _portal(self, portal_id: int) -> _Portal:
+        """Return a portal or raise a 404."""
+        portal = self._portals.get(int(portal_id))
+        if portal is None:
+            raise SimError(404, {"error": f"unknown portal {portal_id}"})
+        return portal
+
+    # Rate limits -------------------------------------------------------------------------------
+
+    def check_rate_limit(self, portal_id: int, is_search: bool) -> int:
+        """Count a request against the portal's windows; return what is left or raise a 429."""
+        now = self._clock()
+        with self._lock:
+            portal = self._portal(portal_id)
+            over = _window_full(portal.recent_requests, now, 10.0, self.limit_per_10s) or (
+                is_search and _window_full(portal.recent_searches, now, 1.0, self.search_limit_per_s)
+            )
+            if over:
+                raise SimError(
+                    429, rate_limit_body(), {"Retry-After": "1"} if self.send_retry_after else None
+                )
+            portal.recent_requests.append(now)
+            if is_search:
+                portal.recent_searches.append(now)
+            return self.limit_per_10s - len(portal.recent_requests)
+
+    # Objects -----------------------------------------------------------------------------------
+
+    def add_object(
+        self,
+        portal_id: int,
+        object_type: str,
+        properties: Mapping[str, Any] | None = None,
+        object_id: str | int | None = None,
+        associations: Mapping[str, Iterable] | None = None,
+    ) -> dict:
+        """Seed an object (id assigned when absent) and link it, in order, to ``{type: [ids]}``."""
+        canonical = resolve_object_type(object_type)
+        # Check every target before storing so that a bad request leaves no half-made object.
+        links = [
+            (resolve_object_type(to_type), _check_numeric_id(to_id))
+            for to_type, to_ids in (associations or {}).items()
+            for to_id in to_ids
+        ]
+        with self._lock:
+            portal = self._portal(portal_id)
+            record = self._store(portal, canonical, properties or {}, object_id)
+            for to_type, to_id in links:
+                self._link(portal, canonical, record["id"], to_type, to_id)
+            return _full_view(record)
+
+    def get_object(self, portal_id: int, object_type: str, object_id: str | int) -> dict | None:
+        """Return an object with all its properties and associations (``{type: [ids]}``), or None."""
+        canonical = resolve_object_type(object_type)
+        with self._lock:
+            portal = self._portal(portal_id)
+            record = portal.objects.get(canonical, {}).get(str(object_id))
+            if record is None:
+                return None
+            links = {
+                to_type: list(ids)
+                for (from_type, from_id, to_type), ids in portal.links.items()
+                if from_type == canonical and from_id == record["id"] and ids
+            }
+            return {**_full_view(record), "associations": links}
+
+    def associate(
+        self, portal_id: int, from_type: str, from_id: str | int, to_type: str, to_id: str | int
+    ) -> None:
+        """Link two objects both ways, keeping insertion order."""
+        with self._lock:
+            self._link(
+                self._portal(portal_id),
+                resolve_object_type(from_type),
+                str(from_id),
+                resolve_object_type(to_type),
+                str(to_id),
+            )
+
+    def associated_ids(self, portal_id: int, from_type: str, from_id: str | int, to_type: str) -> list[str]:
+        """Return the ids linked to an object, in association order."""
+        with self._lock:
+            key = (resolve_object_type(from_type), str(from_id), resolve_object_type(to_type))
+            return list(self._portal(portal_id).links.get(key, []))
+
+    def read_object(
+        self, portal_id: int, object_type: str, object_id: str, properties: list[str], associations: list[str]
+    ) -> dict:
+        """Answer ``GET /crm/v3/objects/{type}/{id}``."""
+        canonical = resolve_object_type(object_type)
+        with self._lock:
+            portal = self._portal(portal_id)
+            record = self._find(portal, canonical, object_id)
+            view = _project(record, properties)
+            linked = self._v3_associations(portal, canonical, record["id"], associations)
+            if linked:
+                view["associations"] = linked
+            return view
+
+    @staticmethod
+    def _v3_associations(portal: _Portal, object_type: str, object_id: str, names: list[str]) -> dict:
+        """Return the v3 ``associations`` of an object; unknown type names are ignored, as HubSpot does."""
+        linked = {}
+        for to_type in dict.fromkeys(filter(None, map(_canonical_type, names))):
+            label = f"{_SINGULAR[object_type]}_to_{_SINGULAR[to_type]}"
+            ids = portal.links.get((object_type, object_id, to_type), [])
+            if ids:
+                linked[to_type] = {"results": [{"id": to_id, "type": label} for to_id in ids]}
+        return linked
+
+    def create_object(self, portal_id: int, object_type: str, body: Mapping) -> dict:
+        """Answer ``POST /crm/v3/objects/{type}``, with optional v4-style ``associations``."""
+        canonical = resolve_object_type(object_type)
+        properties = body.get("properties")
+        if not isinstance(properties, Mapping):
+            raise _validation_error("properties must be an object")
+        with self._lock:
+            portal = self._portal(portal_id)
+            links = [
+                self._association_target(portal, canonical, item) for item in body.get("associations") or []
+            ]
+            record = self._store(portal, canonical, properties, None)
+            for to_type, to_id in links:
+                self._link(portal, canonical, record["id"], to_type, to_id)
+            return _full_view(record)
+
+    def update_object(self, portal_id: int, object_type: str, object_id: str, body: Mapping) -> dict:
+        """Answer ``PATCH /crm/v3/objects/{type}/{id}``: set the given properties."""
+        canonical = resolve_object_type(object_type)
+        properties = body.get("properties")
+        if not isinstance(properties, Mapping):
+            raise _validation_error("properties must be an object")
+        with self._lock:
+            record = self._find(self._portal(portal_id), canonical, object_id)
+            record["properties"].update({name: _stringify(value) for name, value in properties.items()})
+            record["updatedAt"] = record["properties"]["hs_lastmodifieddate"] = _now_iso()
+            return _project(record, properties)
+
+    def batch_read(self, portal_id: int, object_type: str, body: Mapping) -> tuple[int, dict]:
+        """Answer ``POST /crm/v3/objects/{type}/batch/read``: 200, or 207 listing the missing ids."""
+        canonical = resolve_object_type(object_type)
+        ids = self._batch_ids(body, OBJECT_BATCH_LIMIT)
+        id_property = body.get("idProperty")
+        started = _now_iso()
+        with self._lock:
+            records = self._portal(portal_id).objects.get(canonical, {})
+            found = {object_id: self._lookup(records, object_id, id_property) for object_id in ids}
+            results = [_project(record, body.get("properties") or []) for record in found.values() if record]
+        answer = {"status": "COMPLETE", "results": results, "startedAt": started, "completedAt": _now_iso()}
+        missing = [object_id for object_id, record in found.items() if record is None]
+        if not missing:
+            return 200, answer
+        message = (
+            f"Could not get some {_SINGULAR[canonical].upper()} objects, they may be deleted or not exist. "
+            "Check that ids are valid."
+        )
+        error = {
+            "status": "error",
+            "category": "OBJECT_NOT_FOUND",
+            "message": message,
+            "context": {"ids": missing},
+        }
+        return 207, {**answer, "numErrors": 1, "errors": [error]}
+
+    def search(self, portal_id: int, object_type: str, body: Mapping) -> dict:
+        """Answer ``POST /crm/v3/objects/{type}/search``."""
+        canonical = resolve_object_type(object_type)
+        groups = body.get("filterGroups") or []
+        _check_filter_groups(groups)
+        limit = _parse_limit(body.get("limit"), 10, SEARCH_PAGE_LIMIT)
+        offset = _parse_offset(body.get("after"))
+        with self._lock:
+            records = list(self._portal(portal_id).objects.get(canonical, {}).values())
+            matches = [record for record in records if evaluate_filter_groups(groups, record["properties"])]
+            page = [
+                _project(record, body.get("properties") or [])
+                for record in _sort_records(matches, body.get("sorts"))[offset : offset + limit]
+            ]
+        answer: dict[str, Any] = {"total": len(matches), "results": page}
+        if offset + limit < len(matches):
+            answer["paging"] = {"next": {"after": str(offset + limit)}}
+        return answer
+
+    def property_definitions(self, object_type: str) -> dict:
+        """Answer ``GET /crm/v3/properties/{type}``."""
+        canonical = resolve_object_type(object_type)
+        group = f"{_SINGULAR[canonical].replace('_', '')}information"
+        kinds = {
+            **_KNOWN_PROPERTIES[canonical],
+            "hs_object_id": "number",
+            "createdate": "datetime",
+            "hs_lastmodifieddate": "datetime",
+        }
+        results = []
+        for name, kind in kinds.items():
+            value_type, field_type = _PROPERTY_KINDS[kind]
+            label = name.removeprefix("hs_").replace("_", " ").capitalize()
+            results.append(
+                {
+                    "name": name,
+                    "label": label,
+                    "type": value_type,
+                    "fieldType": field_type,
+                    "groupName": group,
+                    "description": "",
+                    "options": [],
+                }
+            )
+        return {"results": results}
+
+    def _store(
+        self, portal: _Portal, object_type: str, properties: Mapping[str, Any], object_id: Any
+    ) -> dict:
+        """Create and return an object record with HubSpot's default properties."""
+        if object_id is None:
+            object_id = str(portal.next_id)
+        object_id = _check_numeric_id(object_id)
+        portal.next_id = max(portal.next_id, int(object_id) + 1)
+        now = _now_iso()
+        values = {"createdate": now, "hs_lastmodifieddate": now}
+        values.update({name: _stringify(value) for name, value in properties.items()})
+        values["hs_object_id"] = object_id
+        record = {"id": object_id, "properties": values, "createdAt": values["createdate"], "updatedAt": now}
+        portal.objects.setdefault(object_type, {})[object_id] = record
+        return record
+
+    @staticmethod
+    def _find(portal: _Portal, object_type: str, object_id: str) -> dict:
+        """Return an object record or raise the 404 HubSpot answers."""
+        record = portal.objects.get(object_type, {}).get(str(object_id))
+        if record is None:
+            raise _not_found()
+        return record
+
+    @staticmethod
+    def _lookup(records: Mapping[str, dict], key: str, id_property: str | None) -> dict | None:
+        """Find a record by id, or by the value of ``id_property`` when given."""
+        if not id_property or id_property == "hs_object_id":
+            return records.get(key)
+        return next(
+            (record for record in records.values() if record["properties"].get(id_property) == key), None
+        )
+
+    @staticmethod
+    def _batch_ids(body: Mapping, limit: int) -> list[str]:
+        """Return the distinct ids of a batch request's ``inputs``, enforcing the batch size."""
+        inputs = body.get("inputs")
+        if not isinstance(inputs, list) or not all(
+            isinstance(item, Mapping) and "id" in item for item in inputs
+        ):
+            raise _validation_error('inputs must be a list of {"id": ...} objects')
+        if len(inputs) > limit:
+            raise _validation_error(f"Batch input size must be at most {limit}, got {len(inputs)}")
+        return list(dict.fromkeys(str(item["id"]) for item in inputs))
+
+    def _association_target(self, portal: _Portal, from_type: str, item: Any) -> tuple[str, str]:
+        """Return (type, id) of an existing target named by a v3 create's association entry."""
+        try:
+            to_id = str(item["to"]["id"])
+            type_id = item["types"][0]["associationTypeId"]
+        except (KeyError, IndexError, TypeError):
+            raise _validation_error(f"Invalid association: {item!r}") from None
+        to_type = _type_for_association_id(from_type, type_id)
+        if to_id not in portal.objects.get(to_type, {}):
+            raise _validation_error(f"Cannot associate with {_SINGULAR[to_type]} {to_id}: it does not exist")
+        return to_type, to_id
+
+    @staticmethod
+    def _link(portal: _Portal, from_type: str, from_id: str, to_type: str, to_id: str) -> None:
+        """Add an association both ways unless present, keeping insertion order."""
+        from_id, to_id = _check_numeric_id(from_id), _check_numeric_id(to_id)
+        for key, other in (((from_type, from_id, to_type), to_id), ((to_type, to_id, from_type), from_id)):
+            ids = portal.links.setdefault(key, [])
+            if other not in ids:
+                ids.append(other)
+
+    # Associations v4 ---------------------------------------------------------------------------
+
+    def associations_page(
+        self, portal_id: int, from_type: str, from_id: str, to_type: str, limit: Any = None, after: Any = None
+    ) -> dict:
+        """Answer ``GET /crm/v4/objects/{fromType}/{id}/associations/{toType}``."""
+        source, target = resolve_object_type(from_type), resolve_object_type(to_type)
+        size, offset = _parse_limit(limit, 500, 500), _parse_offset(after)
+        ids = self.associated_ids(portal_id, source, from_id, target)
+        answer: dict[str, Any] = {
+            "results": [self._v4_target(source, target, to_id) for to_id in ids[offset : offset + size]]
+        }
+        if offset + size < len(ids):
+            answer["paging"] = {"next": {"after": str(offset + size)}}
+        return answer
+
+    def batch_associations(
+        self, portal_id: int, from_type: str, to_type: str, body: Mapping
+    ) -> tuple[int, dict]:
+        """Answer ``POST /crm/v4/associations/{fromType}/{toType}/batch/read``; 207 names unlinked ids."""
+        source, target = resolve_object_type(from_type), resolve_object_type(to_type)
+        started = _now_iso()
+        results, errors = [], []
+        for from_id in self._batch_ids(body, ASSOCIATION_BATCH_LIMIT):
+            ids = self.associated_ids(portal_id, source, from_id, target)
+            if ids:
+                results.append(
+                    {"from": {"id": from_id}, "to": [self._v4_target(source, target, i) for i in ids]}
+                )
+            else:
+                message = f"No {_SINGULAR[target]} is associated with {_SINGULAR[source]} {from_id}."
+                errors.append(
+                    {
+                        "status": "error",
+                        "category": "OBJECT_NOT_FOUND",
+                        "message": message,
+                        "subCategory": "crm.associations.NO_ASSOCIATIONS_FOUND",
+                        "context": {"fromObjectId": [from_id], "toObjectType": [_SINGULAR[target]]},
+                    }
+                )
+        answer = {"status": "COMPLETE", "results": results, "startedAt": started, "completedAt": _now_iso()}
+        if not errors:
+            return 200, answer
+        return 207, {**answer, "numErrors": len(errors), "errors": errors}
+
+    def create_default_association(
+        self, portal_id: int, from_type: str, from_id: str, to_type: str, to_id: str
+    ) -> dict:
+        """Answer ``PUT /crm/v4/objects/{fromType}/{fromId}/associations/default/{toType}/{toId}``."""
+        source, target = resolve_object_type(from_type), resolve_object_type(to_type)
+        started = _now_iso()
+        with self._lock:
+            portal = self._portal(portal_id)
+            self._find(portal, source, from_id)
+            self._find(portal, target, to_id)
+            self._link(portal, source, str(from_id), target, str(to_id))
+        results = [
+            {
+                "from": {"id": str(a_id)},
+                "to": {"id": str(b_id)},
+                "associationSpec": {
+                    "associationCategory": "HUBSPOT_DEFINED",
+                    "associationTypeId": _association_type_id(a_type, b_type),
+                },
+            }
+            for a_type, a_id, b_type, b_id in (
+                (source, from_id, target, to_id),
+                (target, to_id, source, from_id),
+            )
+        ]
+        return {"status": "COMPLETE", "results": results, "startedAt": started, "completedAt": _now_iso()}
+
+    @staticmethod
+    def _v4_target(from_type: str, to_type: str, to_id: str) -> dict:
+        """Return one v4 association result."""
+        return {"toObjectId": int(to_id), "associationTypes": _association_types(from_type, to_type)}
+
+    # Callbacks ---------------------------------------------------------------------------------
+
+    def complete_callbacks(self, portal_id: int, completions: Iterable[tuple[Any, Any]]) -> None:
+        """Validate (callbackId, outputFields) pairs, then record them all in order."""
+        checked = [
+            self._checked_completion(callback_id, output_fields) for callback_id, output_fields in completions
+        ]
+        with self._lock:
+            for callback_id, output_fields in checked:
+                duplicate = (portal_id, callback_id) in self._completed
+                self._completed.add((portal_id, callback_id))
+                self._duplicates += int(duplicate)
+                self._completions.append(
+                    {
+                        "portal_id": portal_id,
+                        "callback_id": callback_id,
+                        "output_fields": output_fields,
+                        "received_at": _now_iso(),
+                        "duplicate": duplicate,
+                    }
+                )
+
+    def completions(self, callback_id: str | None = None) -> list[dict]:
+        """Return recorded completions in arrival order, optionally for one callback."""
+        with self._lock:
+            return [copy.deepcopy(c) for c in self._completions if callback_id in (None, c["callback_id"])]
+
+    @property
+    def duplicates(self) -> int:
+        """Return how many completions repeated an already-completed callback."""
+        with self._lock:
+            return self._duplicates
+
+    def clear_completions(self) -> None:
+        """Forget recorded completions and the duplicate count."""
+        with self._lock:
+            self._completions.clear()
+            self._completed.clear()
+            self._duplicates = 0
+
+    @staticmethod
+    def _checked_completion(callback_id: Any, output_fields: Any) -> tuple[str, dict]:
+        """Return a completion or raise the 400 HubSpot answers for a bad one."""
+        if not isinstance(callback_id, str) or not callback_id:
+            raise _validation_error("callbackId must be a non-empty string")
+        if not isinstance(output_fields, Mapping):
+            raise _validation_error(f"outputFields must be an object (callback {callback_id})")
+        state = output_fields.get("hs_execution_state")
+        if state not in EXECUTION_STATES:
+            raise _validation_error(
+                f"Invalid hs_execution_state {state!r} for callback {callback_id}: "
+                f"expected one of {', '.join(EXECUTION_STATES)}"
+            )
+        return callback_id, copy.deepcopy(dict(output_fields))
+
+    # Faults and request log --------------------------------------------------------------------
+
+    def add_fault(
+        self,
+        method: str = "*",
+        path: str = ".*",
+        status: int | None = None,
+        count: int = 1,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        delay: float = 0.0,
+    ) -> None:
+        """Answer the next ``count`` matching requests with ``status`` after ``delay`` s (None: just wait)."""
+        try:
+            pattern = re.compile(path)
+        except re.error as exc:
+            raise SimError(400, {"error": f"invalid path regex: {exc}"}) from None
+        with self._lock:
+            self._faults.append(
+                Fault(method.upper(), pattern, status, int(count), body, dict(headers or {}), float(delay))
+            )
+
+    def clear_faults(self) -> None:
+        """Drop all pending faults."""
+        with self._lock:
+            self._faults.clear()
+
+    def take_fault(self, method: str, path: str) -> Fault | None:
+        """Consume one use of the first fault matching a request."""
+        with self._lock:
+            fault = next((f for f in self._faults if f.matches(method, path)), None)
+            if fault is None:
+                return None
+            fault.remaining -= 1
+            if fault.remaining <= 0:
+                self._faults.remove(fault)
+            return copy.copy(fault)
+
+    def record_request(self, entry: dict) -> None:
+        """Append an API request to the log."""
+        with self._lock:
+            self._requests.append(entry)
+
+    def requests(self) -> list[dict]:
+        """Return the logged API requests in order."""
+        with self._lock:
+            return copy.deepcopy(self._requests)
+
+    def clear_requests(self) -> None:
+        """Forget logged requests."""
+        with self._lock:
+            self._requests.clear()
+
+    def stats(self) -> dict:
+        """Return counters tests check: duplicate completions and refreshes per portal."""
+        with self._lock:
+            return {
+                "duplicates": self._duplicates,
+                "refreshes": {str(pid): portal.refreshes for pid, portal in self._portals.items()},
+            }
+
+
+# --- HTTP: API ----------------------------------------------------------------------------------
+
+api = Blueprint("hubspot_api", __name__)
+admin = Blueprint("hubspot_admin", __name__, url_prefix="/_sim")
+
+
+def _sim() -> HubSpotSimulator:
+    """Return the simulator behind the current app."""
+    return current_app.config["SIMULATOR"]
+
+
+def _bearer_token() -> str | None:
+    """Return the token of an ``Authorization: Bearer`` header."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _json_body() -> dict:
+    """Return the request's JSON object or raise a 400."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise _validation_error("Invalid input JSON: expected an object")
+    return body
+
+
+def _list_arg(name: str) -> list[str]:
+    """Return a list query parameter sent comma-separated and/or repeated."""
+    return [part for value in request.args.getlist(name) for part in value.split(",") if part]
+
+
+def _is_admin_path() -> bool:
+    """Return whether the request is a test control, which is neither gated nor logged."""
+    return request.path.startswith("/_sim/")
+
+
+def _fault_response(sim: HubSpotSimulator, fault: Fault) -> Response:
+    """Build the response an injected fault asks for."""
+    body = fault.body
+    if body is None:
+        body = (
+            rate_limit_body()
+            if fault.status == 429
+            else error_body(
+                f"Simulated HubSpot fault (HTTP {fault.status})",
+                _FAULT_CATEGORIES.get(fault.status, "INTERNAL_ERROR"),
+            )
+        )
+    response = Response(body, mimetype="text/html") if isinstance(body, str) else jsonify(body)
+    response.status_code = fault.status
+    if fault.status == 429 and sim.send_retry_after:
+        response.headers["Retry-After"] = "1"
+    response.headers.update(fault.headers)
+    return response
+
+
+def _gate_request() -> Response | None:
+    """Apply injected faults, then authentication and rate limits, to every API request."""
+    if _is_admin_path():
+        return None
+    sim = _sim()
+    g.portal_id = sim.portal_for_token(_bearer_token())
+    fault = sim.take_fault(request.method, request.path)
+    if fault is not None:
+        time.sleep(fault.delay)
+        if fault.status:
+            return _fault_response(sim, fault)
+    if request.path.startswith("/oauth/"):
+        return None
+    g.portal_id = sim.authenticate(_bearer_token())
+    is_search = request.method == "POST" and request.path.endswith("/search")
+    g.rate_remaining = sim.check_rate_limit(g.portal_id, is_search)
+    return None
+
+
+def _logged_body() -> Any:
+    """Return the request body for the log: JSON, form fields, or None."""
+    return request.get_json(silent=True) if request.is_json else (request.form.to_dict() or None)
+
+
+def _log_request(response: Response) -> Response:
+    """Log API requests with their status and add HubSpot's rate-limit headers."""
+    if _is_admin_path():
+        return response
+    sim = _sim()
+    sim.record_request(
+        {
+            "method": request.method,
+            "path": request.path,
+            "query": request.args.to_dict(flat=False),
+            "body": _logged_body(),
+            "status": response.status_code,
+            "portal_id": g.get("portal_id"),
+        }
+    )
+    if g.get("rate_remaining") is not None:
+        response.headers["X-HubSpot-RateLimit-Interval-Milliseconds"] = "10000"
+        response.headers["X-HubSpot-RateLimit-Max"] = str(sim.limit_per_10s)
+        response.headers["X-HubSpot-RateLimit-Remaining"] = str(max(0, g.rate_remaining))
+    return response
+
+
+def _sim_error(exc: SimError) -> Response:
+    """Turn a SimError into its JSON response."""
+    response = jsonify(exc.body)
+    response.status_code = exc.status
+    response.headers.update(exc.headers)
+    return response
+
+
+def _http_error(exc: HTTPException) -> Response:
+    """Answer unknown routes and methods with a JSON error like HubSpot's."""
+    response = jsonify(
+        error_body(exc.description or exc.name, "OBJECT_NOT_FOUND" if exc.code == 404 else "ERROR")
+    )
+    response.status_code = exc.code or 500
+    return response
+
+
+def _no_content() -> Response:
+    """Return an empty 204."""
+    return Response(status=204)
+
+
+@api.get("/crm/v3/objects/<object_type>/<object_id>")
+def read_object(object_type: str, object_id: str) -> Response:
+    """Read one object with the requested properties and associations."""
+    return jsonify(
+        _sim().read_object(
+            g.portal_id, object_type, object_id, _list_arg("properties"), _list_arg("associations")
+        )
+    )
+
+
+@api.post("/crm/v3/objects/<object_type>")
+def create_object(object_type: str) -> tuple[Response, int]:
+    """Create an object."""
+    return jsonify(_sim().create_object(g.portal_id, object_type, _json_body())), 201
+
+
+@api.patch("/crm/v3/objects/<object_type>/<object_id>")
+def update_object(object_type: str, object_id: str) -> Response:
+    """Update an object's properties."""
+    return jsonify(_sim().update_object(g.portal_id, object_type, object_id, _json_body()))
+
+
+@api.post("/crm/v3/objects/<object_type>/batch/read")
+def batch_read(object_type: str) -> tuple[Response, int]:
+    """Read up to 100 objects."""
+    status, body = _sim().batch_read(g.portal_id, object_type, _json_body())
+    return jsonify(body), status
+
+
+@api.post("/crm/v3/objects/<object_type>/search")
+def search(object_type: str) -> Response:
+    """Search objects with filterGroups."""
+    return jsonify(_sim().search(g.portal_id, object_type, _json_body()))
+
+
+@api.get("/crm/v3/properties/<object_type>")
+def properties(object_type: str) -> Response:
+    """List the properties the simulator knows for a type."""
+    return jsonify(_sim().property_definitions(object_type))
+
+
+@api.get("/crm/v4/objects/<from_type>/<from_id>/associations/<to_type>")
+def associations_page(from_type: str, from_id: str, to_type: str) -> Response:
+    """List an object's associations of one type, in association order."""
+    return jsonify(
+        _sim().associations_page(
+            g.portal_id, from_type, from_id, to_type, request.args.get("limit"), request.args.get("after")
+        )
+    )
+
+
+@api.post("/crm/v4/associations/<from_type>/<to_type>/batch/read")
+def batch_associations(from_type: str, to_type: str) -> tuple[Response, int]:
+    """Read the associations of many objects."""
+    status, body = _sim().batch_associations(g.portal_id, from_type, to_type, _json_body())
+    return jsonify(body), status
+
+
+@api.put("/crm/v4/objects/<from_type>/<from_id>/associations/default/<to_type>/<to_id>")
+def create_default_association(from_type: str, from_id: str, to_type: str, to_id: str) -> Response:
+    """Associate two objects with the default association type."""
+    return jsonify(_sim().create_default_association(g.portal_id, from_type, from_id, to_type, to_id))
+
+
+@api.post("/automation/v4/actions/callbacks/<callback_id>/complete")
+def complete_callback(callback_id: str) -> Response:
+    """Complete one blocked workflow action."""
+    _sim().complete_callbacks(g.portal_id, [(callback_id, _json_body().get("outputFields"))])
+    return _no_content()
+
+
+@api.post("/automation/v4/actions/callbacks/complete")
+def complete_callbacks() -> Response:
+    """Complete up to 100 blocked workflow actions."""
+    inputs = _json_body().get("inputs")
+    if not isinstance(inputs, list) or not all(isinstance(item, Mapping) for item in inputs):
+        raise _validation_error("inputs must be a list of {callbackId, outputFields} objects")
+    if len(inputs) > CALLBACK_BATCH_LIMIT:
+        raise _validation_error(f"Batch input size must be at most {CALLBACK_BATCH_LIMIT}, got {len(inputs)}")
+    _sim().complete_callbacks(
+        g.portal_id, [(item.get("callbackId"), item.get("outputFields")) for item in inputs]
+    )
+    return _no_content()
+
+
+@api.post("/oauth/v1/token")
+def oauth_token() -> Response:
+    """Exchange an authorization code or a refresh token for tokens."""
+    return jsonify(_sim().exchange_token(request.form))
+
+
+@api.get("/oauth/v1/access-tokens/<token>")
+def oauth_token_info(token: str) -> Response:
+    """Describe an access token, notably its portal (hub_id)."""
+    return jsonify(_sim().token_info(token))
+
+
+# --- HTTP: test controls ------------------------------------------------------------------------
+
+
+def _required(body: Mapping, *names: str) -> list[Any]:
+    """Return the named fields of an admin request or raise a 400 naming the missing ones."""
+    missing = [name for name in names if body.get(name) in (None, "")]
+    if missing:
+        raise SimError(400, {"error": f"missing fields: {', '.join(missing)}"})
+    return [body[name] for name in names]
+
+
+@admin.post("/reset")
+def reset() -> Response:
+    """Forget everything."""
+    _sim().reset()
+    return jsonify({"reset": True})
+
+
+@admin.post("/portals")
+def add_portal() -> tuple[Response, int]:
+    """Create a portal with an access token."""
+    body = _json_body()
+    portal_id, access_token = _required(body, "portal_id", "access_token")
+    _sim().add_portal(
+        int(portal_id), access_token, body.get("refresh_token"), int(body.get("expires_in", 1800))
+    )
+    return jsonify({"portal_id": int(portal_id), "access_token": access_token}), 201
+
+
+@admin.post("/tokens/expire")
+def expire_token() -> Response:
+    """Expire an access token."""
+    (access_token,) = _required(_json_body(), "access_token")
+    if not _sim().expire_token(access_token):
+        raise SimError(404, {"error": "unknown access token"})
+    return jsonify({"expired": access_token})
+
+
+@admin.post("/auth-codes")
+def add_authorization_code() -> tuple[Response, int]:
+    """Register an OAuth authorization code for a portal."""
+    body = _json_body()
+    code, portal_id = _required(body, "code", "portal_id")
+    _sim().add_authorization_code(code, int(portal_id), body.get("redirect_uri"))
+    return jsonify({"code": code, "portal_id": int(portal_id)}), 201
+
+
+@admin.post("/objects")
+def add_object() -> tuple[Response, int]:
+    """Seed an object, optionally with ordered associations."""
+    body = _json_body()
+    portal_id, object_type = _required(body, "portal_id", "type")
+    created = _sim().add_object(
+        int(portal_id), object_type, body.get("properties"), body.get("id"), body.get("associations")
+    )
+    return jsonify(created), 201
+
+
+@admin.get("/objects/<int:portal_id>/<object_type>/<object_id>")
+def get_object(portal_id: int, object_type: str, object_id: str) -> Response:
+    """Return an object with all its properties and associations."""
+    found = _sim().get_object(portal_id, object_type, object_id)
+    if found is None:
+        raise SimError(404, {"error": f"no {object_type} {object_id} in portal {portal_id}"})
+    return jsonify(found)
+
+
+@admin.get("/callbacks")
+def list_callbacks() -> Response:
+    """List recorded callback completions, optionally for one callbackId."""
+    return jsonify(_sim().completions(request.args.get("callbackId")))
+
+
+@admin.delete("/callbacks")
+def clear_callbacks() -> Response:
+    """Forget recorded completions."""
+    _sim().clear_completions()
+    return _no_content()
+
+
+@admin.post("/faults")
+def add_fault() -> tuple[Response, int]:
+    """Inject a canned answer for the next matching requests."""
+    body = _json_body()
+    _sim().add_fault(
+        body.get("method", "*"),
+        body.get("path", ".*"),
+        body.get("status"),
+        body.get("count", 1),
+        body.get("body"),
+        body.get("headers"),
+        body.get("delay", 0.0),
+    )
+    return jsonify({"added": True}), 201
+
+
+@admin.delete("/faults")
+def clear_faults() -> Response:
+    """Drop pending faults."""
+    _sim().clear_faults()
+    return _no_content()
+
+
+@admin.get("/requests")
+def list_requests() -> Response:
+    """List logged API requests."""
+    return jsonify(_sim().requests())
+
+
+@admin.delete("/requests")
+def clear_requests() -> Response:
+    """Forget logged API requests."""
+    _sim().clear_requests()
+    return _no_content()
+
+
+@admin.get("/settings")
+def get_settings() -> Response:
+    """Return the rate-limit settings."""
+    return jsonify(_sim().settings())
+
+
+@admin.post("/settings")
+def change_settings() -> Response:
+    """Change rate-limit settings."""
+    return jsonify(_sim().configure(**_json_body()))
+
+
+@admin.get("/stats")
+def stats() -> Response:
+    """Return duplicate-completion and refresh counters."""
+    return jsonify(_sim().stats())
+
+
+def create_app(sim: HubSpotSimulator | None = None) -> Flask:
+    """Build the simulator's Flask app around ``sim`` (a fresh simulator when None)."""
+    app = Flask(__name__, static_folder=None)
+    app.config["SIMULATOR"] = sim or HubSpotSimulator()
+    app.before_request(_gate_request)
+    app.after_request(_log_request)
+    app.register_error_handler(SimError, _sim_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_blueprint(api)
+    app.register_blueprint(admin)
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the simulator (threaded) until interrupted."""
+    parser = argparse.ArgumentParser(description="HubSpot API simulator")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8102)
+    parser.add_argument(
+        "--portal",
+        action="append",
+        default=[],
+        metavar="ID:ACCESS_TOKEN[:REFRESH_TOKEN]",
+        help="create a portal at start-up (repeatable)",
+    )
+    args = parser.parse_args(argv)
+    sim = HubSpotSimulator()
+    for spec in args.portal:
+        portal_id, access_token, *refresh = spec.split(":")
+        sim.add_portal(int(portal_id), access_token, refresh[0] if refresh else None)
+    create_app(sim).run(host=args.host, port=args.port, threaded=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1804 @@
+"""In-memory HTTP simulator of the QuickBooks Online Accounting API v3 and Intuit OAuth 2.0.
+
+It answers what a real client sees: ``/v3/company/<realm>/...`` entity create/update/read/delete/void,
+the query language subset, ValidationFault JSON, ``requestid`` replay, the lowercase gateway 401 body,
+the XML throttle body, ``intuit_tid`` headers, and the OAuth token/revoke endpoints (plus an OpenID
+discovery document, so ``intuitlib.client.AuthClient(environment=<discovery url>)`` works offline).
+
+Tests drive it through the Python methods of :class:`QuickBooksSimulator` or through the JSON admin
+endpoints under ``/_sim/`` when it runs in another thread or process::
+
+    python -m simulators.quickbooks --port 8101
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import copy
+import json
+import re
+import secrets
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import parse_qsl
+
+from flask import Blueprint, Flask, Response, request
+from werkzeug.serving import run_simple
+
+ACCESS_TOKEN_LIFETIME = 3600
+REFRESH_TOKEN_LIFETIME = 8726400
+REFRESH_GRACE_SECONDS = 24 * 3600  # "Your previous refresh tokens expire 24 hours after you receive a new one"
+MAX_REQUESTID_LENGTH = 50
+MAX_DOC_NUMBER_LENGTH = 21
+DEFAULT_MAX_RESULTS = 100
+MAX_MAX_RESULTS = 1000
+
+SALES_DOCS = ("Invoice", "Estimate", "SalesReceipt", "RefundReceipt")
+TRANSACTIONS = (*SALES_DOCS, "Payment", "Purchase")
+NAME_LISTS = ("Customer", "Vendor", "Item", "Account", "Term", "PaymentMethod", "TaxCode")
+WRITABLE = (*TRANSACTIONS, "Customer", "Vendor", "Item", "Account", "Term", "PaymentMethod")
+ENTITY_BY_PATH = {name.lower(): name for name in (*WRITABLE, "TaxCode", "CompanyInfo", "Preferences")}
+
+_META = ("MetaData.CreateTime", "MetaData.LastUpdatedTime")
+_SALES_FILTERS = ("Id", "DocNumber", "CustomerRef", "TxnDate", *_META)
+QUERYABLE: dict[str, tuple[str, ...]] = {
+    "Customer": ("Id", "DisplayName", "GivenName", "FamilyName", "MiddleName", "CompanyName",
+                 "FullyQualifiedName", "Active", "Balance", "PrimaryEmailAddr", *_META),
+    "Item": ("Id", "Name", "Type", "Active", "Sku", "FullyQualifiedName", *_META),
+    **{name: _SALES_FILTERS for name in SALES_DOCS},
+    "Payment": ("Id", "CustomerRef", "TxnDate", *_META),  # "Filter support not provided for Payment" DocNumber
+    "Purchase": ("Id", "DocNumber", "TxnDate", *_META),
+    "Account": ("Id", "Name", "AccountType", "AccountSubType", "Active", "Classification", *_META),
+    "Vendor": ("Id", "DisplayName", "Active", *_META),
+    "Term": ("Id", "Name", "Active", *_META),
+    "PaymentMethod": ("Id", "Name", "Active", *_META),
+    "TaxCode": ("Id", "Name", "Active", *_META),
+    "CompanyInfo": ("Id",),
+    "Preferences": ("Id",),
+}
+
+ACCOUNT_CLASSIFICATION = {
+    "Bank": "Asset", "Accounts Receivable": "Asset", "Other Current Asset": "Asset", "Fixed Asset": "Asset",
+    "Other Asset": "Asset", "Accounts Payable": "Liability", "Credit Card": "Liability",
+    "Other Current Liability": "Liability", "Long Term Liability": "Liability", "Equity": "Equity",
+    "Income": "Revenue", "Other Income": "Revenue", "Cost of Goods Sold": "Expense", "Expense": "Expense",
+    "Other Expense": "Expense",
+}
+ITEM_TYPES = ("Inventory", "NonInventory", "Service", "Category")
+ITEM_TYPES_WITH_INCOME_ACCOUNT = ("Inventory", "NonInventory", "Service")
+PURCHASE_ACCOUNT_TYPES = {
+    "Cash": ("Bank", "Other Current Asset", "Credit Card"),
+    "Check": ("Bank",),
+    "CreditCard": ("Credit Card",),
+}
+US_LINE_TAX_CODES = ("TAX", "NON")
+CURRENCY_NAMES = {"USD": "United States Dollar", "GBP": "British Pound Sterling", "CAD": "Canadian Dollar",
+                  "EUR": "Euro", "AUD": "Australian Dollar"}
+TAX_RATE_WORDS = {"CA": "GST/HST", "AU": "GST", "IN": "GST"}  # everywhere else QBO says "VAT"
+
+SEED_ACCOUNTS = (
+    ("Checking", "Bank", "Checking"),
+    ("Savings", "Bank", "Savings"),
+    ("Undeposited Funds", "Other Current Asset", "UndepositedFunds"),
+    ("Services", "Income", "ServiceFeeIncome"),
+    ("Sales of Product Income", "Income", "SalesOfProductIncome"),
+    ("Bank Charges & Fees", "Expense", "BankCharges"),
+    ("Advertising", "Expense", "AdvertisingPromotional"),
+    ("Visa", "Credit Card", "CreditCard"),
+    ("Accounts Receivable (A/R)", "Accounts Receivable", "AccountsReceivable"),
+)
+SEED_TERMS = (("Due on receipt", 0), ("Net 15", 15), ("Net 30", 30), ("Net 60", 60))
+SEED_PAYMENT_METHODS = (("Cash", "NON_CREDIT_CARD"), ("Check", "NON_CREDIT_CARD"), ("Visa", "CREDIT_CARD"),
+                        ("MasterCard", "CREDIT_CARD"), ("Credit Card", "CREDIT_CARD"))
+SEED_VENDORS = ("Stripe", "HubSpot Payments")
+US_TAX_CODES = (("TAX", "TAX", "Taxable", True), ("NON", "NON", "Non-taxable", False))
+NON_US_TAX_CODES = (("2", "20.0% S", "Standard 20%", True), ("3", "5.0% R", "Reduced 5%", True),
+                    ("4", "0.0% Z", "Zero-rated 0%", True), ("6", "No VAT", "No VAT", False),
+                    ("17", "Exempt", "Exempt", False))
+
+THROTTLE_BODY = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+    '<IntuitResponse xmlns="http://schema.intuit.com/finance/v3">'
+    '<Fault type="ValidationFault"><Error code="3001">'
+    "<Message>message=ThrottleExceeded; errorCode=003001; statusCode=429</Message>"
+    "<Detail>The request limit was reached.  Try again later</Detail>"
+    "</Error></Fault></IntuitResponse>"
+)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Small helpers
+
+
+def _iso(moment: float, timespec: str = "seconds") -> str:
+    """Format a POSIX time the way QBO does (ISO 8601 with an offset)."""
+    return datetime.fromtimestamp(moment, UTC).isoformat(timespec=timespec)
+
+
+def _new_tid() -> str:
+    """Return a fresh intuit_tid (a random transaction id like Intuit's)."""
+    return f"1-{int(time.time()):08x}-{secrets.token_hex(12)}"
+
+
+def _compact(value: Any) -> Any:
+    """Drop None, "" and empty objects: clients such as python-quickbooks send them for unset fields."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            item = _compact(item)
+            if item is None or item == "" or item == {}:
+                continue
+            out[key] = item
+        return out
+    if isinstance(value, list):
+        return [_compact(item) for item in value]
+    return value
+
+
+def _decimal(value: Any, element: str) -> Decimal:
+    """Parse a JSON number (or numeric string) or raise the 2010 invalid-property fault."""
+    if isinstance(value, bool):
+        raise _invalid_property(element)
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        raise _invalid_property(element) from None
+    if not number.is_finite():
+        raise _invalid_property(element)
+    return number
+
+
+def _money(amount: Decimal | float | int) -> float:
+    """Round to cents and return the float QBO puts in JSON."""
+    return float(Decimal(str(amount)).quantize(Decimal("0.01"), ROUND_HALF_UP))
+
+
+def _ref_value(holder: dict, key: str) -> str | None:
+    """Return holder[key]["value"] as a string, or None."""
+    ref = holder.get(key)
+    if isinstance(ref, dict) and ref.get("value") not in (None, ""):
+        return str(ref["value"])
+    return None
+
+
+def _parse_date(value: Any, element: str) -> date:
+    """Parse a yyyy-mm-dd date or raise 2010."""
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError:
+        raise _invalid_property(element) from None
+
+
+def _display_name(entity_name: str, entity: dict) -> str | None:
+    """Return the name QBO copies into a Ref pointing at ``entity``."""
+    return entity.get("DisplayName") if entity_name in ("Customer", "Vendor") else entity.get("Name")
+
+
+def _number_lines(lines: list[dict]) -> None:
+    """Give every line the Id and LineNum QBO assigns (1-based, in request order)."""
+    for number, line in enumerate(lines, 1):
+        line["Id"] = str(number)
+        line["LineNum"] = number
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Faults
+
+
+class QboError(Exception):
+    """A QBO Fault: the HTTP status plus one Error entry."""
+
+    def __init__(self, code: str, message: str, detail: str = "", element: str = "", *,
+                 status: int = 400, fault_type: str = "ValidationFault"):
+        super().__init__(f"{code} {message}: {detail}")
+        self.code, self.message, self.detail, self.element = code, message, detail, element
+        self.status, self.fault_type = status, fault_type
+
+    def body(self, stamp: str) -> dict:
+        """Return the Fault JSON document."""
+        error = {"Message": self.message, "Detail": self.detail, "code": self.code, "element": self.element}
+        return {"Fault": {"Error": [error], "type": self.fault_type}, "time": stamp}
+
+
+def _required(element: str) -> QboError:
+    return QboError("2020", "Required param missing, need to supply the required value for the API",
+                    f"Required parameter {element} is missing in the request", element)
+
+
+def _invalid_property(element: str) -> QboError:
+    return QboError("2010", "Request has invalid or unsupported property",
+                    f"Property Name:{element} specified is unsupported or invalid", element)
+
+
+def _invalid_enum(element: str, value: Any) -> QboError:
+    return QboError("2170", "Invalid Enumeration", f"Invalid Enumeration : {value}", element)
+
+
+def _invalid_ref(element: str, value: Any) -> QboError:
+    return QboError("2500", "Invalid Reference Id", f"Invalid Reference Id : {element} {value} does not exist",
+                    element)
+
+
+def _object_not_found(element: str = "") -> QboError:
+    return QboError("610", "Object Not Found", "Object Not Found : Something you're trying to use has been made "
+                    "inactive. Check the fields with accounts, customers, items, vendors or employees.", element)
+
+
+def _business(detail: str, element: str = "") -> QboError:
+    return QboError("6000", "A business validation error has occurred while processing your request",
+                    f"Business Validation Error: {detail}", element)
+
+
+def _duplicate_name(detail: str) -> QboError:
+    return QboError("6240", "Duplicate Name Exists Error", f"The name supplied already exists. : {detail}")
+
+
+def _stale_object() -> QboError:
+    return QboError("5010", "Stale Object Error", "Stale Object Error : You and Simulator User were working on "
+                    "this at the same time. Simulator User finished before you did, so your work was not saved.")
+
+
+def _unsupported(path: str) -> QboError:
+    return QboError("500", "Unsupported Operation",
+                    f"Operation Could not find resource for relative : {path} is not supported.")
+
+
+def _gateway_body(kind: str, detail: str) -> dict:
+    """Return the lowercase gateway fault for 401 (AUTHENTICATION) or 403 (AUTHORIZATION)."""
+    if kind == "AUTHENTICATION":
+        message, code = "message=AuthenticationFailed; errorCode=003200; statusCode=401", "3200"
+    else:
+        message, code = "message=AuthorizationFailed; errorCode=003100; statusCode=403", "3100"
+    return {"fault": {"error": [{"message": message, "detail": detail, "code": code, "element": None}],
+                      "type": kind}}
+
+
+@dataclass
+class Reply:
+    """An HTTP answer: a dict body is sent as JSON, a str body as is."""
+
+    status: int
+    body: Any
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+def _throttled() -> Reply:
+    return Reply(429, THROTTLE_BODY, "text/xml")
+
+
+@dataclass
+class InjectedFault:
+    """A canned response for the next ``count`` requests matching method/path/realm."""
+
+    status: int | None  # None: answer normally, only after ``delay``
+    method: str | None = None
+    path: str | None = None  # regex searched in the path after /v3/company/<realm> (or the /oauth2/... path)
+    realm_id: str | None = None
+    count: int = 1
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    after_commit: bool = False
+    delay: float = 0.0
+
+    def matches(self, call: Call) -> bool:
+        """Tell whether this fault applies to ``call``."""
+        return ((self.method is None or self.method.upper() == call.method)
+                and (self.realm_id is None or self.realm_id == call.realm_id)
+                and (self.path is None or re.search(self.path, call.fault_path) is not None))
+
+    def reply(self, stamp: str) -> Reply:
+        """Build the fault response (the default body depends on the status)."""
+        headers = dict(self.headers)
+        content_type = headers.pop("Content-Type", None)
+        if self.body is not None:
+            text_type = "text/plain" if isinstance(self.body, str) else "application/json"
+            return Reply(self.status, self.body, content_type or text_type, headers, self.delay)
+        if self.status == 429:
+            return replace(_throttled(), headers=headers, delay=self.delay)
+        if self.status in (401, 403):
+            kind, detail = (("AUTHENTICATION", "Token invalid: simulated fault") if self.status == 401
+                            else ("AUTHORIZATION", "Authorization failure: simulated fault"))
+            return Reply(self.status, _gateway_body(kind, detail), headers=headers, delay=self.delay)
+        if self.status == 400:
+            error = _business("simulated fault")
+        else:
+            error = QboError("10000", "An application error has occurred while processing your request",
+                             "System Failure Error: An unexpected error occurred while accessing or saving your "
+                             "data. Please wait a few minutes and try again. If the problem persists, contact "
+                             "customer support.", status=self.status, fault_type="SystemFault")
+        return Reply(self.status, error.body(stamp), headers=headers, delay=self.delay)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Query language
+
+
+@dataclass
+class Condition:
+    """One WHERE clause: ``path op value`` (value is a list for IN)."""
+
+    path: str
+    op: str
+    value: Any
+
+
+@dataclass
+class Query:
+    """A parsed SELECT statement."""
+
+    entity: str
+    count: bool = False
+    fields: list[str] | None = None  # None: whole entities
+    conditions: list[Condition] = field(default_factory=list)
+    order_by: list[tuple[str, bool]] = field(default_factory=list)  # (path, descending)
+    start_position: int = 1
+    max_results: int = DEFAULT_MAX_RESULTS
+
+
+_TOKEN_RE = re.compile(r"""\s*(?:
+    (?P<string>'(?:\\.|[^'\\])*')
+  | (?P<number>-?\d+(?:\.\d+)?)
+  | (?P<op><=|>=|=|<|>)
+  | (?P<punct>[(),*])
+  | (?P<word>[A-Za-z_][A-Za-z0-9_.]*)
+)""", re.VERBOSE)
+
+
+def _parse_error(detail: str) -> QboError:
+    return QboError("4000", "Error parsing query", f"QueryParserError: {detail}")
+
+
+class QueryParser:
+    """Parse ``SELECT ... FROM Entity [WHERE ...] [ORDERBY ...] [STARTPOSITION n] [MAXRESULTS n]``."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.tokens = self._tokenize(text)
+        self.pos = 0
+
+    @staticmethod
+    def _tokenize(text: str) -> list[tuple[str, Any]]:
+        tokens: list[tuple[str, Any]] = []
+        pos = 0
+        while text[pos:].strip():
+            match = _TOKEN_RE.match(text, pos)
+            if not match:
+                raise _parse_error(f'Encountered "{text[pos:].strip()[:20]}" at column {pos + 1}.')
+            kind = match.lastgroup
+            raw = match.group(kind)
+            if kind == "string":
+                tokens.append((kind, re.sub(r"\\(.)", r"\1", raw[1:-1])))
+            elif kind == "number":
+                tokens.append((kind, Decimal(raw)))
+            else:
+                tokens.append((kind, raw))
+            pos = match.end()
+        return tokens
+
+    def parse(self) -> Query:
+        """Return the Query or raise the 4000 parse fault."""
+        self._expect_keyword("SELECT")
+        count, fields = self._projection()
+        self._expect_keyword("FROM")
+        entity = self._expect_word("an entity name")
+        if entity not in QUERYABLE:
+            raise _parse_error(f"Invalid entity name: {entity} (entity names are case sensitive)")
+        query = Query(entity, count, fields)
+        if self._accept_keyword("WHERE"):
+            query.conditions.append(self._condition())
+            while self._accept_keyword("AND"):
+                query.conditions.append(self._condition())
+        if self._accept_keyword("ORDERBY") or (self._accept_keyword("ORDER") and self._expect_keyword("BY")):
+            query.order_by.append(self._order())
+            while self._accept_punct(","):
+                query.order_by.append(self._order())
+        seen = set()
+        while self.pos < len(self.tokens):
+            keyword = self._expect_word("STARTPOSITION, MAXRESULTS or the end").upper()
+            if keyword not in ("STARTPOSITION", "MAXRESULTS") or keyword in seen:
+                raise _parse_error(f'Encountered "{keyword}" where it is not allowed.')
+            seen.add(keyword)
+            number = self._expect_integer()
+            if keyword == "STARTPOSITION":
+                query.start_position = max(number, 1)
+            else:
+                query.max_results = min(max(number, 0), MAX_MAX_RESULTS)
+        return query
+
+    def _projection(self) -> tuple[bool, list[str] | None]:
+        if self._accept_keyword("COUNT"):
+            for punct in "(*)":
+                self._expect_punct(punct)
+            return True, None
+        if self._accept_punct("*"):
+            while self._accept_punct(","):  # "SELECT *, Sku" still returns whole entities
+                self._expect_word("a property name")
+            return False, None
+        fields = [self._expect_word("* or a property name")]
+        while self._accept_punct(","):
+            fields.append(self._expect_word("a property name"))
+        return False, fields
+
+    def _condition(self) -> Condition:
+        path = self._expect_word("a property name")
+        if self._accept_keyword("IN"):
+            self._expect_punct("(")
+            values = [self._value()]
+            while self._accept_punct(","):
+                values.append(self._value())
+            self._expect_punct(")")
+            return Condition(path, "IN", values)
+        if self._accept_keyword("LIKE"):
+            kind, pattern = self._next("a quoted pattern")
+            if kind != "string":
+                raise _parse_error("LIKE needs a quoted pattern.")
+            return Condition(path, "LIKE", pattern)
+        kind, op = self._next("an operator")
+        if kind != "op":
+            raise _parse_error(f'Encountered "{op}" where an operator was expected.')
+        return Condition(path, op, self._value())
+
+    def _order(self) -> tuple[str, bool]:
+        path = self._expect_word("a property name")
+        if self._accept_keyword("DESC"):
+            return path, True
+        self._accept_keyword("ASC")
+        return path, False
+
+    def _value(self) -> Any:
+        kind, value = self._next("a value")
+        if kind in ("string", "number"):
+            return value
+        if kind == "word" and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise _parse_error(f'Encountered "{value}" where a value was expected.')
+
+    def _next(self, expected: str) -> tuple[str, Any]:
+        if self.pos >= len(self.tokens):
+            raise _parse_error(f"Unexpected end of query, expected {expected}.")
+        token = self.tokens[self.pos]
+        self.pos += 1
+        return token
+
+    def _peek_word(self) -> str | None:
+        if self.pos < len(self.tokens) and self.tokens[self.pos][0] == "word":
+            return self.tokens[self.pos][1].upper()
+        return None
+
+    def _accept_keyword(self, keyword: str) -> bool:
+        if self._peek_word() == keyword:
+            self.pos += 1
+            return True
+        return False
+
+    def _expect_keyword(self, keyword: str) -> bool:
+        if not self._accept_keyword(keyword):
+            raise _parse_error(f"Expected {keyword}.")
+        return True
+
+    def _accept_punct(self, punct: str) -> bool:
+        if self.pos < len(self.tokens) and self.tokens[self.pos] == ("punct", punct):
+            self.pos += 1
+            return True
+        return False
+
+    def _expect_punct(self, punct: str) -> None:
+        if not self._accept_punct(punct):
+            raise _parse_error(f'Expected "{punct}".')
+
+    def _expect_word(self, expected: str) -> str:
+        kind, value = self._next(expected)
+        if kind != "word":
+            raise _parse_error(f'Encountered "{value}" where {expected} was expected.')
+        return value
+
+    def _expect_integer(self) -> int:
+        kind, value = self._next("a number")
+        if kind != "number" or value != value.to_integral_value():
+            raise _parse_error(f'Encountered "{value}" where an integer was expected.')
+        return int(value)
+
+
+def _field_value(entity: dict, path: str) -> Any:
+    """Follow a dotted path; a Ref compares by its value, an email address by its Address."""
+    value: Any = entity
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    if isinstance(value, dict):
+        return value.get("value", value.get("Address"))
+    return value
+
+
+def _as_number(value: Any) -> Decimal | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _compare(actual: Any, expected: Any) -> int | None:
+    """Three-way compare a stored value with a query literal (None when they can't be compared)."""
+    if isinstance(actual, bool):
+        wanted = expected if isinstance(expected, bool) else str(expected).lower() == "true"
+        return (actual > wanted) - (actual < wanted)
+    left, right = _as_number(actual), _as_number(expected)
+    if left is None or right is None:
+        # Timestamps compare as instants so offsets and date-only literals work; other text ignores case.
+        if isinstance(actual, str) and "T" in actual:
+            left, right = _as_datetime(actual), _as_datetime(expected)
+        if left is None or right is None:
+            left, right = str(actual).casefold(), str(expected).casefold()
+    return (left > right) - (left < right)
+
+
+def _matches(entity: dict, condition: Condition) -> bool:
+    actual = _field_value(entity, condition.path)
+    if actual is None:
+        return False
+    if condition.op == "IN":
+        return any(_compare(actual, value) == 0 for value in condition.value)
+    if condition.op == "LIKE":
+        pattern = "".join(".*" if char == "%" else re.escape(char) for char in condition.value)
+        return re.fullmatch(pattern, str(actual), re.IGNORECASE | re.DOTALL) is not None
+    order = _compare(actual, condition.value)
+    return {"=": order == 0, "<": order < 0, ">": order > 0, "<=": order <= 0, ">=": order >= 0}[condition.op]
+
+
+def _sort_key(value: Any) -> tuple:
+    if value is None:
+        return (2, "")
+    number = _as_number(value)
+    return (0, number) if number is not None else (1, str(value).casefold())
+
+
+def run_query(query: Query, entities: list[dict]) -> dict:
+    """Evaluate ``query`` over ``entities`` and return the QueryResponse object."""
+    allowed = QUERYABLE[query.entity]
+    for path in [c.path for c in query.conditions] + [path for path, _ in query.order_by]:
+        if path not in allowed:
+            raise QboError("4001", "Invalid query", f"QueryValidationError: property '{path}' is not queryable")
+    rows = [e for e in entities if all(_matches(e, c) for c in query.conditions)]
+    if query.entity in NAME_LISTS and not any(c.path == "Active" for c in query.conditions):
+        rows = [e for e in rows if e.get("Active", True) is not False]
+    if query.count:
+        return {"totalCount": len(rows)}
+    rows.sort(key=lambda e: _sort_key(e.get("Id")))
+    for path, descending in reversed(query.order_by):
+        rows.sort(key=lambda e, p=path: _sort_key(_field_value(e, p)), reverse=descending)
+    page = rows[query.start_position - 1:query.start_position - 1 + query.max_results]
+    if not page:
+        return {}
+    if query.fields is not None:
+        page = [{**{k: e[k] for k in query.fields if k in e}, "domain": "QBO", "sparse": True} for e in page]
+    return {query.entity: copy.deepcopy(page), "startPosition": query.start_position, "maxResults": len(page)}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Companies and their entities
+
+
+class Company:
+    """One QBO company (realm): its settings and every stored entity, by type and Id."""
+
+    def __init__(self, realm_id: str, *, name: str, country: str, home_currency: str, multicurrency: bool,
+                 custom_txn_numbers: bool, clock):
+        self.realm_id = realm_id
+        self.country = country.upper()
+        self.home_currency = home_currency.upper()
+        self.multicurrency = multicurrency
+        self.custom_txn_numbers = custom_txn_numbers
+        self._clock = clock
+        self.entities: dict[str, dict[str, dict]] = {}
+        self._last_id: dict[str, int] = {}
+        self._seed(name)
+
+    # -- storage -------------------------------------------------------------------------------------
+
+    def today(self) -> date:
+        """Return the company's current date."""
+        return datetime.fromtimestamp(self._clock(), UTC).date()
+
+    def get(self, entity_name: str, entity_id: str) -> dict | None:
+        """Return the stored entity (not a copy) or None."""
+        return self.entities.get(entity_name, {}).get(str(entity_id))
+
+    def all(self, entity_name: str) -> list[dict]:
+        """Return the stored entities of one type (not copies), active or not."""
+        return list(self.entities.get(entity_name, {}).values())
+
+    def insert(self, entity_name: str, fields: dict, entity_id: str | None = None) -> dict:
+        """Store a new entity with SyncToken "0", MetaData and an Id (the given one or the next free)."""
+        if entity_id is None:
+            entity_id = str(self._last_id.get(entity_name, 0) + 1)
+        if entity_id.isdigit():  # keep later sequential Ids clear of explicitly chosen ones
+            self._last_id[entity_name] = max(self._last_id.get(entity_name, 0), int(entity_id))
+        now = _iso(self._clock())
+        entity = {**fields, "domain": "QBO", "sparse": False, "Id": entity_id, "SyncToken": "0",
+                  "MetaData": {"CreateTime": now, "LastUpdatedTime": now}}
+        self.entities.setdefault(entity_name, {})[entity_id] = entity
+        return entity
+
+    def _update(self, entity_name: str, existing: dict, fields: dict) -> dict:
+        """Replace an entity's fields, bumping SyncToken and LastUpdatedTime."""
+        entity = {**fields, "domain": "QBO", "sparse": False, "Id": existing["Id"],
+                  "SyncToken": str(int(existing["SyncToken"]) + 1),
+                  "MetaData": {**existing.get("MetaData", {}), "LastUpdatedTime": _iso(self._clock())}}
+        self.entities[entity_name][existing["Id"]] = entity
+        return entity
+
+    def _touch(self, entity_name: str, entity: dict) -> None:
+        """Record a server-side change (e.g. a payment lowered an invoice's Balance)."""
+        self._update(entity_name, entity, _strip_server_fields(entity))
+
+    def resolve(self, entity_name: str, holder: dict, key: str, *, required: bool = False) -> dict | None:
+        """Return the active entity ``holder[key]`` refers to and fill the Ref's name; fault when it can't."""
+        value = _ref_value(holder, key)
+        if value is None:
+            if required:
+                raise _required(key)
+            return None
+        target = self.get(entity_name, value)
+        if target is None:
+            raise _invalid_ref(key, value)
+        if target.get("Active") is False:
+            raise _object_not_found(key)
+        holder[key]["value"] = value
+        name = _display_name(entity_name, target)
+        if name:
+            holder[key]["name"] = name
+        return target
+
+    def account_named(self, name: str) -> dict:
+        """Return a seeded account by name."""
+        return next(a for a in self.all("Account") if a.get("Name") == name)
+
+    def currency_ref(self, ref: Any, element: str = "CurrencyRef") -> dict:
+        """Default the currency to the home currency; refuse foreign ones without multicurrency."""
+        code = str(ref.get("value") if isinstance(ref, dict) and ref.get("value") else self.home_currency).upper()
+        if code != self.home_currency and not self.multicurrency:
+            raise _business(f"Multicurrency is not enabled for this company, so the currency must be the home "
+                            f"currency {self.home_currency}. Supplied value: {code}", element)
+        return {"value": code, "name": CURRENCY_NAMES.get(code, code)}
+
+    # -- operations ------------------------------------------------------------------------------------
+
+    def save(self, entity_name: str, body: dict, options: frozenset[str] = frozenset()) -> dict:
+        """Create, or update when the body has an Id (full, or merged when ``sparse`` is true)."""
+        body = _compact(body)
+        existing = None
+        if body.get("Id") is not None:
+            existing = self._for_update(entity_name, body)
+            if body.get("sparse") is True:
+                body = {**copy.deepcopy(existing), **body}
+            elif "DocNumber" not in body and existing.get("DocNumber"):
+                body["DocNumber"] = existing["DocNumber"]  # a full update need not repeat a number QBO assigned
+        prepared = PREPARERS[entity_name](self, entity_name, _strip_server_fields(body), existing, options)
+        if existing is None:
+            saved = self.insert(entity_name, prepared)
+        else:
+            saved = self._update(entity_name, existing, prepared)
+        if entity_name in ("Invoice", "Payment"):
+            self.refresh_receivables()
+        if entity_name == "Invoice":
+            self._close_linked_estimates(saved)
+        return copy.deepcopy(self.get(entity_name, saved["Id"]))
+
+    def delete(self, entity_name: str, body: dict) -> dict:
+        """Delete a transaction (QBO only deletes transactions; name lists are made inactive instead)."""
+        if entity_name not in TRANSACTIONS:
+            raise _unsupported(f"/{entity_name.lower()}?operation=delete")
+        existing = self._for_update(entity_name, _compact(body))
+        if entity_name == "Invoice" and self.payments_applied_to(existing["Id"]):
+            raise _business("This invoice has payments applied to it. Delete or change the payments first.")
+        del self.entities[entity_name][existing["Id"]]
+        if entity_name in ("Invoice", "Payment"):
+            self.refresh_receivables()
+        return {"domain": "QBO", "status": "Deleted", "Id": existing["Id"]}
+
+    def void(self, entity_name: str, body: dict) -> dict:
+        """Void an Invoice, SalesReceipt or Payment: zero its amounts but keep the record."""
+        if entity_name not in ("Invoice", "SalesReceipt", "Payment"):
+            raise _unsupported(f"/{entity_name.lower()}?operation=void")
+        existing = self._for_update(entity_name, _compact(body))
+        if entity_name == "Invoice" and self.payments_applied_to(existing["Id"]):
+            raise _business("This invoice has payments applied to it. Delete or change the payments first.")
+        voided = _strip_server_fields(copy.deepcopy(existing))
+        for line in voided.get("Line", []):
+            line["Amount"] = 0.0
+            if "Qty" in line.get("SalesItemLineDetail", {}):
+                line["SalesItemLineDetail"]["Qty"] = 0  # keeps Amount == Qty x UnitPrice for later updates
+        voided.update(TotalAmt=0.0, PrivateNote="Voided")
+        if entity_name == "Payment":
+            voided["UnappliedAmt"] = 0.0
+        else:
+            voided["Balance"] = 0.0
+        saved = self._update(entity_name, existing, voided)
+        self.refresh_receivables()
+        return copy.deepcopy(self.get(entity_name, saved["Id"]))
+
+    def query(self, text: str) -> dict:
+        """Run a query statement."""
+        query = QueryParser(text).parse()
+        return run_query(query, self.all(query.entity))
+
+    def _for_update(self, entity_name: str, body: dict) -> dict:
+        """Return the stored entity an update/delete/void names, checking its SyncToken."""
+        entity_id = body.get("Id")
+        if entity_id is None:
+            raise _required("Id")
+        existing = self.get(entity_name, str(entity_id))
+        if existing is None:
+            raise _object_not_found("Id")
+        if body.get("SyncToken") is None:
+            raise _required("SyncToken")
+        if str(body["SyncToken"]) != existing["SyncToken"]:
+            raise _stale_object()
+        return existing
+
+    # -- receivables -----------------------------------------------------------------------------------
+
+    def payments_applied_to(self, invoice_id: str) -> list[tuple[str, Decimal]]:
+        """Return (payment Id, amount) for every payment line linked to the invoice."""
+        return [(payment["Id"], amount) for payment in self.all("Payment")
+                for linked_id, amount in _applications(payment).items() if linked_id == invoice_id]
+
+    def refresh_receivables(self) -> None:
+        """Recompute invoice balances and payment links, then customer balances, after money moved."""
+        balances: dict[str, Decimal] = {}
+        for invoice in self.all("Invoice"):
+            payments = self.payments_applied_to(invoice["Id"])
+            balance = _money(Decimal(str(invoice.get("TotalAmt", 0))) - sum(a for _, a in payments))
+            links = _invoice_links(invoice.get("LinkedTxn", []), payments)
+            if balance != invoice.get("Balance") or links != invoice.get("LinkedTxn", []):
+                invoice["Balance"], invoice["LinkedTxn"] = balance, links
+                self._touch("Invoice", invoice)
+            customer_id = _ref_value(invoice, "CustomerRef")
+            balances[customer_id] = balances.get(customer_id, Decimal(0)) + Decimal(str(balance))
+        for customer in self.all("Customer"):
+            total = _money(balances.get(customer["Id"], 0))
+            customer["Balance"] = customer["BalanceWithJobs"] = total
+
+    def _close_linked_estimates(self, invoice: dict) -> None:
+        """Mark the estimates an invoice was created from as Closed, as QBO does."""
+        for link in invoice.get("LinkedTxn", []):
+            estimate = self.get("Estimate", link.get("TxnId")) if link.get("TxnType") == "Estimate" else None
+            if estimate and estimate.get("TxnStatus") != "Closed":
+                estimate["TxnStatus"] = "Closed"
+                self._touch("Estimate", estimate)
+
+    # -- seed data -------------------------------------------------------------------------------------
+
+    def _seed(self, name: str) -> None:
+        us = self.country == "US"
+        self.insert("CompanyInfo", {
+            "CompanyName": name, "LegalName": name, "Country": self.country,
+            "CompanyAddr": {"Line1": "1 Simulator Way", "City": "Mountain View", "Country": self.country},
+            "SupportedLanguages": "en", "FiscalYearStartMonth": "January",
+            "CompanyStartDate": self.today().isoformat()})
+        self.insert("Preferences", {
+            "SalesFormsPrefs": {"CustomTxnNumbers": self.custom_txn_numbers, "AllowDiscount": True,
+                                "AllowDeposit": True},
+            "CurrencyPrefs": {"MultiCurrencyEnabled": self.multicurrency,
+                              "HomeCurrency": {"value": self.home_currency}},
+            "TaxPrefs": {"UsingSalesTax": True, "PartnerTaxEnabled": us}})
+        home = self.currency_ref(None)
+        for account_name, account_type, sub_type in SEED_ACCOUNTS:
+            self.insert("Account", {
+                "Name": account_name, "FullyQualifiedName": account_name, "AccountType": account_type,
+                "AccountSubType": sub_type, "Classification": ACCOUNT_CLASSIFICATION[account_type],
+                "Active": True, "SubAccount": False, "CurrentBalance": 0.0, "CurrencyRef": home})
+        for term_name, days in SEED_TERMS:
+            self.insert("Term", {"Name": term_name, "Type": "STANDARD", "DueDays": days, "Active": True})
+        for method_name, method_type in SEED_PAYMENT_METHODS:
+            self.insert("PaymentMethod", {"Name": method_name, "Type": method_type, "Active": True})
+        for code_id, code_name, description, taxable in (US_TAX_CODES if us else NON_US_TAX_CODES):
+            self.insert("TaxCode", {"Name": code_name, "Description": description, "Taxable": taxable,
+                                    "TaxGroup": False, "Active": True}, code_id)
+        for vendor_name in SEED_VENDORS:
+            self.insert("Vendor", {"DisplayName": vendor_name, "PrintOnCheckName": vendor_name,
+                                   "Active": True, "Balance": 0.0, "CurrencyRef": home})
+
+
+_SERVER_FIELDS = ("Id", "SyncToken", "MetaData", "domain", "sparse")
+
+
+def _strip_server_fields(entity: dict) -> dict:
+    return {k: v for k, v in entity.items() if k not in _SERVER_FIELDS}
+
+
+def _applications(payment: dict) -> dict[str, Decimal]:
+    """Return {invoice Id: amount} a payment applies."""
+    applied: dict[str, Decimal] = {}
+    for line in payment.get("Line", []):
+        for link in line.get("LinkedTxn", []):
+            if link.get("TxnType") == "Invoice":
+                invoice_id = str(link.get("TxnId"))
+                applied[invoice_id] = applied.get(invoice_id, Decimal(0)) + Decimal(str(line.get("Amount", 0)))
+    return applied
+
+
+def _invoice_links(links: list[dict], payments: list[tuple[str, Decimal]]) -> list[dict]:
+    """Keep an invoice's own links and list the payments applied to it, as QBO does."""
+    own = [link for link in links if link.get("TxnType") != "Payment"]
+    return own + [{"TxnId": payment_id, "TxnType": "Payment"} for payment_id, _ in payments]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Per-entity validation and computed fields. Each preparer gets a copy of the request body (server
+# fields removed, sparse updates already merged) and returns the fields to store, or raises QboError.
+
+
+def _require_name(body: dict, key: str = "Name") -> str:
+    """Return the stripped name, or raise 2020 when missing and 6000 when it has a colon."""
+    name = str(body.get(key, "")).strip()
+    if not name:
+        raise _required(key)
+    if ":" in name:
+        raise _business("The name can't contain a colon (:).", key)
+    return name
+
+
+def _check_unique_name(company: Company, kinds: tuple[str, ...], key: str, name: str,
+                       existing: dict | None, detail: str) -> None:
+    """Raise 6240 when another entity of ``kinds`` has this name (case-insensitively, inactive ones too)."""
+    for kind in kinds:
+        for other in company.all(kind):
+            if other is not existing and str(other.get(key, "")).casefold() == name.casefold():
+                raise _duplicate_name(detail)
+
+
+def _prepare_party(company: Company, kind: str, body: dict, existing: dict | None, _options) -> dict:
+    """Customer and Vendor: DisplayName (or one built from the name parts) unique across both."""
+    parts = (str(body.get(k, "")).strip() for k in ("Title", "GivenName", "MiddleName", "FamilyName", "Suffix"))
+    name = str(body.get("DisplayName") or " ".join(p for p in parts if p)).strip()
+    if not name:
+        raise QboError("6080", "Name field is empty", "You must fill out at least one of the name fields: "
+                       "Title, GivenName, MiddleName, FamilyName, Suffix or DisplayName.", "DisplayName")
+    if ":" in name:
+        raise _business("The name can't contain a colon (:).", "DisplayName")
+    _check_unique_name(company, ("Customer", "Vendor"), "DisplayName", name, existing,
+                       "Another customer, vendor or employee is already using this name. "
+                       "Please use a different name.")
+    body["DisplayName"] = name
+    body.setdefault("PrintOnCheckName", name)
+    body.setdefault("Active", True)
+    body["CurrencyRef"] = company.currency_ref(body.get("CurrencyRef"))
+    body["Balance"] = existing.get("Balance", 0.0) if existing else 0.0  # computed from invoices, not settable
+    if kind == "Customer":
+        body["FullyQualifiedName"] = name
+        body["BalanceWithJobs"] = body["Balance"]
+        body.setdefault("Job", False)
+        body.setdefault("BillWithParent", False)
+    return body
+
+
+def _prepare_item(company: Company, _kind: str, body: dict, existing: dict | None, _options) -> dict:
+    """Item: unique Name, a Type, an Income account for sellable types."""
+    name = _require_name(body)
+    _check_unique_name(company, ("Item",), "Name", name, existing,
+                       "Another product or service is already using this name. Please use a different name.")
+    item_type = body.get("Type")
+    if not item_type:
+        raise _required("Type")
+    if item_type not in ITEM_TYPES:
+        raise _invalid_enum("Type", item_type)
+    income = company.resolve("Account", body, "IncomeAccountRef",
+                             required=item_type in ITEM_TYPES_WITH_INCOME_ACCOUNT)
+    if income is not None and income.get("Classification") != "Revenue":
+        raise QboError("6430", "Invalid account type used",
+                       "Invalid account type: IncomeAccountRef must be an Income or Other Income account.",
+                       "IncomeAccountRef")
+    for key in ("ExpenseAccountRef", "AssetAccountRef"):
+        company.resolve("Account", body, key)
+    body["Name"] = body["FullyQualifiedName"] = name
+    body.setdefault("Active", True)
+    body.setdefault("Taxable", False)
+    body.setdefault("UnitPrice", 0)
+    body.setdefault("TrackQtyOnHand", False)
+    return body
+
+
+def _prepare_account(company: Company, _kind: str, body: dict, existing: dict | None, _options) -> dict:
+    """Account: unique Name and a known AccountType (Classification follows from it)."""
+    name = _require_name(body)
+    _check_unique_name(company, ("Account",), "Name", name, existing,
+                       "Another account is already using this name. Please use a different name.")
+    account_type = body.get("AccountType")
+    if not account_type:
+        raise _required("AccountType")
+    if account_type not in ACCOUNT_CLASSIFICATION:
+        raise _invalid_enum("AccountType", account_type)
+    body["Name"] = body["FullyQualifiedName"] = name
+    body["Classification"] = ACCOUNT_CLASSIFICATION[account_type]
+    body["CurrencyRef"] = company.currency_ref(body.get("CurrencyRef"))
+    body.setdefault("Active", True)
+    body.setdefault("SubAccount", False)
+    body["CurrentBalance"] = existing.get("CurrentBalance", 0.0) if existing else 0.0
+    return body
+
+
+def _prepare_term(company: Company, _kind: str, body: dict, existing: dict | None, _options) -> dict:
+    """Term: unique Name, DueDays."""
+    name = _require_name(body)
+    _check_unique_name(company, ("Term",), "Name", name, existing,
+                       "Another term is already using this name. Please use a different name.")
+    body["Name"] = name
+    body["DueDays"] = int(_decimal(body.get("DueDays", 0), "DueDays"))
+    body.setdefault("Type", "STANDARD")
+    body.setdefault("Active", True)
+    return body
+
+
+def _prepare_payment_method(company: Company, _kind: str, body: dict, existing: dict | None, _options) -> dict:
+    """PaymentMethod: unique Name."""
+    name = _require_name(body)
+    _check_unique_name(company, ("PaymentMethod",), "Name", name, existing,
+                       "Another payment method is already using this name. Please use a different name.")
+    body["Name"] = name
+    body.setdefault("Type", "NON_CREDIT_CARD")
+    body.setdefault("Active", True)
+    return body
+
+
+def _assign_doc_number(company: Company, kind: str, body: dict, existing: dict | None,
+                       options: frozenset[str]) -> None:
+    """Auto-number sales forms when custom numbers are off; check length and duplicates."""
+    doc_number = body.get("DocNumber")
+    auto = kind in SALES_DOCS and (doc_number == "AUTO_GENERATE"
+                                   or (doc_number is None and not company.custom_txn_numbers))
+    if auto:
+        used = [int(d["DocNumber"]) for d in company.all(kind) if str(d.get("DocNumber", "")).isdigit()]
+        doc_number = str(max(used, default=1000) + 1)
+    if doc_number is None:
+        return
+    doc_number = str(doc_number)
+    if len(doc_number) > MAX_DOC_NUMBER_LENGTH:
+        raise QboError("6000", "A business validation error has occurred while processing your request",
+                       f"String length is either shorter or longer than supported by specification. "
+                       f"Min:0 Max:{MAX_DOC_NUMBER_LENGTH} supported. Supplied length:{len(doc_number)}",
+                       "DocNumber")
+    if company.custom_txn_numbers and "allowduplicatedocnum" not in options:
+        for other in company.all(kind):
+            if other.get("DocNumber") == doc_number and (existing is None or other["Id"] != existing["Id"]):
+                raise QboError("6140", "Duplicate Document Number Error",
+                               f"You must specify a different number. This number has already been used. "
+                               f"DocNumber={doc_number} is assigned to TxnType={kind} with TxnId={other['Id']}",
+                               "DocNumber")
+    body["DocNumber"] = doc_number
+
+
+def _txn_date(company: Company, body: dict) -> date:
+    txn_date = _parse_date(body["TxnDate"], "TxnDate") if body.get("TxnDate") else company.today()
+    body["TxnDate"] = txn_date.isoformat()
+    return txn_date
+
+
+def _txn_currency(company: Company, body: dict, party: dict | None) -> None:
+    """Set CurrencyRef; with multicurrency on it must be the customer's/vendor's currency."""
+    currency = company.currency_ref(body.get("CurrencyRef"))
+    party_currency = _ref_value(party, "CurrencyRef") if party else None
+    if party_currency and party_currency != currency["value"]:
+        raise _business(f"The currency of the transaction ({currency['value']}) must match the currency of "
+                        f"{party.get('DisplayName')} ({party_currency}).", "CurrencyRef")
+    body["CurrencyRef"] = currency
+
+
+def _check_line_amount(line: dict, detail: dict, amount: Decimal, index: int) -> None:
+    """Amount must equal Qty × UnitPrice (to the cent) when both are given: error 6070."""
+    if detail.get("Qty") is None or detail.get("UnitPrice") is None:
+        return
+    product = _decimal(detail["Qty"], "Qty") * _decimal(detail["UnitPrice"], "UnitPrice")
+    if _money(product) != _money(amount):
+        raise QboError("6070", "Amount is not equal to UnitPrice * Qty",
+                       f"Amount is not equal to UnitPrice * Qty. Supplied value:{_money(amount)} "
+                       f"(line {index}, UnitPrice * Qty = {_money(product)})", "Amount")
+
+
+def _check_line_tax_code(company: Company, detail: dict) -> None:
+    """US lines take the TAX/NON pseudo codes (6100); elsewhere every line needs a real TaxCode (6000)."""
+    code = _ref_value(detail, "TaxCodeRef")
+    if company.country == "US":
+        if code is not None and code not in US_LINE_TAX_CODES:
+            raise QboError("6100", "Invalid tax code",
+                           f"Invalid line TaxCodeRef {code}: US companies accept only TAX or NON on lines.",
+                           "TaxCodeRef")
+    elif code is None or company.get("TaxCode", code) is None:
+        rate_word = TAX_RATE_WORDS.get(company.country, "VAT")
+        raise _business(f"Make sure all your transactions have a {rate_word} rate before you save.",
+                        "TaxCodeRef")
+
+
+def _sales_lines(company: Company, lines: list[dict]) -> tuple[list[dict], Decimal, Decimal]:
+    """Validate sales lines; return them (with Ids) plus the item subtotal and the discount total."""
+    kept, subtotal, discounts = [], Decimal(0), []
+    for index, line in enumerate(lines, 1):
+        detail_type = line.get("DetailType")
+        if detail_type == "SubTotalLineDetail":
+            continue  # QBO recomputes the subtotal line
+        if not detail_type:
+            raise _required("Line.DetailType")
+        if detail_type == "SalesItemLineDetail":
+            if line.get("Amount") is None:
+                raise _required("Line.Amount")
+            amount = _decimal(line["Amount"], "Line.Amount")
+            detail = line.setdefault("SalesItemLineDetail", {})
+            company.resolve("Item", detail, "ItemRef")
+            _check_line_amount(line, detail, amount, index)
+            _check_line_tax_code(company, detail)
+            line["Amount"] = _money(amount)
+            subtotal += amount
+        elif detail_type == "DiscountLineDetail":
+            company.resolve("Account", line.setdefault("DiscountLineDetail", {}), "DiscountAccountRef")
+            discounts.append(line)
+        elif detail_type != "DescriptionOnly":
+            raise _invalid_enum("Line.DetailType", detail_type)
+        kept.append(line)
+    discount_total = Decimal(0)
+    for line in discounts:
+        detail = line["DiscountLineDetail"]
+        if detail.get("PercentBased") and detail.get("DiscountPercent") is not None:
+            percent = _decimal(detail["DiscountPercent"], "DiscountPercent")
+            amount = Decimal(str(_money(subtotal * percent / 100)))
+        else:
+            amount = _decimal(line.get("Amount", 0), "Line.Amount")
+        line["Amount"] = _money(amount)
+        discount_total += amount
+    _number_lines(kept)
+    kept.append({"Amount": _money(subtotal), "DetailType": "SubTotalLineDetail", "SubTotalLineDetail": {}})
+    return kept, subtotal, discount_total
+
+
+def _prepare_sales_doc(company: Company, kind: str, body: dict, existing: dict | None,
+                       options: frozenset[str]) -> dict:
+    """Invoice, Estimate, SalesReceipt, RefundReceipt: references, lines, totals, numbers, dates."""
+    customer = company.resolve("Customer", body, "CustomerRef", required=True)
+    if not body.get("Line"):
+        raise _required("Line")
+    _txn_currency(company, body, customer)
+    _assign_doc_number(company, kind, body, existing, options)
+    txn_date = _txn_date(company, body)
+    body["Line"], subtotal, discount = _sales_lines(company, body["Line"])
+    tax_detail = body.get("TxnTaxDetail", {})
+    tax = _decimal(tax_detail.get("TotalTax", 0), "TxnTaxDetail.TotalTax")  # an explicit amount is honoured
+    body["TxnTaxDetail"] = {**tax_detail, "TotalTax": _money(tax)}
+    total = subtotal - discount + tax
+    if total < 0:
+        raise _business("The transaction total can't be negative.", "Line")
+    body["TotalAmt"] = _money(total)
+    if company.multicurrency:
+        rate = _decimal(body.get("ExchangeRate", 1), "ExchangeRate")
+        body["ExchangeRate"] = float(rate)
+        body["HomeTotalAmt"] = _money(total * rate)
+    body.setdefault("EmailStatus", "NotSet")
+    body.setdefault("PrintStatus", "NotSet")
+    if kind == "Invoice":
+        _finish_invoice(company, body, existing, txn_date, total)
+    elif kind == "Estimate":
+        body.setdefault("TxnStatus", "Pending")
+    else:
+        deposit_required = kind == "RefundReceipt"
+        if not deposit_required and _ref_value(body, "DepositToAccountRef") is None:
+            # "If you do not specify this account, QBO uses the Undeposited Funds account."
+            body["DepositToAccountRef"] = {"value": company.account_named("Undeposited Funds")["Id"]}
+        company.resolve("Account", body, "DepositToAccountRef", required=deposit_required)
+        company.resolve("PaymentMethod", body, "PaymentMethodRef")
+        body["Balance"] = 0.0
+    return body
+
+
+def _finish_invoice(company: Company, body: dict, existing: dict | None, txn_date: date, total: Decimal) -> None:
+    """Invoice extras: term and DueDate, links to estimates, Balance after applied payments."""
+    term = company.resolve("Term", body, "SalesTermRef")
+    if not body.get("DueDate"):
+        body["DueDate"] = (txn_date + timedelta(days=int(term.get("DueDays", 0)) if term else 0)).isoformat()
+    else:
+        body["DueDate"] = _parse_date(body["DueDate"], "DueDate").isoformat()
+    for link in body.get("LinkedTxn", []):
+        if link.get("TxnType") == "Estimate" and company.get("Estimate", str(link.get("TxnId"))) is None:
+            raise _invalid_ref("LinkedTxn.TxnId", link.get("TxnId"))
+    payments = company.payments_applied_to(existing["Id"]) if existing else []
+    applied = sum((amount for _, amount in payments), Decimal(0))
+    if total < applied:
+        raise _business(f"The invoice total can't be less than the {_money(applied)} already paid on it.",
+                        "Line")
+    body["LinkedTxn"] = _invoice_links(body.get("LinkedTxn", []), payments)
+    body["Balance"] = _money(total - applied)
+
+
+def _prepare_payment(company: Company, _kind: str, body: dict, existing: dict | None, _options) -> dict:
+    """Payment: CustomerRef + TotalAmt; lines apply amounts to that customer's open invoices."""
+    customer = company.resolve("Customer", body, "CustomerRef", required=True)
+    if body.get("TotalAmt") is None:
+        raise _required("TotalAmt")
+    total = _decimal(body["TotalAmt"], "TotalAmt")
+    if total < 0:
+        raise _business("A payment's TotalAmt can't be negative.", "TotalAmt")
+    _txn_currency(company, body, customer)
+    _txn_date(company, body)
+    if _ref_value(body, "DepositToAccountRef") is None:
+        body["DepositToAccountRef"] = {"value": company.account_named("Undeposited Funds")["Id"]}
+    company.resolve("Account", body, "DepositToAccountRef")
+    company.resolve("PaymentMethod", body, "PaymentMethodRef")
+    previously = _applications(existing) if existing else {}
+    applying: dict[str, Decimal] = {}
+    for line in body.get("Line", []):
+        amount = _decimal(line.get("Amount", 0), "Line.Amount")
+        for link in line.get("LinkedTxn", []):
+            invoice_id = str(link.get("TxnId"))
+            invoice = company.get("Invoice", invoice_id) if link.get("TxnType") == "Invoice" else None
+            if invoice is None:
+                raise _invalid_ref("LinkedTxn.TxnId", link.get("TxnId"))
+            if _ref_value(invoice, "CustomerRef") != customer["Id"]:
+                raise _business(f"Invoice {invoice_id} belongs to a different customer.", "LinkedTxn")
+            applying[invoice_id] = applying.get(invoice_id, Decimal(0)) + amount
+            open_balance = Decimal(str(invoice.get("Balance", 0))) + previously.get(invoice_id, Decimal(0))
+            if applying[invoice_id] > open_balance:
+                raise _business(f"The amount applied to Invoice {invoice_id} is more than its open balance "
+                                f"of {_money(open_balance)}.", "Line.Amount")
+        line["Amount"] = _money(amount)
+    applied = sum((_decimal(line.get("Amount", 0), "Line.Amount") for line in body.get("Line", [])), Decimal(0))
+    if applied > total:
+        raise _business("The amounts applied to transactions are more than the payment's TotalAmt.", "TotalAmt")
+    body["TotalAmt"] = _money(total)
+    body["UnappliedAmt"] = _money(total - applied)
+    body.setdefault("ProcessPayment", False)
+    body.setdefault("Line", [])
+    return body
+
+
+def _resolve_payee(company: Company, body: dict) -> None:
+    """A Purchase's EntityRef may name a Vendor or a Customer (Employees are not simulated)."""
+    value = _ref_value(body, "EntityRef")
+    if value is None:
+        return
+    wanted = body["EntityRef"].get("type")
+    for kind in (wanted,) if wanted in ("Vendor", "Customer") else ("Vendor", "Customer"):
+        if company.get(kind, value) is not None:
+            company.resolve(kind, body, "EntityRef")
+            body["EntityRef"]["type"] = kind
+            return
+    raise _invalid_ref("EntityRef", value)
+
+
+def _prepare_purchase(company: Company, kind: str, body: dict, existing: dict | None,
+                      options: frozenset[str]) -> dict:
+    """Purchase (expense): PaymentType, a matching AccountRef, expense lines."""
+    payment_type = body.get("PaymentType")
+    if not payment_type:
+        raise _required("PaymentType")
+    if payment_type not in PURCHASE_ACCOUNT_TYPES:
+        raise _invalid_enum("PaymentType", payment_type)
+    account = company.resolve("Account", body, "AccountRef", required=True)
+    if account.get("AccountType") not in PURCHASE_ACCOUNT_TYPES[payment_type]:
+        allowed = " or ".join(PURCHASE_ACCOUNT_TYPES[payment_type])
+        raise _business(f"A {payment_type} purchase must be paid from a {allowed} account.", "AccountRef")
+    if not body.get("Line"):
+        raise _required("Line")
+    _resolve_payee(company, body)
+    _txn_currency(company, body, None)
+    _assign_doc_number(company, kind, body, existing, options)
+    _txn_date(company, body)
+    total = Decimal(0)
+    for index, line in enumerate(body["Line"], 1):
+        if line.get("Amount") is None:
+            raise _required("Line.Amount")
+        amount = _decimal(line["Amount"], "Line.Amount")
+        detail_type = line.get("DetailType")
+        if detail_type == "AccountBasedExpenseLineDetail":
+            detail = line.setdefault(detail_type, {})
+            company.resolve("Account", detail, "AccountRef", required=True)
+        elif detail_type == "ItemBasedExpenseLineDetail":
+            detail = line.setdefault(detail_type, {})
+            company.resolve("Item", detail, "ItemRef", required=True)
+            _check_line_amount(line, detail, amount, index)
+        else:
+            raise _invalid_enum("Line.DetailType", detail_type)
+        line["Amount"] = _money(amount)
+        total += amount
+    _number_lines(body["Line"])
+    body["TotalAmt"] = _money(total)
+    body.setdefault("Credit", False)
+    return body
+
+
+PREPARERS = {
+    "Customer": _prepare_party,
+    "Vendor": _prepare_party,
+    "Item": _prepare_item,
+    "Account": _prepare_account,
+    "Term": _prepare_term,
+    "PaymentMethod": _prepare_payment_method,
+    **{name: _prepare_sales_doc for name in SALES_DOCS},
+    "Payment": _prepare_payment,
+    "Purchase": _prepare_purchase,
+}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# OAuth tokens
+
+
+@dataclass
+class _Grant:
+    realm_id: str
+    expires_at: float
+
+
+class TokenStore:
+    """Access tokens, refresh tokens and authorization codes, each bound to one realm."""
+
+    def __init__(self, clock):
+        self._clock = clock
+        self.access: dict[str, _Grant] = {}
+        self.refresh: dict[str, _Grant] = {}
+        self.codes: dict[str, str] = {}
+
+    def access_problem(self, token: str, realm_id: str) -> str | None:
+        """Return why ``token`` can't call ``realm_id`` (the 401 detail), or None when it can."""
+        if not token:
+            return "Malformed bearer token: too short or too long"
+        grant = self.access.get(token)
+        if grant is None or grant.realm_id != realm_id:
+            return "Token invalid: the token is unknown, revoked or for another company"
+        if grant.expires_at <= self._clock():
+            return f"Token expired: {token[:12]}..."
+        return None
+
+    def issue(self, realm_id: str) -> dict:
+        """Mint a new access/refresh token pair and return the token response."""
+        access, refresh = f"sim-at-{secrets.token_urlsafe(24)}", f"sim-rt-{secrets.token_urlsafe(24)}"
+        now = self._clock()
+        self.access[access] = _Grant(realm_id, now + ACCESS_TOKEN_LIFETIME)
+        self.refresh[refresh] = _Grant(realm_id, now + REFRESH_TOKEN_LIFETIME)
+        return {"access_token": access, "refresh_token": refresh, "expires_in": ACCESS_TOKEN_LIFETIME,
+                "x_refresh_token_expires_in": REFRESH_TOKEN_LIFETIME, "token_type": "bearer"}
+
+    def rotate(self, refresh_token: str, grace_seconds: float) -> dict | None:
+        """Exchange a live refresh token for new tokens; the old one lives on for ``grace_seconds``."""
+        grant = self.refresh.get(refresh_token)
+        now = self._clock()
+        if grant is None or grant.expires_at <= now:
+            return None
+        grant.expires_at = min(grant.expires_at, now + grace_seconds)
+        return {**self.issue(grant.realm_id), "realm_id": grant.realm_id}
+
+    def realm_of(self, token: str) -> str | None:
+        """Return the realm an access or refresh token belongs to."""
+        grant = self.access.get(token) or self.refresh.get(token)
+        return grant.realm_id if grant else None
+
+    def revoke_realm(self, realm_id: str) -> None:
+        """Forget every token of a realm (the connection is gone)."""
+        for store in (self.access, self.refresh):
+            for token in [t for t, g in store.items() if g.realm_id == realm_id]:
+                del store[token]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The simulator
+
+
+@dataclass
+class Call:
+    """One request as the simulator sees it (built by the Flask layer)."""
+
+    kind: str  # "api", "token" or "revoke"
+    method: str
+    path: str  # the full request path
+    args: dict[str, str] = field(default_factory=dict)
+    body: str = ""
+    authorization: str | None = None
+    realm_id: str | None = None
+    sub_path: str = ""  # for "api": the path after /v3/company/<realm>
+
+    @property
+    def fault_path(self) -> str:
+        """Return the path injected faults match against."""
+        return self.sub_path if self.kind == "api" else self.path
+
+    def logged_body(self) -> Any:
+        """Return the body as logged: the token form as a dict, JSON parsed, other text as is."""
+        if not self.body:
+            return None
+        if self.kind == "token":
+            return dict(parse_qsl(self.body))
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return self.body
+
+
+class QuickBooksSimulator:
+    """All simulator state: companies, tokens, injected faults, the request log; thread-safe."""
+
+    def __init__(self, client_id: str = "sim-client", client_secret: str = "sim-secret", *, clock=time.time):
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.clock = clock
+        self._lock = threading.RLock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything (companies, tokens, faults, log, replays) and restore default settings."""
+        with self._lock:
+            self.throttle_per_minute = 500
+            self.per_second_limit: int | None = None
+            self.refresh_grace_seconds: float = REFRESH_GRACE_SECONDS
+            self.companies: dict[str, Company] = {}
+            self.tokens = TokenStore(self._now)
+            self.refresh_count: dict[str, int] = {}
+            self.replays: dict[tuple[str, str], tuple[int, Any]] = {}
+            self.faults: list[InjectedFault] = []
+            self._log: list[dict] = []
+            self._recent: dict[str, deque[float]] = {}
+
+    def configure(self, **settings: Any) -> None:
+        """Set throttle_per_minute, per_second_limit and/or refresh_grace_seconds."""
+        allowed = ("throttle_per_minute", "per_second_limit", "refresh_grace_seconds")
+        with self._lock:
+            for name, value in settings.items():
+                if name not in allowed:
+                    raise ValueError(f"unknown setting {name!r}; expected one of {allowed}")
+                setattr(self, name, value)
+
+    # -- seeding ---------------------------------------------------------------------------------------
+
+    def add_company(self, realm_id: str, *, name: str = "Sim Co", country: str = "US",
+                    home_currency: str = "USD", multicurrency: bool = False,
+                    custom_txn_numbers: bool = False) -> dict:
+        """Create (or replace) a company with its default chart of accounts and lists; return CompanyInfo."""
+        with self._lock:
+            company = Company(str(realm_id), name=name, country=country, home_currency=home_currency,
+                              multicurrency=multicurrency, custom_txn_numbers=custom_txn_numbers,
+                              clock=self._now)
+            self.companies[company.realm_id] = company
+            return copy.deepcopy(company.get("CompanyInfo", "1"))
+
+    def add_token(self, access_token: str, realm_id: str, expires_in: float = ACCESS_TOKEN_LIFETIME) -> None:
+        """Register an access token for a realm."""
+        with self._lock:
+            self.tokens.access[access_token] = _Grant(str(realm_id), self.clock() + expires_in)
+
+    def add_refresh_token(self, refresh_token: str, realm_id: str,
+                          expires_in: float = REFRESH_TOKEN_LIFETIME) -> None:
+        """Register a refresh token for a realm."""
+        with self._lock:
+            self.tokens.refresh[refresh_token] = _Grant(str(realm_id), self.clock() + expires_in)
+
+    def add_auth_code(self, code: str, realm_id: str) -> None:
+        """Register a one-time authorization code for the authorization_code grant."""
+        with self._lock:
+            self.tokens.codes[code] = str(realm_id)
+
+    def expire_token(self, token: str) -> None:
+        """Make an access (or refresh) token expired as of now."""
+        with self._lock:
+            grant = self.tokens.access.get(token) or self.tokens.refresh.get(token)
+            if grant is None:
+                raise KeyError(f"unknown token {token!r}")
+            grant.expires_at = self.clock() - 1
+
+    def revoke_realm(self, realm_id: str) -> None:
+        """Revoke every token of a realm: API calls get 401, refreshes invalid_grant."""
+        with self._lock:
+            self.tokens.revoke_realm(str(realm_id))
+
+    def seed_entity(self, realm_id: str, entity_name: str, body: dict) -> dict:
+        """Store an entity as given, without validation (an Id is assigned if absent); return it."""
+        with self._lock:
+            company = self._company(realm_id)
+            if entity_name not in QUERYABLE:
+                raise ValueError(f"unknown entity {entity_name!r}")
+            fields = _strip_server_fields(body)
+            if entity_name == "Invoice" and "TotalAmt" in fields:
+                fields.setdefault("Balance", fields["TotalAmt"])
+            entity_id = str(body["Id"]) if body.get("Id") is not None else None
+            entity = company.insert(entity_name, fields, entity_id)
+            for key in ("SyncToken", "MetaData"):
+                if key in body:
+                    entity[key] = copy.deepcopy(body[key])
+            return copy.deepcopy(entity)
+
+    def list_entities(self, realm_id: str, entity_name: str) -> list[dict]:
+        """Return every stored entity of a type, inactive ones included."""
+        with self._lock:
+            return copy.deepcopy(self._company(realm_id).all(entity_name))
+
+    def get_entity(self, realm_id: str, entity_name: str, entity_id: str) -> dict | None:
+        """Return one stored entity, or None."""
+        with self._lock:
+            return copy.deepcopy(self._company(realm_id).get(entity_name, str(entity_id)))
+
+    # -- faults and the request log --------------------------------------------------------------------
+
+    def add_fault(self, status: int | None, *, method: str | None = None, path: str | None = None,
+                  realm_id: str | None = None, count: int = 1, body: Any = None,
+                  headers: dict[str, str] | None = None, after_commit: bool = False,
+                  delay: float = 0.0) -> None:
+        """Answer the next ``count`` matching requests with ``status`` (see InjectedFault)."""
+        if path is not None:
+            re.compile(path)
+        with self._lock:
+            self.faults.append(InjectedFault(status, method, path, realm_id, int(count), body, dict(headers or {}),
+                                             bool(after_commit), float(delay)))
+
+    def clear_faults(self) -> None:
+        """Drop every pending injected fault."""
+        with self._lock:
+            self.faults.clear()
+
+    def request_log(self) -> list[dict]:
+        """Return the API and OAuth requests received so far (admin calls excluded)."""
+        with self._lock:
+            return copy.deepcopy(self._log)
+
+    def clear_request_log(self) -> None:
+        """Empty the request log."""
+        with self._lock:
+            self._log.clear()
+
+    def state(self) -> dict:
+        """Summarise entity counts per realm and refresh counts."""
+        with self._lock:
+            return {
+                "realms": {realm_id: {"country": company.country,
+                                      "entities": {name: len(items) for name, items in company.entities.items()},
+                                      "refresh_count": self.refresh_count.get(realm_id, 0)}
+                           for realm_id, company in self.companies.items()},
+                "refresh_count": dict(self.refresh_count),
+                "pending_faults": len(self.faults),
+                "requests_logged": len(self._log),
+            }
+
+    # -- request handling ------------------------------------------------------------------------------
+
+    def handle(self, call: Call) -> Reply:
+        """Answer one API or OAuth request: auth, throttle, injected faults, replay, the operation, the log."""
+        with self._lock:
+            reply = self._gate(call) if call.kind == "api" else None
+            if reply is None:
+                reply = self._with_faults(call)
+            reply.headers.setdefault("intuit_tid", _new_tid())
+            self._log.append({
+                "method": call.method, "path": call.path, "query": dict(call.args), "body": call.logged_body(),
+                "status": reply.status, "requestid": call.args.get("requestid"), "realm_id": call.realm_id,
+                "intuit_tid": reply.headers["intuit_tid"], "time": _iso(self.clock(), "milliseconds")})
+            return reply
+
+    def _now(self) -> float:
+        # Read through self.clock on every call so a test can swap the clock after construction.
+        return self.clock()
+
+    def _stamp(self) -> str:
+        return _iso(self.clock(), "milliseconds")
+
+    def _company(self, realm_id: str) -> Company:
+        company = self.companies.get(str(realm_id))
+        if company is None:
+            raise KeyError(f"unknown realm {realm_id!r}")
+        return company
+
+    def _gate(self, call: Call) -> Reply | None:
+        """Check the bearer token and the throttles; return the rejection, or None to go on."""
+        header = call.authorization or ""
+        token = header[7:].strip() if header[:7].lower() == "bearer " else ""
+        problem = self.tokens.access_problem(token, call.realm_id)
+        if problem:
+            return Reply(401, _gateway_body("AUTHENTICATION", problem),
+                         headers={"WWW-Authenticate": 'Bearer realm="Intuit", error="invalid_token"'})
+        now = self.clock()
+        recent = self._recent.setdefault(call.realm_id, deque())
+        while recent and recent[0] <= now - 60:
+            recent.popleft()
+        last_second = sum(1 for moment in recent if moment > now - 1)
+        if len(recent) >= self.throttle_per_minute or (
+                self.per_second_limit is not None and last_second >= self.per_second_limit):
+            return _throttled()
+        recent.append(now)
+        return None
+
+    def _with_faults(self, call: Call) -> Reply:
+        fault = next((f for f in self.faults if f.matches(call)), None)
+        if fault is not None:
+            fault.count -= 1
+            if fault.count <= 0:
+                self.faults.remove(fault)
+            if fault.status is not None and not fault.after_commit:
+                return fault.reply(self._stamp())
+        reply = self._perform(call)
+        if fault is None:
+            return reply
+        if fault.status is None:
+            return replace(reply, delay=fault.delay)
+        return fault.reply(self._stamp())  # the operation happened, but the client never hears of it
+
+    def _perform(self, call: Call) -> Reply:
+        if call.kind == "token":
+            return self._token(call)
+        if call.kind == "revoke":
+            return self._revoke(call)
+        requestid = call.args.get("requestid")
+        if call.method != "POST" or requestid is None:
+            return self._api(call)
+        if len(requestid) > MAX_REQUESTID_LENGTH:
+            error = QboError("2050", "Invalid String Length", f"requestid is longer than {MAX_REQUESTID_LENGTH} "
+                             f"characters. Supplied length:{len(requestid)}", "requestid")
+            return Reply(error.status, error.body(self._stamp()))
+        key = (call.realm_id, requestid)
+        if key in self.replays:
+            status, body = self.replays[key]
+            return Reply(status, copy.deepcopy(body))
+        reply = self._api(call)
+        self.replays[key] = (reply.status, copy.deepcopy(reply.body))
+        return reply
+
+    def _api(self, call: Call) -> Reply:
+        """Run one /v3/company/<realm> operation; QboError becomes a Fault response."""
+        try:
+            company = self.companies.get(call.realm_id)
+            if company is None:
+                return Reply(403, _gateway_body("AUTHORIZATION", f"No company with realm {call.realm_id}"))
+            key, body = self._route(company, call)
+            return Reply(200, {key: body, "time": self._stamp()})
+        except QboError as error:
+            return Reply(error.status, error.body(self._stamp()))
+
+    def _route(self, company: Company, call: Call) -> tuple[str, Any]:
+        parts = call.sub_path.strip("/").split("/")
+        entity_name = ENTITY_BY_PATH.get(parts[0])
+        if parts == ["query"]:
+            text = call.args.get("query") if call.method == "GET" else call.body
+            return "QueryResponse", company.query(text or "")
+        if call.method == "GET" and parts == ["preferences"]:
+            return "Preferences", copy.deepcopy(company.get("Preferences", "1"))
+        if call.method == "GET" and parts == ["companyinfo", company.realm_id]:
+            return "CompanyInfo", copy.deepcopy(company.get("CompanyInfo", "1"))  # addressed by realm id
+        if call.method == "GET" and len(parts) == 2 and entity_name:
+            entity = company.get(entity_name, parts[1])
+            if entity is None:
+                raise _object_not_found()
+            return entity_name, copy.deepcopy(entity)
+        if call.method == "POST" and len(parts) == 1 and entity_name in WRITABLE:
+            try:
+                body = json.loads(call.body or "{}")
+            except ValueError:
+                raise _invalid_property("request body (not valid JSON)") from None
+            if not isinstance(body, dict):
+                raise _invalid_property("request body (not a JSON object)")
+            operation = call.args.get("operation", "create").lower()
+            options = frozenset(call.args.get("include", "").lower().split(","))
+            if operation == "delete":
+                return entity_name, company.delete(entity_name, body)
+            if operation == "void" or (operation == "update" and "void" in options):
+                return entity_name, company.void(entity_name, body)
+            if operation in ("create", "update"):
+                return entity_name, company.save(entity_name, body, options)
+        raise _unsupported(call.path)
+
+    def _token(self, call: Call) -> Reply:
+        """The OAuth token endpoint: refresh_token and authorization_code grants."""
+        if not self._client_authenticated(call.authorization):
+            return Reply(401, {"error": "invalid_client"})
+        form = dict(parse_qsl(call.body))
+        grant_type = form.get("grant_type")
+        if grant_type == "refresh_token":
+            issued = self.tokens.rotate(form.get("refresh_token", ""), self.refresh_grace_seconds)
+            if issued is None:
+                return Reply(400, {"error": "invalid_grant"})
+            realm_id = issued.pop("realm_id")
+            self.refresh_count[realm_id] = self.refresh_count.get(realm_id, 0) + 1
+            return Reply(200, issued)
+        if grant_type == "authorization_code":
+            realm_id = self.tokens.codes.pop(form.get("code", ""), None)  # codes are single-use
+            if realm_id is None:
+                return Reply(400, {"error": "invalid_grant"})
+            return Reply(200, self.tokens.issue(realm_id))
+        return Reply(400, {"error": "unsupported_grant_type"})
+
+    def _revoke(self, call: Call) -> Reply:
+        """The OAuth revoke endpoint: revoking any token of a connection revokes all of them."""
+        if not self._client_authenticated(call.authorization):
+            return Reply(401, {"error": "invalid_client"})
+        try:
+            token = json.loads(call.body or "{}").get("token", "")
+        except (ValueError, AttributeError):
+            return Reply(400, {"error": "invalid_request"})
+        realm_id = self.tokens.realm_of(token)
+        if realm_id is not None:  # unknown tokens are not an error (RFC 7009)
+            self.tokens.revoke_realm(realm_id)
+        return Reply(200, "", "text/plain")
+
+    def _client_authenticated(self, authorization: str | None) -> bool:
+        if not authorization or not authorization.lower().startswith("basic "):
+            return False
+        try:
+            decoded = base64.b64decode(authorization[6:].strip()).decode()
+        except ValueError:
+            return False
+        return decoded == f"{self.client_id}:{self.client_secret}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# HTTP layer
+
+
+def _to_response(reply: Reply) -> Response:
+    body = reply.body if isinstance(reply.body, str) else json.dumps(reply.body)
+    if reply.delay:
+        time.sleep(reply.delay)  # outside the lock: other requests proceed meanwhile
+    return Response(body, reply.status, headers=reply.headers, content_type=reply.content_type)
+
+
+def _call(kind: str, realm_id: str | None = None, sub_path: str = "") -> Call:
+    return Call(kind=kind, method=request.method, path=request.path, args=request.args.to_dict(),
+                body=request.get_data(as_text=True), authorization=request.headers.get("Authorization"),
+                realm_id=realm_id, sub_path=sub_path)
+
+
+def _admin_blueprint(sim: QuickBooksSimulator) -> Blueprint:
+    """The JSON test-control endpoints under /_sim/."""
+    admin = Blueprint("sim_admin", __name__, url_prefix="/_sim")
+
+    def payload() -> dict:
+        data = request.get_json(force=True, silent=True)
+        return data if isinstance(data, dict) else {}
+
+    @admin.errorhandler(KeyError)
+    def missing(error: KeyError):
+        return {"error": f"missing or unknown: {error.args[0] if error.args else error}"}, 400
+
+    @admin.errorhandler(ValueError)
+    @admin.errorhandler(TypeError)
+    def bad_request(error: Exception):
+        return {"error": str(error)}, 400
+
+    @admin.post("/reset")
+    def reset():
+        sim.reset()
+        return {"ok": True}
+
+    @admin.post("/config")
+    def config():
+        sim.configure(**payload())
+        return {"ok": True}
+
+    @admin.post("/companies")
+    def add_company():
+        data = payload()
+        return {"CompanyInfo": sim.add_company(data.pop("realm_id"), **data)}
+
+    @admin.post("/tokens")
+    def add_tokens():
+        data = payload()
+        realm_id = data["realm_id"]
+        if data.get("access_token"):
+            sim.add_token(data["access_token"], realm_id, data.get("expires_in", ACCESS_TOKEN_LIFETIME))
+        if data.get("refresh_token"):
+            sim.add_refresh_token(data["refresh_token"], realm_id,
+                                  data.get("refresh_expires_in", REFRESH_TOKEN_LIFETIME))
+        return {"ok": True}
+
+    @admin.post("/tokens/expire")
+    def expire_token():
+        data = payload()
+        sim.expire_token(data.get("access_token") or data["refresh_token"])
+        return {"ok": True}
+
+    @admin.post("/auth_codes")
+    def add_auth_code():
+        data = payload()
+        sim.add_auth_code(data["code"], data["realm_id"])
+        return {"ok": True}
+
+    @admin.post("/revoke")
+    def revoke():
+        sim.revoke_realm(payload()["realm_id"])
+        return {"ok": True}
+
+    @admin.post("/entities/<realm_id>/<entity_name>")
+    def seed_entity(realm_id: str, entity_name: str):
+        return sim.seed_entity(realm_id, entity_name, payload())
+
+    @admin.get("/entities/<realm_id>/<entity_name>")
+    def list_entities(realm_id: str, entity_name: str):
+        return sim.list_entities(realm_id, entity_name)
+
+    @admin.post("/faults")
+    def add_fault():
+        data = payload()
+        sim.add_fault(data.pop("status", None), **data)
+        return {"ok": True}
+
+    @admin.delete("/faults")
+    def clear_faults():
+        sim.clear_faults()
+        return {"ok": True}
+
+    @admin.get("/requests")
+    def requests_log():
+        return sim.request_log()
+
+    @admin.delete("/requests")
+    def clear_requests():
+        sim.clear_request_log()
+        return {"ok": True}
+
+    @admin.get("/state")
+    def state():
+        return sim.state()
+
+    return admin
+
+
+def create_app(sim: QuickBooksSimulator | None = None) -> Flask:
+    """Build the Flask app serving the QBO API, Intuit OAuth and the /_sim/ admin endpoints."""
+    sim = sim or QuickBooksSimulator()
+    app = Flask(__name__)
+    app.config["SIMULATOR"] = sim
+    app.register_blueprint(_admin_blueprint(sim))
+
+    @app.route("/v3/company/<realm_id>/<path:sub_path>", methods=["GET", "POST"])
+    def api(realm_id: str, sub_path: str):
+        return _to_response(sim.handle(_call("api", realm_id, "/" + sub_path)))
+
+    @app.post("/oauth2/v1/tokens/bearer")
+    def token():
+        return _to_response(sim.handle(_call("token")))
+
+    @app.post("/oauth2/v1/tokens/revoke")
+    @app.post("/v2/oauth2/tokens/revoke")
+    def revoke():
+        return _to_response(sim.handle(_call("revoke")))
+
+    @app.get("/.well-known/openid_configuration", strict_slashes=False)
+    def discovery():
+        # intuitlib fetches this document when AuthClient's environment is a URL instead of "sandbox".
+        base = request.host_url.rstrip("/")
+        return {"issuer": f"{base}/op/v1", "authorization_endpoint": f"{base}/connect/oauth2",
+                "token_endpoint": f"{base}/oauth2/v1/tokens/bearer",
+                "userinfo_endpoint": f"{base}/v1/openid_connect/userinfo",
+                "revocation_endpoint": f"{base}/oauth2/v1/tokens/revoke", "jwks_uri": f"{base}/op/v1/jwks"}
+
+    @app.after_request
+    def add_intuit_tid(response: Response) -> Response:
+        response.headers.setdefault("intuit_tid", _new_tid())
+        return response
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the simulator in the foreground."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8101)
+    parser.add_argument("--client-id", default="sim-client")
+    parser.add_argument("--client-secret", default="sim-secret")
+    args = parser.parse_args(argv)
+    sim = QuickBooksSimulator(args.client_id, args.client_secret)
+    run_simple(args.host, args.port, create_app(sim), threaded=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""A seeded world for the demo, the tests and the benchmark: one QuickBooks company, one HubSpot portal.
+
+Everything goes through the simulators' /_sim/ admin endpoints, so it works whether a simulator runs
+in a thread or in another process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+PORTAL_ID = 102670506
+REALM_ID = "9130355"
+QBO_ACCESS_TOKEN = "qbo-access-demo"
+QBO_REFRESH_TOKEN = "qbo-refresh-demo"
+HUBSPOT_ACCESS_TOKEN = "hs-access-demo"
+HUBSPOT_REFRESH_TOKEN = "hs-refresh-demo"
+
+
+@dataclass
+class Simulators:
+    """Where the two simulators listen, and a session to drive them."""
+
+    quickbooks_url: str
+    hubspot_url: str
+    http: requests.Session = field(default_factory=requests.Session)
+
+    def qbo(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Call a QuickBooks simulator admin endpoint."""
+        return self._call(self.quickbooks_url, method, path, **kwargs)
+
+    def hs(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Call a HubSpot simulator admin endpoint."""
+        return self._call(self.hubspot_url, method, path, **kwargs)
+
+    def _call(self, base: str, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.http.request(method, f"{base}/_sim/{path}", timeout=10, **kwargs)
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def reset(self) -> None:
+        """Forget everything in both simulators."""
+        self.qbo("POST", "reset")
+        self.hs("POST", "reset")
+
+    # QuickBooks ---------------------------------------------------------------------------------
+
+    def add_company(self, realm_id: str = REALM_ID, **options: Any) -> None:
+        """Create a company with its default accounts, terms and tax codes, and tokens for it."""
+        self.qbo("POST", "companies", json={"realm_id": realm_id, **options})
+        self.qbo(
+            "POST",
+            "tokens",
+            json={
+                "realm_id": realm_id,
+                "access_token": f"{QBO_ACCESS_TOKEN}-{realm_id}",
+                "refresh_token": f"{QBO_REFRESH_TOKEN}-{realm_id}",
+                "expires_in": 3600,
+            },
+        )
+
+    def entities(self, entity: str, realm_id: str = REALM_ID) -> list[dict[str, Any]]:
+        """Return every entity of a kind in a company."""
+        return self.qbo("GET", f"entities/{realm_id}/{entity}")  # type: ignore[no-any-return]
+
+    def add_entity(self, entity: str, body: dict[str, Any], realm_id: str = REALM_ID) -> dict[str, Any]:
+        """Put an entity straight into a company."""
+        return self.qbo("POST", f"entities/{realm_id}/{entity}", json=body)  # type: ignore[no-any-return]
+
+    def account_id(self, name: str, realm_id: str = REALM_ID) -> str:
+        """Return the id of an account by name."""
+        return next(str(a["Id"]) for a in self.entities("Account", realm_id) if a["Name"] == name)
+
+    def qbo_requests(self) -> list[dict[str, Any]]:
+        """Return the API requests the QuickBooks simulator received."""
+        return self.qbo("GET", "requests")  # type: ignore[no-any-return]
+
+    def qbo_fault(self, **fault: Any) -> None:
+        """Make the QuickBooks simulator answer matching requests with a fault."""
+        self.qbo("POST", "faults", json=fault)
+
+    # HubSpot ------------------------------------------------------------------------------------
+
+    def add_portal(self, portal_id: int = PORTAL_ID) -> None:
+        """Create a portal with tokens."""
+        self.hs(
+            "POST",
+            "portals",
+            json={
+                "portal_id": portal_id,
+                "access_token": f"{HUBSPOT_ACCESS_TOKEN}-{portal_id}",
+                "refresh_token": f"{HUBSPOT_REFRESH_TOKEN}-{portal_id}",
+                "expires_in": 1800,
+            },
+        )
+
+    def add_object(
+        self,
+        object_type: str,
+        properties: dict[str, Any],
+        associations: dict[str, list[str]] | None = None,
+        portal_id: int = PORTAL_ID,
+    ) -> str:
+        """Create a CRM record and return its id."""
+        created = self.hs(
+            "POST",
+            "objects",
+            json={
+                "portal_id": portal_id,
+                "type": object_type,
+                "properties": properties,
+                "associations": associations or {},
+            },
+        )
+        return str(created["id"])
+
+    def callbacks(self, callback_id: str | None = None) -> list[dict[str, Any]]:
+        """Return the callback completions HubSpot received."""
+        params = {"callbackId": callback_id} if callback_id else None
+        return self.hs("GET", "callbacks", params=params)  # type: ignore[no-any-return]
+
+    def hs_requests(self) -> list[dict[str, Any]]:
+        """Return the API requests the HubSpot simulator received."""
+        return self.hs("GET", "requests")  # type: ignore[no-any-return]
+
+    def hs_fault(self, **fault: Any) -> None:
+        """Make the HubSpot simulator answer matching requests with a fault."""
+        self.hs("POST", "faults", json=fault)
+
+
+def seed_deal(
+    sims: Simulators,
+    *,
+    contact: dict[str, Any] | None = None,
+    line_items: list[dict[str, Any]] | None = None,
+    deal: dict[str, Any] | None = None,
+    portal_id: int = PORTAL_ID,
+) -> dict[str, Any]:
+    """Create a contact, line items and a deal associated with both; return their ids."""
+    contact_props = (
+        contact
+        if contact is not None
+        else {
+            "firstname": "Ann",
+            "lastname": "O'Brien",
+            "email": "ann@acme.example",
+            "company": "Acme Inc",
+            "lifecyclestage": "customer",
+        }
+    )
+    items = (
+        line_items
+        if line_items is not None
+        else [
+            {"name": "Consulting", "quantity": "2", "price": "150", "hs_sku": "CONS-1", "hs_product_id": "501"},
+            {"name": "Setup fee", "quantity": "1", "price": "99.5", "hs_product_id": "502"},
+        ]
+    )
+    contact_ids = [sims.add_object("contacts", contact_props, portal_id=portal_id)] if contact_props else []
+    line_item_ids = [sims.add_object("line_items", props, portal_id=portal_id) for props in items]
+    deal_props = {"dealname": "Acme renewal", "amount": "399.5", "deal_currency_code": "USD", **(deal or {})}
+    deal_id = sims.add_object(
+        "deals",
+        deal_props,
+        associations={"contacts": contact_ids, "line_items": line_item_ids},
+        portal_id=portal_id,
+    )
+    return {"deal": deal_id, "contacts": contact_ids, "line_items": line_item_ids}
+
+
+def execution_request(
+    action_input: dict[str, Any],
+    *,
+    callback_id: str,
+    object_id: str,
+    object_type: str = "DEAL",
+    portal_id: int = PORTAL_ID,
+    properties: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build an execution request body as HubSpot sends it."""
+    return {
+        "callbackId": callback_id,
+        "origin": {"portalId": portal_id, "actionDefinitionId": 10860211, "actionDefinitionVersion": 1},
+        "context": {"source": "WORKFLOWS", "workflowId": 192814114},
+        "object": {"objectId": int(object_id), "objectType": object_type, "properties": properties or {}},
+        "inputFields": action_input,
+    }

@@ -1,0 +1,253 @@
+"""Shared fixtures: simulators over HTTP, real Redis, a database, the app on a port, workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from rq import SimpleWorker
+from rq.registry import ScheduledJobRegistry
+
+from actions.app import create_app
+from services import bootstrap, migrate
+from services.bootstrap import Services
+from services.config import Config
+from services.crypto import TokenCipher
+from services.models import Execution, utcnow
+from simulators import hubspot as hubspot_sim
+from simulators import quickbooks as quickbooks_sim
+from simulators.scenario import (
+    HUBSPOT_ACCESS_TOKEN,
+    HUBSPOT_REFRESH_TOKEN,
+    PORTAL_ID,
+    QBO_ACCESS_TOKEN,
+    QBO_REFRESH_TOKEN,
+    REALM_ID,
+    Simulators,
+)
+from simulators.serve import RunningServer, start_in_thread
+from tests.builders import CLIENT_SECRET
+
+ROOT = Path(__file__).resolve().parent.parent
+REDIS_URL = os.environ.get("QBO_TEST_REDIS_URL", "redis://127.0.0.1:6390/0")
+POSTGRES_URL = os.environ.get("QBO_TEST_POSTGRES_URL")
+TOKEN_KEY = TokenCipher.generate_key()
+
+
+@pytest.fixture(scope="session")
+def qbo_server() -> Iterator[RunningServer]:
+    server = start_in_thread(quickbooks_sim.create_app())
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def hubspot_server() -> Iterator[RunningServer]:
+    server = start_in_thread(hubspot_sim.create_app())
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sims(qbo_server: RunningServer, hubspot_server: RunningServer) -> Simulators:
+    """Both simulators, emptied, with the standard company and portal."""
+    world = Simulators(qbo_server.base_url, hubspot_server.base_url)
+    world.reset()
+    world.add_company(REALM_ID)
+    world.add_portal(PORTAL_ID)
+    return world
+
+
+@pytest.fixture
+def redis_connection() -> Iterator[redis.Redis]:
+    connection = redis.Redis.from_url(REDIS_URL)
+    try:
+        connection.ping()
+    except redis.ConnectionError:
+        pytest.fail(f"Redis does not answer at {REDIS_URL}; run the tests through `make test`.")
+    connection.flushdb()
+    yield connection
+    connection.flushdb()
+
+
+def environment(sims: Simulators, database_url: str, queue_name: str, **extra: str) -> dict[str, str]:
+    """Return the environment a web or worker process of the tests runs with."""
+    return {
+        "HUBSPOT_CLIENT_ID": "sim-hs-client",
+        "HUBSPOT_CLIENT_SECRET": CLIENT_SECRET,
+        "QUICKBOOKS_CLIENT_ID": "sim-client",
+        "QUICKBOOKS_CLIENT_SECRET": "sim-secret",
+        "SECRET_KEY": "test-secret-key",
+        "TOKEN_ENCRYPTION_KEY": TOKEN_KEY,
+        "REDIS_URL": REDIS_URL,
+        "DATABASE_URL": database_url,
+        "HUBSPOT_API_BASE_URL": sims.hubspot_url,
+        "QUICKBOOKS_API_BASE_URL": f"{sims.quickbooks_url}/v3",
+        "QUICKBOOKS_TOKEN_URL": f"{sims.quickbooks_url}/oauth2/v1/tokens/bearer",
+        "QUICKBOOKS_ENVIRONMENT": "sandbox",
+        "QUEUE_NAME": queue_name,
+        "RETRY_INTERVALS": "1,1,1",
+        "LEASE_SECONDS": "30",
+        "SWEEP_INTERVAL": "1",
+        "HTTP_TIMEOUT": "10",
+        **extra,
+    }
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'qbo-actions.sqlite3'}"
+
+
+@pytest.fixture
+def env(sims: Simulators, database_url: str) -> dict[str, str]:
+    return environment(sims, database_url, f"test-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def services(env: dict[str, str], redis_connection: redis.Redis) -> Iterator[Services]:
+    """The server's services on a migrated database, with the standard portal and company connected."""
+    svc = bootstrap.bootstrap(Config.from_env(env), redis_connection=redis_connection)
+    migrate.upgrade(svc.store.engine)
+    connect_standard(svc)
+    with bootstrap.installed(svc):
+        yield svc
+    svc.store.engine.dispose()
+
+
+def connect_standard(svc: Services, portal_id: int = PORTAL_ID, realm_id: str = REALM_ID) -> None:
+    """Store the tokens the simulators issued for the standard portal and company."""
+    svc.store.save_hubspot_portal(
+        portal_id, f"{HUBSPOT_REFRESH_TOKEN}-{portal_id}", f"{HUBSPOT_ACCESS_TOKEN}-{portal_id}", None
+    )
+    svc.store.save_quickbooks_connection(
+        portal_id, realm_id, f"{QBO_REFRESH_TOKEN}-{realm_id}", f"{QBO_ACCESS_TOKEN}-{realm_id}", None, "Sim Co"
+    )
+    # The stored access tokens have no expiry recorded; mark them valid for an hour.
+    from datetime import timedelta
+
+    connection = svc.store.quickbooks_connection(portal_id, realm_id)
+    assert connection is not None
+    svc.store.save_quickbooks_tokens(
+        connection.id,
+        f"{QBO_ACCESS_TOKEN}-{realm_id}",
+        utcnow() + timedelta(hours=1),
+        f"{QBO_REFRESH_TOKEN}-{realm_id}",
+    )
+    svc.store.save_hubspot_portal(
+        portal_id,
+        f"{HUBSPOT_REFRESH_TOKEN}-{portal_id}",
+        f"{HUBSPOT_ACCESS_TOKEN}-{portal_id}",
+        utcnow() + timedelta(minutes=30),
+    )
+
+
+@pytest.fixture
+def server(services: Services) -> Iterator[str]:
+    """The app served over HTTP on a free port; yields its base URL."""
+    running = start_in_thread(create_app(services=services))
+    yield running.base_url
+    running.stop()
+
+
+def drain(svc: Services, *, timeout: float = 30) -> None:
+    """Run every queued job in this process, including retries once they are due."""
+    queue = svc.queue.queue
+    scheduled = ScheduledJobRegistry(queue=queue)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        SimpleWorker([queue], connection=svc.redis).work(burst=True)
+        waiting = scheduled.get_job_ids()
+        if not waiting:
+            return
+        time.sleep(0.2)
+        for job_id in scheduled.get_jobs_to_schedule(int(time.time()) + 1):
+            job = queue.fetch_job(job_id)
+            scheduled.remove(job_id)
+            if job is not None:
+                queue._enqueue_job(job)
+    raise AssertionError("jobs still scheduled after the timeout")
+
+
+@pytest.fixture
+def run_jobs(services: Services) -> Callable[..., None]:
+    """Run the queued jobs in this process (an RQ SimpleWorker on the real Redis)."""
+    return lambda **kwargs: drain(services, **kwargs)
+
+
+class WorkerProcess:
+    """A real `qbo-actions worker` process."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = {**os.environ, **env}
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "actions.cli", "worker"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    def kill(self) -> None:
+        """Kill the worker and its work horse at once, as a crash or an OOM kill would."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def start_worker(env: dict[str, str], services: Services, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start real worker processes (with scheduler and sweeper) on the test's queue and database."""
+    workers: list[WorkerProcess] = []
+
+    def start(**extra: str) -> WorkerProcess:
+        worker = WorkerProcess({**env, **extra}, tmp_path / f"worker-{len(workers)}.log").start()
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 30, interval: float = 0.1) -> Any:
+    """Poll until ``condition`` returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def execution_by_callback(svc: Services, callback_id: str) -> Execution | None:
+    """Return the execution recorded for a callbackId."""
+    return svc.store.find_execution(callback_id)
