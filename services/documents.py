@@ -205,9 +205,11 @@ def create_sales_document(run: Run, kind: str) -> dict[str, Any]:
             f"HubSpot {type_name} {execution.object_id} has no line items. Add line items, or choose a "
             "QuickBooks product in the action to bill the record's amount.",
         )
-    customer_id = customer_for(run, record.contact_id)
+    # Company-level checks come first, so a failure leaves nothing half-written in QuickBooks.
     profile = run.profile()
     currency = currency_ref(profile, record.field("currency"))
+    tax_code_for(run, profile, taxable=False)
+    customer_id = customer_for(run, record.contact_id)
     if chosen_item:
         lines = amount_line(run, profile, record, chosen_item)
     else:

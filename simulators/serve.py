@@ -31,6 +31,8 @@ class RunningServer:
 def start_in_thread(app, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
     """Serve ``app`` on ``host:port`` (0 picks a free port) from a daemon thread."""
     server = make_server(host, port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name=f"sim-{server.server_port}", daemon=True)
+    thread = threading.Thread(
+        target=lambda: server.serve_forever(poll_interval=0.05), name=f"sim-{server.server_port}", daemon=True
+    )
     thread.start()
     return RunningServer(server, thread)

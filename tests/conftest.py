@@ -251,3 +251,13 @@ def wait_for(condition: Callable[[], Any], timeout: float = 30, interval: float 
 def execution_by_callback(svc: Services, callback_id: str) -> Execution | None:
     """Return the execution recorded for a callbackId."""
     return svc.store.find_execution(callback_id)
+
+
+def age_executions(svc: Services, seconds: int) -> None:
+    """Pretend every execution was last touched ``seconds`` ago (so the sweeper looks at it)."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    with svc.store.engine.begin() as conn:
+        conn.execute(update(Execution).values(updated_at=utcnow() - timedelta(seconds=seconds)))
