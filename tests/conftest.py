@@ -35,7 +35,7 @@ from simulators.scenario import (
     Simulators,
 )
 from simulators.serve import RunningServer, start_in_thread
-from tests.builders import CLIENT_SECRET
+from tests.builders import CLIENT_SECRET, execution_body, signed_post
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("QBO_TEST_REDIS_URL", "redis://127.0.0.1:6390/0")
@@ -261,3 +261,45 @@ def age_executions(svc: Services, seconds: int) -> None:
 
     with svc.store.engine.begin() as conn:
         conn.execute(update(Execution).values(updated_at=utcnow() - timedelta(seconds=seconds)))
+
+
+Perform = Callable[..., Execution]
+
+
+@pytest.fixture
+def perform(server: str, services: Services, run_jobs: Callable[..., None]) -> Perform:
+    """Send a signed execution, run the jobs it queued, and return the recorded execution."""
+
+    def send(object_id: str, action: str = "create_invoice", **body: Any) -> Execution:
+        payload = execution_body(object_id, **body)
+        response = signed_post(server, f"/actions/{action}", payload)
+        assert response.status_code == 200, response.text
+        run_jobs()
+        execution = services.store.find_execution(payload["callbackId"])
+        assert execution is not None
+        return execution
+
+    return send
+
+
+@pytest.fixture
+def settings(services: Services, sims: Simulators) -> Callable[..., None]:
+    """Set the standard company's settings (legacy contact sync and an income account by default)."""
+
+    def apply(**values: Any) -> None:
+        document = {"contact_sync": {"mode": "legacy"}, "default_income_account": sims.account_id("Services")}
+        document.update(values)
+        services.store.save_company_settings(REALM_ID, document)
+
+    apply()
+    return apply
+
+
+def only_callback(sims: Simulators, execution: Execution) -> dict[str, Any]:
+    completions = sims.callbacks(execution.callback_id)
+    assert len(completions) == 1, completions
+    return completions[0]["output_fields"]  # type: ignore[no-any-return]
+
+
+def qbo_writes(sims: Simulators, entity: str) -> list[dict[str, Any]]:
+    return [r for r in sims.qbo_requests() if r["method"] == "POST" and r["path"].endswith(f"/{entity}")]

@@ -2,56 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from services.bootstrap import Services
-from services.models import Execution
 from simulators.scenario import PORTAL_ID, REALM_ID, Simulators, seed_deal
-from tests.builders import execution_body, sales_inputs, signed_post
-
-Perform = Callable[..., Execution]
-
-
-@pytest.fixture
-def perform(server: str, services: Services, run_jobs: Callable[..., None]) -> Perform:
-    """Send a signed execution, run the jobs it queued, and return the recorded execution."""
-
-    def send(object_id: str, action: str = "create_invoice", **body: Any) -> Execution:
-        payload = execution_body(object_id, **body)
-        response = signed_post(server, f"/actions/{action}", payload)
-        assert response.status_code == 200, response.text
-        run_jobs()
-        execution = services.store.find_execution(payload["callbackId"])
-        assert execution is not None
-        return execution
-
-    return send
-
-
-@pytest.fixture
-def settings(services: Services, sims: Simulators) -> Callable[..., None]:
-    """Set the standard company's settings (legacy contact sync and an income account by default)."""
-
-    def apply(**values: Any) -> None:
-        document = {"contact_sync": {"mode": "legacy"}, "default_income_account": sims.account_id("Services")}
-        document.update(values)
-        services.store.save_company_settings(REALM_ID, document)
-
-    apply()
-    return apply
-
-
-def only_callback(sims: Simulators, execution: Execution) -> dict[str, Any]:
-    completions = sims.callbacks(execution.callback_id)
-    assert len(completions) == 1, completions
-    return completions[0]["output_fields"]  # type: ignore[no-any-return]
-
-
-def qbo_writes(sims: Simulators, entity: str) -> list[dict[str, Any]]:
-    return [r for r in sims.qbo_requests() if r["method"] == "POST" and r["path"].endswith(f"/{entity}")]
+from tests.builders import sales_inputs
+from tests.conftest import Perform, only_callback, qbo_writes
 
 
 def test_invoice_is_created_with_matched_items_terms_and_a_new_customer(

@@ -1,0 +1,96 @@
+"""Real worker processes (RQ with its scheduler, and the sweeper) against the simulators."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from services.bootstrap import Services
+from services.models import Execution
+from simulators.scenario import Simulators, seed_deal
+from tests.builders import execution_body, sales_inputs, signed_post
+from tests.conftest import WorkerProcess, wait_for
+
+
+def send(server: str, sims: Simulators, action: str = "create_invoice") -> str:
+    body = execution_body(seed_deal(sims)["deal"], inputs=sales_inputs(create_missing_products="yes"))
+    response = signed_post(server, f"/actions/{action}", body)
+    assert response.status_code == 200
+    return str(body["callbackId"])
+
+
+def finished(services: Services, callback_id: str) -> Execution | None:
+    execution = services.store.find_execution(callback_id)
+    return execution if execution and execution.state in ("succeeded", "failed") else None
+
+
+def reported(sims: Simulators, callback_id: str) -> list[dict[str, Any]]:
+    return sims.callbacks(callback_id)
+
+
+def test_a_worker_process_completes_each_action_and_reports_back(
+    server: str, services: Services, sims: Simulators, settings: Any, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    start_worker()
+    callbacks = {
+        action: send(server, sims, action) for action in ("create_invoice", "create_estimate", "create_sales_receipt")
+    }
+
+    for action, callback_id in callbacks.items():
+        execution = wait_for(lambda cid=callback_id: finished(services, cid))
+        assert execution.state == "succeeded", (action, execution.failure_message)
+        [completion] = wait_for(lambda cid=callback_id: reported(sims, cid))
+        assert completion["output_fields"]["hs_execution_state"] == "SUCCESS"
+    assert [len(sims.entities(e)) for e in ("Invoice", "Estimate", "SalesReceipt")] == [1, 1, 1]
+
+
+@pytest.mark.parametrize(("status", "headers"), [(429, {"Retry-After": "1"}), (500, {}), (401, {})])
+def test_the_worker_retries_quickbooks_answers_then_succeeds(
+    server: str,
+    services: Services,
+    sims: Simulators,
+    settings: Any,
+    start_worker: Callable[..., WorkerProcess],
+    status: int,
+    headers: dict[str, str],
+) -> None:
+    sims.qbo_fault(method="POST", path="/invoice$", status=status, count=1, headers=headers)
+    worker = start_worker()
+    callback_id = send(server, sims)
+
+    execution = wait_for(lambda: finished(services, callback_id))
+
+    assert execution.state == "succeeded", (execution.failure_message, worker.log()[-2000:])
+    assert len(sims.entities("Invoice")) == 1
+    wait_for(lambda: reported(sims, callback_id))
+    assert len(reported(sims, callback_id)) == 1
+
+
+def test_a_worker_killed_mid_job_loses_nothing_and_doubles_nothing(
+    server: str, services: Services, sims: Simulators, settings: Any, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    # The invoice write takes 3 s, long enough to kill the worker while it waits for the answer.
+    sims.qbo_fault(method="POST", path="/invoice$", status=None, delay=3, count=1)
+    doomed = start_worker(LEASE_SECONDS="2")
+    callback_id = send(server, sims)
+
+    def invoice_in_flight() -> bool:
+        execution = services.store.find_execution(callback_id)
+        steps = services.store.steps(execution.id) if execution else {}
+        return "document:Invoice" in steps and steps["document:Invoice"].status == "started"
+
+    wait_for(invoice_in_flight)
+    doomed.kill()
+    start_worker(LEASE_SECONDS="2")
+
+    execution = wait_for(lambda: finished(services, callback_id), timeout=60)
+
+    assert execution.state == "succeeded", execution.failure_message
+    assert len(sims.entities("Invoice")) == 1
+    assert len(sims.entities("Customer")) == 1
+    wait_for(lambda: reported(sims, callback_id))
+    assert len(reported(sims, callback_id)) == 1
+    outcomes = [a.outcome for a in services.store.attempts(execution.id)]
+    assert outcomes == ["abandoned", "succeeded"]
