@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, pre_load, validates_schema
@@ -34,7 +35,7 @@ class ObjectSchema(Schema):
     @validates_schema
     def _object_id(self, data: dict[str, Any], **_: Any) -> None:
         value = data.get("objectId")
-        if isinstance(value, bool) or not str(value).strip().isdigit():
+        if isinstance(value, bool) or not re.fullmatch(r"[0-9]+", str(value).strip()):
             raise ValidationError("must be a numeric id", "objectId")
 
 
@@ -90,11 +91,18 @@ class InputSchema(Schema):
     class Meta:
         unknown = RAISE
 
+    # Inputs whose values are yes/no, compared in lower case.
+    yes_no_fields: tuple[str, ...] = ("create_missing_products",)
+
     @pre_load
     def _normalise(self, data: Any, **_: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        return {key: _plain(value) for key, value in data.items()}
+        plain = {key: _plain(value) for key, value in data.items()}
+        for key in self.yes_no_fields:
+            if isinstance(plain.get(key), str):
+                plain[key] = plain[key].lower()
+        return plain
 
 
 def id_field(required: bool = False) -> fields.String:
@@ -113,9 +121,3 @@ class SalesInputSchema(InputSchema):
     customer = id_field()
     products = id_field()
     create_missing_products = fields.String(load_default="no", validate=OneOf(YES_NO))
-
-    @pre_load
-    def _lower_yes_no(self, data: Any, **_: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("create_missing_products"), str):
-            data = {**data, "create_missing_products": data["create_missing_products"].lower()}
-        return data

@@ -53,6 +53,11 @@ def sign_v1(secret: str, body: str) -> str:
     return hashlib.sha256(f"{secret}{body}".encode()).hexdigest()
 
 
+def _same(given: str, expected: str) -> bool:
+    """Compare in constant time; bytes, since compare_digest refuses non-ASCII text."""
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
 def verify(
     headers: dict[str, str] | object,
     *,
@@ -79,14 +84,14 @@ def verify(
         candidates = {sign_v3(secret, method, uri, body, str(timestamp))}
         # Some proxies re-encode the URI; accept the fully decoded form too.
         candidates.add(sign_v3(secret, method, unquote(uri), body, str(timestamp)))
-        if any(hmac.compare_digest(signature_v3, candidate) for candidate in candidates):
+        if any(_same(signature_v3, candidate) for candidate in candidates):
             return "v3"
         raise SignatureError("X-HubSpot-Signature-v3 does not match the request")
     signature = get("X-HubSpot-Signature")
     if signature:
         version = (get("X-HubSpot-Signature-Version") or "v2").lower()
         expected = sign_v1(secret, body) if version == "v1" else sign_v2(secret, method, uri, body)
-        if hmac.compare_digest(signature.lower(), expected):
+        if _same(signature.lower(), expected):
             return version
         raise SignatureError(f"X-HubSpot-Signature ({version}) does not match the request")
     raise SignatureError("the request carries no HubSpot signature")

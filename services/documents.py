@@ -147,9 +147,9 @@ def doc_number(run: Run) -> str:
 
 
 def private_note(run: Run) -> str:
-    """Return the note that ties a document to its HubSpot record and execution."""
+    """Return the note that ties a document to its HubSpot record and to this run's marker."""
     execution = run.execution
-    return f"Created from HubSpot {execution.object_type} {execution.object_id} (execution {execution.id})"
+    return f"Created from HubSpot {execution.object_type} {execution.object_id} ({run.marker})"
 
 
 def document_url(run: Run, kind: str, document_id: str) -> str:
@@ -166,7 +166,7 @@ def find_document(run: Run, kind: str, started: dict[str, Any]) -> dict[str, Any
             f"SELECT * FROM {kind} WHERE CustomerRef = {quote(started['customer_id'])} "
             f"AND TxnDate = {quote(started['txn_date'])} MAXRESULTS 1000"
         )
-        found = [doc for doc in found if run.execution.id in str(doc.get("PrivateNote") or "")]
+        found = [doc for doc in found if run.marker in str(doc.get("PrivateNote") or "")]
     return document_summary(found[0]) if found else None
 
 

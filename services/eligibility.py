@@ -64,9 +64,11 @@ def _present(value: Any) -> bool:
 
 def _number(value: Any) -> Decimal | None:
     try:
-        return Decimal(str(value))
+        number = Decimal(str(value))
     except (InvalidOperation, ValueError):
         return None
+    # "NaN" and "Infinity" are names people have, not numbers to compare.
+    return number if number.is_finite() else None
 
 
 def _compare(actual: Any, expected: Any) -> int | None:

@@ -32,7 +32,15 @@ class Run:
     hubspot: HubSpotClient
     settings: dict[str, Any]
     steps: dict[str, ExecutionStep] = field(default_factory=dict)
+    # What requestids and document notes are derived from: the execution, unless several executions
+    # share one document (a payment's paid invoice), in which case they share the scope too.
+    scope: str = ""
     _profile: CompanyProfile | None = None
+
+    @property
+    def marker(self) -> str:
+        """Return the key that identifies this run's documents in QuickBooks."""
+        return self.scope or self.execution.id
 
     @property
     def realm_id(self) -> str:
@@ -52,7 +60,7 @@ class Run:
 
     def requestid(self, step: str) -> str:
         """Return the deterministic QuickBooks requestid of a step (36 characters)."""
-        return str(uuid.uuid5(REQUEST_ID_NAMESPACE, f"{self.realm_id}|{self.execution.id}|{step}"))
+        return str(uuid.uuid5(REQUEST_ID_NAMESPACE, f"{self.realm_id}|{self.marker}|{step}"))
 
     def renew_lease(self) -> None:
         """Extend the lease before a write; stop if another run owns the execution now."""

@@ -173,9 +173,11 @@ class Store:
                 updated_at=now,
             )
             .on_conflict_do_nothing(index_elements=["callback_id"])
+            # RETURNING, not rowcount: drivers do not all report rows for INSERT ... ON CONFLICT.
+            .returning(Execution.id)
         )
         with self.engine.begin() as conn:
-            if conn.execute(stmt).rowcount == 1:
+            if conn.execute(stmt).first() is not None:
                 return execution_id, True
             existing = conn.execute(select(Execution.id).where(Execution.callback_id == new.callback_id)).scalar_one()
         return existing, False

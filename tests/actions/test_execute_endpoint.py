@@ -227,12 +227,11 @@ def test_an_unknown_action_path_answers_json_404(server: str) -> None:
 def test_an_accepted_execution_survives_a_queue_outage(server: str, services: Services, sims: Simulators) -> None:
     """The row is written before the enqueue: with Redis gone the answer is still BLOCK, and the sweeper enqueues."""
     import redis as redis_lib
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     from services.queue import JobQueue
     from services.sweeper import sweep
-
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
 
     broken = redis_lib.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
     services.queue = JobQueue(broken, services.config)

@@ -34,16 +34,17 @@ class Api:
         params = {"minorversion": "75", **params}
         if requestid:
             params["requestid"] = requestid
-        return requests.post(self.url(entity.lower()), json=body, params=params, headers=self.headers(),
-                             timeout=10)
+        return requests.post(self.url(entity.lower()), json=body, params=params, headers=self.headers(), timeout=10)
 
     def read(self, entity: str, entity_id: str) -> requests.Response:
-        return requests.get(self.url(f"{entity.lower()}/{entity_id}"), params={"minorversion": "75"},
-                            headers=self.headers(), timeout=10)
+        return requests.get(
+            self.url(f"{entity.lower()}/{entity_id}"), params={"minorversion": "75"}, headers=self.headers(), timeout=10
+        )
 
     def query(self, statement: str) -> requests.Response:
-        return requests.get(self.url("query"), params={"query": statement, "minorversion": "75"},
-                            headers=self.headers(), timeout=10)
+        return requests.get(
+            self.url("query"), params={"query": statement, "minorversion": "75"}, headers=self.headers(), timeout=10
+        )
 
     def ok(self, response: requests.Response, key: str) -> dict:
         assert response.status_code == 200, response.text
@@ -97,8 +98,11 @@ def make_item(api: Api, name: str = "Consulting") -> dict:
 
 
 def invoice_body(customer_id: str, item_id: str, qty=2, price=100.0, amount=200.0, **fields) -> dict:
-    line = {"DetailType": "SalesItemLineDetail", "Amount": amount,
-            "SalesItemLineDetail": {"ItemRef": {"value": item_id}, "Qty": qty, "UnitPrice": price}}
+    line = {
+        "DetailType": "SalesItemLineDetail",
+        "Amount": amount,
+        "SalesItemLineDetail": {"ItemRef": {"value": item_id}, "Qty": qty, "UnitPrice": price},
+    }
     return {"CustomerRef": {"value": customer_id}, "Line": [line], **fields}
 
 
@@ -123,8 +127,11 @@ def test_read_of_unknown_id_is_object_not_found(api):
 def test_invoice_totals_line_ids_doc_number_and_due_date(api):
     customer, item = make_customer(api), make_item(api)
     net30 = api.ok(api.query("SELECT * FROM Term WHERE Name = 'Net 30'"), "QueryResponse")["Term"][0]
-    discount = {"DetailType": "DiscountLineDetail", "Amount": 0,
-                "DiscountLineDetail": {"PercentBased": True, "DiscountPercent": 10}}
+    discount = {
+        "DetailType": "DiscountLineDetail",
+        "Amount": 0,
+        "DiscountLineDetail": {"PercentBased": True, "DiscountPercent": 10},
+    }
     body = invoice_body(customer["Id"], item["Id"], TxnDate="2025-03-01", SalesTermRef={"value": net30["Id"]})
     body["Line"].append(discount)
 
@@ -135,7 +142,10 @@ def test_invoice_totals_line_ids_doc_number_and_due_date(api):
     assert invoice["DueDate"] == "2025-03-31"
     assert invoice["DocNumber"] == "1001"
     assert [(line.get("Id"), line["DetailType"]) for line in invoice["Line"]] == [
-        ("1", "SalesItemLineDetail"), ("2", "DiscountLineDetail"), (None, "SubTotalLineDetail")]
+        ("1", "SalesItemLineDetail"),
+        ("2", "DiscountLineDetail"),
+        (None, "SubTotalLineDetail"),
+    ]
     assert invoice["CustomerRef"]["name"] == "Acme Inc"
     second = api.ok(api.create("Invoice", invoice_body(customer["Id"], item["Id"])), "Invoice")
     assert second["DocNumber"] == "1002"
@@ -176,21 +186,24 @@ def test_query_matches_escaped_apostrophe(api):
 def test_query_in_like_and_email(api):
     for name in ("Alpha Co", "Beta Co", "Gamma Inc"):
         make_customer(api, name, PrimaryEmailAddr={"Address": f"{name[:4].lower()}@x.test"})
-    rows = api.ok(api.query("select * from Customer where DisplayName in ('Alpha Co', 'Gamma Inc')"),
-                  "QueryResponse")["Customer"]
+    rows = api.ok(api.query("select * from Customer where DisplayName in ('Alpha Co', 'Gamma Inc')"), "QueryResponse")[
+        "Customer"
+    ]
     assert sorted(c["DisplayName"] for c in rows) == ["Alpha Co", "Gamma Inc"]
     rows = api.ok(api.query("SELECT * FROM Customer WHERE DisplayName LIKE '%Co'"), "QueryResponse")["Customer"]
     assert sorted(c["DisplayName"] for c in rows) == ["Alpha Co", "Beta Co"]
-    rows = api.ok(api.query("SELECT * FROM Customer WHERE PrimaryEmailAddr = 'beta@x.test'"),
-                  "QueryResponse")["Customer"]
+    rows = api.ok(api.query("SELECT * FROM Customer WHERE PrimaryEmailAddr = 'beta@x.test'"), "QueryResponse")[
+        "Customer"
+    ]
     assert [c["DisplayName"] for c in rows] == ["Beta Co"]
 
 
 def test_query_paging_and_ordering(api):
     for number in range(1, 6):
         make_customer(api, f"Customer {number}")
-    page = api.ok(api.query("SELECT * FROM Customer ORDERBY DisplayName DESC STARTPOSITION 2 MAXRESULTS 2"),
-                  "QueryResponse")
+    page = api.ok(
+        api.query("SELECT * FROM Customer ORDERBY DisplayName DESC STARTPOSITION 2 MAXRESULTS 2"), "QueryResponse"
+    )
     assert [c["DisplayName"] for c in page["Customer"]] == ["Customer 4", "Customer 3"]
     assert (page["startPosition"], page["maxResults"]) == (2, 2)
     empty = api.ok(api.query("SELECT * FROM Customer STARTPOSITION 50"), "QueryResponse")
@@ -209,12 +222,19 @@ def test_query_on_non_queryable_field_is_4001(api):
     response = api.query("SELECT * FROM Payment WHERE DocNumber = '12'")
     assert api.fault_code(response) == "4001"
     assert response.json()["Fault"]["Error"][0]["Detail"] == (
-        "QueryValidationError: property 'DocNumber' is not queryable")
+        "QueryValidationError: property 'DocNumber' is not queryable"
+    )
 
 
-@pytest.mark.parametrize("statement", ["SELECT * FROM Customer WHERE DisplayName = 'a' OR Id = '1'",
-                                       "SELECT * FROM customer", "SELECT * Customer",
-                                       "SELECT * FROM Customer WHERE DisplayName = 'unterminated"])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "SELECT * FROM Customer WHERE DisplayName = 'a' OR Id = '1'",
+        "SELECT * FROM customer",
+        "SELECT * Customer",
+        "SELECT * FROM Customer WHERE DisplayName = 'unterminated",
+    ],
+)
 def test_malformed_query_is_4000(api, statement):
     assert api.fault_code(api.query(statement)) == "4000"
 
@@ -294,8 +314,10 @@ def test_non_us_line_without_tax_code_is_6000_vat(server, sim):
     body = invoice_body(customer["Id"], item["Id"])
     response = api.create("Invoice", body)
     assert api.fault_code(response) == "6000"
-    assert "Make sure all your transactions have a VAT rate before you save." in (
-        response.json()["Fault"]["Error"][0]["Detail"])
+    assert (
+        "Make sure all your transactions have a VAT rate before you save."
+        in (response.json()["Fault"]["Error"][0]["Detail"])
+    )
     body["Line"][0]["SalesItemLineDetail"]["TaxCodeRef"] = {"value": "17"}
     assert api.create("Invoice", body).status_code == 200
 
@@ -323,8 +345,11 @@ def test_item_rules(api):
 
 
 def test_purchase_needs_matching_account_type(api):
-    line = {"DetailType": "AccountBasedExpenseLineDetail", "Amount": 12.5,
-            "AccountBasedExpenseLineDetail": {"AccountRef": {"value": account_id(api, "Bank Charges & Fees")}}}
+    line = {
+        "DetailType": "AccountBasedExpenseLineDetail",
+        "Amount": 12.5,
+        "AccountBasedExpenseLineDetail": {"AccountRef": {"value": account_id(api, "Bank Charges & Fees")}},
+    }
     visa, checking = account_id(api, "Visa"), account_id(api, "Checking")
     bad = {"PaymentType": "Check", "AccountRef": {"value": visa}, "Line": [line]}
     assert api.fault_code(api.create("Purchase", bad)) == "6000"
@@ -338,8 +363,11 @@ def test_purchase_needs_matching_account_type(api):
 def test_payment_applied_to_invoice_reduces_its_balance(api):
     customer, item = make_customer(api), make_item(api)
     invoice = api.ok(api.create("Invoice", invoice_body(customer["Id"], item["Id"])), "Invoice")
-    payment = {"CustomerRef": {"value": customer["Id"]}, "TotalAmt": 150,
-               "Line": [{"Amount": 150, "LinkedTxn": [{"TxnId": invoice["Id"], "TxnType": "Invoice"}]}]}
+    payment = {
+        "CustomerRef": {"value": customer["Id"]},
+        "TotalAmt": 150,
+        "Line": [{"Amount": 150, "LinkedTxn": [{"TxnId": invoice["Id"], "TxnType": "Invoice"}]}],
+    }
     paid = api.ok(api.create("Payment", payment), "Payment")
     assert paid["UnappliedAmt"] == 0.0
 
@@ -351,8 +379,12 @@ def test_payment_applied_to_invoice_reduces_its_balance(api):
     overpay = {**payment, "TotalAmt": 60, "Line": [{**payment["Line"][0], "Amount": 60}]}
     assert api.fault_code(api.create("Payment", overpay)) == "6000"
     other = make_customer(api, "Someone Else")
-    wrong_customer = {**payment, "CustomerRef": {"value": other["Id"]}, "TotalAmt": 10,
-                      "Line": [{**payment["Line"][0], "Amount": 10}]}
+    wrong_customer = {
+        **payment,
+        "CustomerRef": {"value": other["Id"]},
+        "TotalAmt": 10,
+        "Line": [{**payment["Line"][0], "Amount": 10}],
+    }
     assert api.fault_code(api.create("Payment", wrong_customer)) == "6000"
 
 
@@ -370,15 +402,21 @@ def test_invoice_from_estimate_closes_it_and_void_and_delete_work(api, sim):
     assert deleted == {"domain": "QBO", "status": "Deleted", "Id": invoice["Id"]}
     assert sim.list_entities(REALM, "Invoice") == []
     assert api.fault_code(api.create("Customer", {"Id": customer["Id"], "SyncToken": "0"}, operation="delete")) == (
-        "500")
+        "500"
+    )
 
 
 # --- auth, OAuth, throttling ----------------------------------------------------------------------------
 
 
 def auth_client(base_url: str, refresh_token: str | None = REFRESH) -> AuthClient:
-    client = AuthClient("sim-client", "sim-secret", "http://localhost/callback",
-                        environment=f"{base_url}/.well-known/openid_configuration/", refresh_token=refresh_token)
+    client = AuthClient(
+        "sim-client",
+        "sim-secret",
+        "http://localhost/callback",
+        environment=f"{base_url}/.well-known/openid_configuration/",
+        refresh_token=refresh_token,
+    )
     assert client.token_endpoint == f"{base_url}/oauth2/v1/tokens/bearer"
     return client
 
@@ -423,7 +461,8 @@ def test_admin_revoke_and_bad_client_credentials(api, server):
     form = {"grant_type": "refresh_token", "refresh_token": REFRESH}
     url = f"{server.base_url}/oauth2/v1/tokens/bearer"
     assert requests.post(url, data=form, auth=("sim-client", "sim-secret"), timeout=10).json() == {
-        "error": "invalid_grant"}
+        "error": "invalid_grant"
+    }
     wrong = requests.post(url, data=form, auth=("sim-client", "nope"), timeout=10)
     assert wrong.status_code == 401 and wrong.json() == {"error": "invalid_client"}
 
@@ -458,8 +497,11 @@ def test_per_second_limit_when_enabled(api, sim):
 
 def test_fault_after_commit_loses_the_response_but_not_the_invoice(api, sim, server):
     customer, item = make_customer(api), make_item(api)
-    requests.post(f"{server.base_url}/_sim/faults", timeout=10, json={
-        "method": "POST", "path": "^/invoice$", "status": 500, "after_commit": True})
+    requests.post(
+        f"{server.base_url}/_sim/faults",
+        timeout=10,
+        json={"method": "POST", "path": "^/invoice$", "status": 500, "after_commit": True},
+    )
     lost = api.create("Invoice", invoice_body(customer["Id"], item["Id"]), requestid="inv-1")
     assert lost.status_code == 500 and lost.json()["Fault"]["Error"][0]["code"] == "10000"
     assert len(sim.list_entities(REALM, "Invoice")) == 1
@@ -482,11 +524,13 @@ def test_fault_before_commit_with_headers_and_delay(api, sim):
 def test_admin_seed_list_state_and_request_log(server):
     base = f"{server.base_url}/_sim"
     requests.post(f"{base}/reset", timeout=10).raise_for_status()
-    requests.post(f"{base}/companies", json={"realm_id": "555", "country": "CA", "home_currency": "CAD"},
-                  timeout=10).raise_for_status()
+    requests.post(
+        f"{base}/companies", json={"realm_id": "555", "country": "CA", "home_currency": "CAD"}, timeout=10
+    ).raise_for_status()
     requests.post(f"{base}/tokens", json={"realm_id": "555", "access_token": "t555"}, timeout=10)
-    seeded = requests.post(f"{base}/entities/555/Customer", json={"DisplayName": "Old", "Active": False},
-                           timeout=10).json()
+    seeded = requests.post(
+        f"{base}/entities/555/Customer", json={"DisplayName": "Old", "Active": False}, timeout=10
+    ).json()
     listed = requests.get(f"{base}/entities/555/Customer", timeout=10).json()
     assert [c["Id"] for c in listed] == [seeded["Id"]]
 
@@ -512,8 +556,9 @@ def qb(server, monkeypatch):
     from quickbooks import QuickBooks
 
     monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")  # the simulator speaks plain http
-    client = QuickBooks(auth_client=auth_client(server.base_url), refresh_token=REFRESH, company_id=REALM,
-                        minorversion=75)
+    client = QuickBooks(
+        auth_client=auth_client(server.base_url), refresh_token=REFRESH, company_id=REALM, minorversion=75
+    )
     client.api_url_v3 = f"{server.base_url}/v3"
     return client
 
