@@ -31,6 +31,7 @@ from simulators.scenario import (
     Simulators,
     execution_request,
     seed_deal,
+    seed_payment,
 )
 from simulators.serve import start_in_thread
 
@@ -70,6 +71,29 @@ def _post_signed(url: str, payload: dict[str, Any]) -> tuple[int, Any]:
     return response.status_code, response.json()
 
 
+def _execution_for(sims: Simulators, action: str, callback_id: str) -> dict[str, Any]:
+    """Seed a record for an action and return its execution request."""
+    inputs: dict[str, Any] = {"quickbooks_account": REALM_ID, "create_missing_products": "yes"}
+    if action in ("create_invoice", "create_estimate", "create_sales_receipt"):
+        if action == "create_invoice":
+            inputs["payment_terms"] = "3"
+        return execution_request(inputs, callback_id=callback_id, object_id=seed_deal(sims)["deal"])
+    payment: dict[str, Any] = {}
+    if action == "create_paid_invoice":
+        inputs["deposit_account"] = sims.account_id("Checking")
+    elif action == "create_fee_expense":
+        inputs = {
+            "quickbooks_account": REALM_ID,
+            "payment_account": sims.account_id("Checking"),
+            "expense_account": sims.account_id("Bank Charges & Fees"),
+        }
+    elif action == "create_refund_receipt":
+        inputs["refund_account"] = sims.account_id("Checking")
+        payment = {"hs_latest_status": "refunded", "hs_refunds_amount": "399.5"}
+    seeded = seed_payment(sims, payment=payment)
+    return execution_request(inputs, callback_id=callback_id, object_id=seeded["payment"], object_type="0-101")
+
+
 def run_demo() -> int:
     """Run the demo and print what happened; return the exit status."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True)
@@ -106,14 +130,11 @@ def run_demo() -> int:
         existing = {entity: {e["Id"] for e in sims.entities(entity)} for entity in ("Customer", "Item")}
         callbacks: dict[str, str] = {}
         for number, spec in enumerate(all_actions(), start=1):
-            deal = seed_deal(sims)
-            inputs = {"quickbooks_account": REALM_ID, "create_missing_products": "yes"}
-            if spec.name == "create_invoice":
-                inputs["payment_terms"] = "3"
-            payload = execution_request(inputs, callback_id=f"demo-{number}-{spec.name}", object_id=deal["deal"])
+            payload = _execution_for(sims, spec.name, f"demo-{number}-{spec.name}")
             status, answer = _post_signed(web.base_url + spec.path, payload)
             callbacks[payload["callbackId"]] = spec.label
-            print(f"POST {spec.path} (deal {deal['deal']}) -> {status} {json.dumps(answer)}")
+            record = f"{payload['object']['objectType']} {payload['object']['objectId']}"
+            print(f"POST {spec.path} ({record}) -> {status} {json.dumps(answer)}")
 
         unmatched = seed_deal(sims, line_items=[{"name": "Unknown gadget", "quantity": "1", "price": "10"}])
         payload = execution_request(
@@ -129,7 +150,16 @@ def run_demo() -> int:
             SimpleWorker([services.queue.queue], connection=services.redis).work(burst=True)
 
         print("Created in QuickBooks:")
-        for entity in ("Customer", "Item", "Invoice", "Estimate", "SalesReceipt"):
+        for entity in (
+            "Customer",
+            "Item",
+            "Invoice",
+            "Estimate",
+            "SalesReceipt",
+            "Payment",
+            "Purchase",
+            "RefundReceipt",
+        ):
             for doc in sims.entities(entity):
                 if doc["Id"] in existing.get(entity, set()):
                     continue

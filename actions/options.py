@@ -126,11 +126,28 @@ def _item_description(row: dict[str, Any]) -> str | None:
     return " · ".join(str(v) for v in (row.get("Type"), row.get("Sku")) if v) or None
 
 
+def _account_description(row: dict[str, Any]) -> str | None:
+    return " · ".join(str(v) for v in (row.get("AccountType"), row.get("AccountSubType")) if v) or None
+
+
+def accounts(*types: str) -> Provider:
+    """Return a provider of the chosen company's accounts of some types."""
+    where = "AccountType IN (" + ", ".join(f"'{t}'" for t in types) + ")"
+    return searched("Account", "Name", where, _account_description)
+
+
+DEPOSIT_ACCOUNTS = accounts("Bank", "Other Current Asset")
 PROVIDERS: dict[str, Provider] = {
     "quickbooks_account": quickbooks_accounts,
     "payment_terms": payment_terms,
     "customer": searched("Customer", "DisplayName", describe=_customer_description),
     "products": searched("Item", "Name", "Type IN ('Service', 'NonInventory', 'Inventory')", _item_description),
+    "deposit_account": DEPOSIT_ACCOUNTS,
+    "refund_account": DEPOSIT_ACCOUNTS,
+    "payment_account": accounts("Bank", "Credit Card"),
+    "expense_account": accounts("Expense", "Other Expense", "Cost of Goods Sold"),
+    "payment_method": searched("PaymentMethod", "Name"),
+    "payee": searched("Vendor", "DisplayName"),
 }
 
 

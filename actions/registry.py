@@ -29,9 +29,25 @@ class ActionSpec:
 
 def all_actions() -> tuple[ActionSpec, ...]:
     """Return every action, one module each."""
-    from actions import create_estimate, create_invoice, create_sales_receipt
+    from actions import (
+        create_estimate,
+        create_fee_expense,
+        create_invoice,
+        create_paid_invoice,
+        create_payment_sales_receipt,
+        create_refund_receipt,
+        create_sales_receipt,
+    )
 
-    return (create_invoice.SPEC, create_estimate.SPEC, create_sales_receipt.SPEC)
+    return (
+        create_invoice.SPEC,
+        create_estimate.SPEC,
+        create_sales_receipt.SPEC,
+        create_paid_invoice.SPEC,
+        create_payment_sales_receipt.SPEC,
+        create_fee_expense.SPEC,
+        create_refund_receipt.SPEC,
+    )
 
 
 def by_name() -> dict[str, ActionSpec]:

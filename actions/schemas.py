@@ -107,11 +107,9 @@ class InputSchema(Schema):
 
 def id_field(required: bool = False) -> fields.String:
     """Return a field holding a QuickBooks id (or empty when optional)."""
-    return fields.String(
-        required=required,
-        load_default="" if not required else None,
-        validate=Length(min=1 if required else 0, max=32),
-    )
+    if required:
+        return fields.String(required=True, validate=Length(min=1, max=32))
+    return fields.String(load_default="", validate=Length(max=32))
 
 
 class SalesInputSchema(InputSchema):
@@ -121,3 +119,38 @@ class SalesInputSchema(InputSchema):
     customer = id_field()
     products = id_field()
     create_missing_products = fields.String(load_default="no", validate=OneOf(YES_NO))
+
+
+class PaymentDocumentInputSchema(InputSchema):
+    """Inputs shared by the payment actions that book lines (paid invoice, sales receipt, refund receipt)."""
+
+    yes_no_fields = ("create_missing_products", "allow_invoice_payments")
+
+    quickbooks_account = fields.String(required=True, validate=Length(min=1, max=32))
+    customer = id_field()
+    products = id_field()
+    create_missing_products = fields.String(load_default="no", validate=OneOf(YES_NO))
+    payment_method = id_field()
+
+
+class PaidInputSchema(PaymentDocumentInputSchema):
+    """Inputs of the paid invoice and payment sales receipt actions."""
+
+    deposit_account = id_field()
+    allow_invoice_payments = fields.String(load_default="no", validate=OneOf(YES_NO))
+
+
+class FeeExpenseInputSchema(InputSchema):
+    """Inputs of the fee expense action."""
+
+    quickbooks_account = fields.String(required=True, validate=Length(min=1, max=32))
+    payment_account = id_field(required=True)
+    expense_account = id_field(required=True)
+    payee = id_field()
+
+
+class RefundReceiptInputSchema(PaymentDocumentInputSchema):
+    """Inputs of the refund receipt action."""
+
+    refund_account = id_field(required=True)
+    partial_refunds = fields.String(load_default="reject", validate=OneOf(("reject", "single_line")))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -141,9 +142,10 @@ def currency_ref(profile: CompanyProfile, currency: str | None) -> dict[str, str
     return {"value": code}
 
 
-def doc_number(run: Run) -> str:
+def doc_number(run: Run, kind: str) -> str:
     """Return a deterministic document number (used when the company numbers documents itself)."""
-    return f"HS-{run.execution.id[: DOC_NUMBER_MAX - 3]}"
+    key = uuid.uuid5(uuid.NAMESPACE_URL, f"{run.marker}|{kind}").hex
+    return f"HS-{key[: DOC_NUMBER_MAX - 3]}"
 
 
 def private_note(run: Run) -> str:
@@ -162,9 +164,9 @@ def find_document(run: Run, kind: str, started: dict[str, Any]) -> dict[str, Any
     if started.get("doc_number"):
         found = run.qbo.query(f"SELECT * FROM {kind} WHERE DocNumber = {quote(started['doc_number'])}")
     else:
+        customer = f"CustomerRef = {quote(started['customer_id'])} AND " if started.get("customer_id") else ""
         found = run.qbo.query(
-            f"SELECT * FROM {kind} WHERE CustomerRef = {quote(started['customer_id'])} "
-            f"AND TxnDate = {quote(started['txn_date'])} MAXRESULTS 1000"
+            f"SELECT * FROM {kind} WHERE {customer}TxnDate = {quote(started['txn_date'])} MAXRESULTS 1000"
         )
         found = [doc for doc in found if run.marker in str(doc.get("PrivateNote") or "")]
     return document_summary(found[0]) if found else None
@@ -187,6 +189,60 @@ def record_properties(object_type: str) -> list[str]:
     return [prop for prop in fields.values()]
 
 
+def require_line_items(record: EnrolledRecord, chosen_item: str) -> None:
+    """Fail when there is nothing to put on the document's lines."""
+    if not chosen_item and not record.line_items:
+        raise ActionFailure(
+            "NO_LINE_ITEMS",
+            f"HubSpot {record.object_type} {record.record.id} has no line items. Add line items, or choose a "
+            "QuickBooks product in the action to bill the record's amount.",
+        )
+
+
+def document_lines(run: Run, profile: CompanyProfile, record: EnrolledRecord) -> list[dict[str, Any]]:
+    """Return the lines: one for the chosen product, or one per matched line item."""
+    chosen_item = str(run.inputs.get("products") or "").strip()
+    if chosen_item:
+        return amount_line(run, profile, record, chosen_item)
+    create_missing = run.inputs.get("create_missing_products") == "yes"
+    items = match_line_items(run, record.line_items, create_missing=create_missing)
+    return sales_lines(run, profile, record.line_items, items)
+
+
+def lines_total(lines: Sequence[dict[str, Any]]) -> Decimal:
+    """Return what the lines add up to before tax (sales lines less discounts)."""
+    total = Decimal(0)
+    for line in lines:
+        amount = money(line.get("Amount"))
+        total += -amount if line["DetailType"] == "DiscountLineDetail" else amount
+    return cents(total)
+
+
+def create_document(
+    run: Run, kind: str, body: dict[str, Any], *, customer_id: str | None, txn_date: date, profile: CompanyProfile
+) -> dict[str, Any]:
+    """Create one document at most once across runs and return its summary."""
+    body = {**body, "TxnDate": txn_date.isoformat(), "PrivateNote": private_note(run)}
+    if customer_id is not None:
+        body["CustomerRef"] = {"value": customer_id}
+    if not profile.is_us and "Line" in body:
+        body["GlobalTaxCalculation"] = "TaxExcluded"
+    context = {"customer_id": customer_id, "txn_date": txn_date.isoformat()}
+    if profile.custom_txn_numbers and kind in ("Invoice", "Estimate", "SalesReceipt", "RefundReceipt"):
+        # The company numbers its documents itself: a fixed number makes a repeat fail with 6140.
+        body["DocNumber"] = context["doc_number"] = doc_number(run, kind)
+
+    def create(requestid: str) -> dict[str, Any]:
+        return document_summary(run.qbo.create(kind, body, requestid=requestid))
+
+    return run.write_once(
+        f"document:{kind}",
+        create,
+        find_existing=lambda started: find_document(run, kind, started),
+        context=context,
+    )
+
+
 def create_sales_document(run: Run, kind: str) -> dict[str, Any]:
     """Create an Invoice, Estimate or SalesReceipt for the enrolled record and return the output fields."""
     execution, inputs = run.execution, run.inputs
@@ -199,34 +255,16 @@ def create_sales_document(run: Run, kind: str) -> dict[str, Any]:
         record_properties=record_properties(type_name),
         with_line_items=not chosen_item,
     )
-    if not chosen_item and not record.line_items:
-        raise ActionFailure(
-            "NO_LINE_ITEMS",
-            f"HubSpot {type_name} {execution.object_id} has no line items. Add line items, or choose a "
-            "QuickBooks product in the action to bill the record's amount.",
-        )
+    require_line_items(record, chosen_item)
     # Company-level checks come first, so a failure leaves nothing half-written in QuickBooks.
     profile = run.profile()
     currency = currency_ref(profile, record.field("currency"))
     tax_code_for(run, profile, taxable=False)
     customer_id = customer_for(run, record.contact_id)
-    if chosen_item:
-        lines = amount_line(run, profile, record, chosen_item)
-    else:
-        items = match_line_items(run, record.line_items, create_missing=inputs.get("create_missing_products") == "yes")
-        lines = sales_lines(run, profile, record.line_items, items)
-
-    txn_date = date.today()
-    body: dict[str, Any] = {
-        "CustomerRef": {"value": customer_id},
-        "TxnDate": txn_date.isoformat(),
-        "Line": lines,
-        "PrivateNote": private_note(run),
-    }
+    body: dict[str, Any] = {"Line": document_lines(run, profile, record)}
     if currency:
         body["CurrencyRef"] = currency
-    if not profile.is_us:
-        body["GlobalTaxCalculation"] = "TaxExcluded"
+    txn_date = date.today()
     if kind == "Invoice" and inputs.get("payment_terms"):
         term_id = str(inputs["payment_terms"])
         if term_id not in profile.terms:
@@ -241,20 +279,7 @@ def create_sales_document(run: Run, kind: str) -> dict[str, Any]:
         body["DueDate"] = (txn_date + timedelta(days=profile.terms[term_id])).isoformat()
     if kind == "Estimate" and type_name == "quotes" and record.record.properties.get("hs_expiration_date"):
         body["ExpirationDate"] = str(record.record.properties["hs_expiration_date"])[:10]
-    context = {"customer_id": customer_id, "txn_date": txn_date.isoformat()}
-    if profile.custom_txn_numbers:
-        # The company numbers its documents itself: a fixed number makes a repeat fail with 6140.
-        body["DocNumber"] = context["doc_number"] = doc_number(run)
-
-    def create(requestid: str) -> dict[str, Any]:
-        return document_summary(run.qbo.create(kind, body, requestid=requestid))
-
-    document = run.write_once(
-        f"document:{kind}",
-        create,
-        find_existing=lambda started: find_document(run, kind, started),
-        context=context,
-    )
+    document = create_document(run, kind, body, customer_id=customer_id, txn_date=txn_date, profile=profile)
     return output_fields(run, kind, document, customer_id)
 
 

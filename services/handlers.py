@@ -6,6 +6,12 @@ from collections.abc import Callable
 from typing import Any
 
 from services.documents import create_sales_document
+from services.payments import (
+    create_fee_expense,
+    create_paid_invoice,
+    create_payment_sales_receipt,
+    create_refund_receipt,
+)
 from services.run import Run
 
 Handler = Callable[[Run], dict[str, Any]]
@@ -14,4 +20,8 @@ HANDLERS: dict[str, Handler] = {
     "create_invoice": lambda run: create_sales_document(run, "Invoice"),
     "create_estimate": lambda run: create_sales_document(run, "Estimate"),
     "create_sales_receipt": lambda run: create_sales_document(run, "SalesReceipt"),
+    "create_paid_invoice": create_paid_invoice,
+    "create_payment_sales_receipt": create_payment_sales_receipt,
+    "create_fee_expense": create_fee_expense,
+    "create_refund_receipt": create_refund_receipt,
 }

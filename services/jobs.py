@@ -13,6 +13,7 @@ from services.bootstrap import Services
 from services.errors import (
     ActionFailure,
     ConnectionRevokedError,
+    DocumentBusyError,
     NotFoundError,
     PermanentError,
     RateLimitedError,
@@ -54,6 +55,8 @@ def failure_for(error: ServiceError) -> ActionFailure:
                 "then retry the action.",
             )
         return ActionFailure("HUBSPOT_NOT_CONNECTED", describe("HUBSPOT_NOT_CONNECTED"))
+    if isinstance(error, DocumentBusyError):
+        return ActionFailure("DOCUMENT_IN_PROGRESS", f"{describe('DOCUMENT_IN_PROGRESS')} ({error})")
     if isinstance(error, TransientError):
         reason = "QUICKBOOKS_UNAVAILABLE" if error.service == "quickbooks" else "HUBSPOT_UNAVAILABLE"
         return ActionFailure(reason, f"{describe(reason)} Last error: {error}")

@@ -52,6 +52,9 @@ REASONS: dict[str, str] = {
     ),
     "PAYMENT_NOT_SETTLED": "The payment has not succeeded, so nothing was booked.",
     "PAYMENT_NOT_REFUNDED": "The payment has not been refunded, so no refund receipt was booked.",
+    "DOCUMENT_IN_PROGRESS": (
+        "Another execution was booking this payment's document and did not finish in time. Retry later."
+    ),
     "PARTIAL_REFUND": (
         "The payment was only partly refunded. Allow partial refunds in the action to book them as one line."
     ),

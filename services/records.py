@@ -53,6 +53,7 @@ OBJECT_TYPE_NAMES = {
     "QUOTE": "quotes",
     "0-14": "quotes",
     "COMMERCE_PAYMENT": "commerce_payments",
+    "COMMERCE_PAYMENTS": "commerce_payments",
     "0-101": "commerce_payments",
 }
 

@@ -635,6 +635,49 @@ class Store:
                 )
             ).scalar_one()
 
+    def take_over_payment_document(
+        self, realm_id: str, payment_id: str, kind: str, failed_execution_id: str, execution_id: str
+    ) -> bool:
+        """Move a claim from a failed execution to another one, carrying over the steps it completed."""
+        with self.session() as session:
+            claimed = session.execute(
+                update(PaymentDocument)
+                .where(
+                    PaymentDocument.realm_id == realm_id,
+                    PaymentDocument.payment_id == payment_id,
+                    PaymentDocument.kind == kind,
+                    PaymentDocument.execution_id == failed_execution_id,
+                )
+                .values(execution_id=execution_id)
+            )
+            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            for step in session.scalars(select(ExecutionStep).where(ExecutionStep.execution_id == failed_execution_id)):
+                if session.get(ExecutionStep, (execution_id, step.name)) is None:
+                    session.add(
+                        ExecutionStep(execution_id=execution_id, name=step.name, status=step.status, data=step.data)
+                    )
+            return True
+
+    def save_payment_document_outputs(self, realm_id: str, payment_id: str, kind: str, outputs: dict[str, Any]) -> None:
+        """Remember what the booked document was, for later executions on the same payment."""
+        stmt = (
+            update(PaymentDocument)
+            .where(
+                PaymentDocument.realm_id == realm_id,
+                PaymentDocument.payment_id == payment_id,
+                PaymentDocument.kind == kind,
+            )
+            .values(output_fields=outputs)
+        )
+        with self.engine.begin() as conn:
+            conn.execute(stmt)
+
+    def payment_document(self, realm_id: str, payment_id: str, kind: str) -> PaymentDocument | None:
+        """Return the claim on a payment's document."""
+        with self.session() as session:
+            return session.get(PaymentDocument, (realm_id, payment_id, kind))
+
     def count(self, model: Any) -> int:
         """Return the number of rows of a table (operators and benchmarks)."""
         with self.engine.connect() as conn:

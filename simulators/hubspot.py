@@ -100,9 +100,7 @@ _KNOWN_PROPERTIES: dict[str, dict[str, str]] = {
         ),
         "lifecyclestage": "enum",
     },
-    "companies": dict.fromkeys(
-        ["name", "domain", "phone", "address", "city", "state", "zip", "country"], "text"
-    ),
+    "companies": dict.fromkeys(["name", "domain", "phone", "address", "city", "state", "zip", "country"], "text"),
     "deals": {
         "dealname": "text",
         "amount": "number",
@@ -256,9 +254,7 @@ def _type_for_association_id(from_type: str, type_id: Any) -> str:
 
 def _association_types(from_type: str, to_type: str) -> list[dict]:
     """Return the v4 associationTypes list of a default association."""
-    return [
-        {"category": "HUBSPOT_DEFINED", "typeId": _association_type_id(from_type, to_type), "label": None}
-    ]
+    return [{"category": "HUBSPOT_DEFINED", "typeId": _association_type_id(from_type, to_type), "label": None}]
 
 
 def _stringify(value: Any) -> str | None:
@@ -400,9 +396,7 @@ def check_filter(flt: Any) -> None:
         raise ValueError(f"Operator {operator} needs a values list")
 
 
-def evaluate_filter_groups(
-    filter_groups: Iterable[Mapping] | None, properties: Mapping[str, str | None]
-) -> bool:
+def evaluate_filter_groups(filter_groups: Iterable[Mapping] | None, properties: Mapping[str, str | None]) -> bool:
     """Return whether properties match filterGroups: groups OR'ed, filters in a group AND'ed."""
     groups = list(filter_groups or [])
     if not groups:
@@ -570,9 +564,7 @@ class HubSpotSimulator:
     ) -> None:
         """Create a portal (or add a token to an existing one) whose token lasts ``expires_in`` s."""
         with self._lock:
-            portal = self._portals.setdefault(
-                int(portal_id), _Portal(int(portal_id), refresh_token, expires_in)
-            )
+            portal = self._portals.setdefault(int(portal_id), _Portal(int(portal_id), refresh_token, expires_in))
             portal.refresh_token = refresh_token or portal.refresh_token
             portal.expires_in = expires_in
             self._tokens[access_token] = _Token(portal.portal_id, self._clock() + expires_in)
@@ -603,9 +595,7 @@ class HubSpotSimulator:
                 raise SimError(401, error_body(message, "INVALID_AUTHENTICATION"))
             expired_for = self._clock() - token.expires_at
             if expired_for >= 0:
-                message = (
-                    f"The OAuth token used to make this call expired {int(expired_for // 60)} minute(s) ago."
-                )
+                message = f"The OAuth token used to make this call expired {int(expired_for // 60)} minute(s) ago."
                 raise SimError(401, error_body(message, "EXPIRED_AUTHENTICATION"))
             return token.portal_id
 
@@ -629,9 +619,7 @@ class HubSpotSimulator:
             elif grant_type == "authorization_code":
                 portal = self._redeem_code(form.get("code"), form.get("redirect_uri"))
             else:
-                raise SimError(
-                    400, self._oauth_error("BAD_GRANT_TYPE", f"unsupported grant_type {grant_type}")
-                )
+                raise SimError(400, self._oauth_error("BAD_GRANT_TYPE", f"unsupported grant_type {grant_type}"))
             return self._issue_tokens(portal)
 
     def token_info(self, access_token: str) -> dict:
@@ -709,9 +697,7 @@ class HubSpotSimulator:
                 is_search and _window_full(portal.recent_searches, now, 1.0, self.search_limit_per_s)
             )
             if over:
-                raise SimError(
-                    429, rate_limit_body(), {"Retry-After": "1"} if self.send_retry_after else None
-                )
+                raise SimError(429, rate_limit_body(), {"Retry-After": "1"} if self.send_retry_after else None)
             portal.recent_requests.append(now)
             if is_search:
                 portal.recent_searches.append(now)
@@ -757,9 +743,7 @@ class HubSpotSimulator:
             }
             return {**_full_view(record), "associations": links}
 
-    def associate(
-        self, portal_id: int, from_type: str, from_id: str | int, to_type: str, to_id: str | int
-    ) -> None:
+    def associate(self, portal_id: int, from_type: str, from_id: str | int, to_type: str, to_id: str | int) -> None:
         """Link two objects both ways, keeping insertion order."""
         with self._lock:
             self._link(
@@ -809,9 +793,7 @@ class HubSpotSimulator:
             raise _validation_error("properties must be an object")
         with self._lock:
             portal = self._portal(portal_id)
-            links = [
-                self._association_target(portal, canonical, item) for item in body.get("associations") or []
-            ]
+            links = [self._association_target(portal, canonical, item) for item in body.get("associations") or []]
             record = self._store(portal, canonical, properties, None)
             for to_type, to_id in links:
                 self._link(portal, canonical, record["id"], to_type, to_id)
@@ -901,9 +883,7 @@ class HubSpotSimulator:
             )
         return {"results": results}
 
-    def _store(
-        self, portal: _Portal, object_type: str, properties: Mapping[str, Any], object_id: Any
-    ) -> dict:
+    def _store(self, portal: _Portal, object_type: str, properties: Mapping[str, Any], object_id: Any) -> dict:
         """Create and return an object record with HubSpot's default properties."""
         if object_id is None:
             object_id = str(portal.next_id)
@@ -930,17 +910,13 @@ class HubSpotSimulator:
         """Find a record by id, or by the value of ``id_property`` when given."""
         if not id_property or id_property == "hs_object_id":
             return records.get(key)
-        return next(
-            (record for record in records.values() if record["properties"].get(id_property) == key), None
-        )
+        return next((record for record in records.values() if record["properties"].get(id_property) == key), None)
 
     @staticmethod
     def _batch_ids(body: Mapping, limit: int) -> list[str]:
         """Return the distinct ids of a batch request's ``inputs``, enforcing the batch size."""
         inputs = body.get("inputs")
-        if not isinstance(inputs, list) or not all(
-            isinstance(item, Mapping) and "id" in item for item in inputs
-        ):
+        if not isinstance(inputs, list) or not all(isinstance(item, Mapping) and "id" in item for item in inputs):
             raise _validation_error('inputs must be a list of {"id": ...} objects')
         if len(inputs) > limit:
             raise _validation_error(f"Batch input size must be at most {limit}, got {len(inputs)}")
@@ -983,9 +959,7 @@ class HubSpotSimulator:
             answer["paging"] = {"next": {"after": str(offset + size)}}
         return answer
 
-    def batch_associations(
-        self, portal_id: int, from_type: str, to_type: str, body: Mapping
-    ) -> tuple[int, dict]:
+    def batch_associations(self, portal_id: int, from_type: str, to_type: str, body: Mapping) -> tuple[int, dict]:
         """Answer ``POST /crm/v4/associations/{fromType}/{toType}/batch/read``; 207 names unlinked ids."""
         source, target = resolve_object_type(from_type), resolve_object_type(to_type)
         started = _now_iso()
@@ -993,9 +967,7 @@ class HubSpotSimulator:
         for from_id in self._batch_ids(body, ASSOCIATION_BATCH_LIMIT):
             ids = self.associated_ids(portal_id, source, from_id, target)
             if ids:
-                results.append(
-                    {"from": {"id": from_id}, "to": [self._v4_target(source, target, i) for i in ids]}
-                )
+                results.append({"from": {"id": from_id}, "to": [self._v4_target(source, target, i) for i in ids]})
             else:
                 message = f"No {_SINGULAR[target]} is associated with {_SINGULAR[source]} {from_id}."
                 errors.append(
@@ -1048,9 +1020,7 @@ class HubSpotSimulator:
 
     def complete_callbacks(self, portal_id: int, completions: Iterable[tuple[Any, Any]]) -> None:
         """Validate (callbackId, outputFields) pairs, then record them all in order."""
-        checked = [
-            self._checked_completion(callback_id, output_fields) for callback_id, output_fields in completions
-        ]
+        checked = [self._checked_completion(callback_id, output_fields) for callback_id, output_fields in completions]
         with self._lock:
             for callback_id, output_fields in checked:
                 duplicate = (portal_id, callback_id) in self._completed
@@ -1272,9 +1242,7 @@ def _sim_error(exc: SimError) -> Response:
 
 def _http_error(exc: HTTPException) -> Response:
     """Answer unknown routes and methods with a JSON error like HubSpot's."""
-    response = jsonify(
-        error_body(exc.description or exc.name, "OBJECT_NOT_FOUND" if exc.code == 404 else "ERROR")
-    )
+    response = jsonify(error_body(exc.description or exc.name, "OBJECT_NOT_FOUND" if exc.code == 404 else "ERROR"))
     response.status_code = exc.code or 500
     return response
 
@@ -1288,9 +1256,7 @@ def _no_content() -> Response:
 def read_object(object_type: str, object_id: str) -> Response:
     """Read one object with the requested properties and associations."""
     return jsonify(
-        _sim().read_object(
-            g.portal_id, object_type, object_id, _list_arg("properties"), _list_arg("associations")
-        )
+        _sim().read_object(g.portal_id, object_type, object_id, _list_arg("properties"), _list_arg("associations"))
     )
 
 
@@ -1363,9 +1329,7 @@ def complete_callbacks() -> Response:
         raise _validation_error("inputs must be a list of {callbackId, outputFields} objects")
     if len(inputs) > CALLBACK_BATCH_LIMIT:
         raise _validation_error(f"Batch input size must be at most {CALLBACK_BATCH_LIMIT}, got {len(inputs)}")
-    _sim().complete_callbacks(
-        g.portal_id, [(item.get("callbackId"), item.get("outputFields")) for item in inputs]
-    )
+    _sim().complete_callbacks(g.portal_id, [(item.get("callbackId"), item.get("outputFields")) for item in inputs])
     return _no_content()
 
 
@@ -1404,9 +1368,7 @@ def add_portal() -> tuple[Response, int]:
     """Create a portal with an access token."""
     body = _json_body()
     portal_id, access_token = _required(body, "portal_id", "access_token")
-    _sim().add_portal(
-        int(portal_id), access_token, body.get("refresh_token"), int(body.get("expires_in", 1800))
-    )
+    _sim().add_portal(int(portal_id), access_token, body.get("refresh_token"), int(body.get("expires_in", 1800)))
     return jsonify({"portal_id": int(portal_id), "access_token": access_token}), 201
 
 

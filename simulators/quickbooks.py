@@ -48,8 +48,19 @@ ENTITY_BY_PATH = {name.lower(): name for name in (*WRITABLE, "TaxCode", "Company
 _META = ("MetaData.CreateTime", "MetaData.LastUpdatedTime")
 _SALES_FILTERS = ("Id", "DocNumber", "CustomerRef", "TxnDate", *_META)
 QUERYABLE: dict[str, tuple[str, ...]] = {
-    "Customer": ("Id", "DisplayName", "GivenName", "FamilyName", "MiddleName", "CompanyName",
-                 "FullyQualifiedName", "Active", "Balance", "PrimaryEmailAddr", *_META),
+    "Customer": (
+        "Id",
+        "DisplayName",
+        "GivenName",
+        "FamilyName",
+        "MiddleName",
+        "CompanyName",
+        "FullyQualifiedName",
+        "Active",
+        "Balance",
+        "PrimaryEmailAddr",
+        *_META,
+    ),
     "Item": ("Id", "Name", "Type", "Active", "Sku", "FullyQualifiedName", *_META),
     **{name: _SALES_FILTERS for name in SALES_DOCS},
     "Payment": ("Id", "CustomerRef", "TxnDate", *_META),  # "Filter support not provided for Payment" DocNumber
@@ -64,10 +75,20 @@ QUERYABLE: dict[str, tuple[str, ...]] = {
 }
 
 ACCOUNT_CLASSIFICATION = {
-    "Bank": "Asset", "Accounts Receivable": "Asset", "Other Current Asset": "Asset", "Fixed Asset": "Asset",
-    "Other Asset": "Asset", "Accounts Payable": "Liability", "Credit Card": "Liability",
-    "Other Current Liability": "Liability", "Long Term Liability": "Liability", "Equity": "Equity",
-    "Income": "Revenue", "Other Income": "Revenue", "Cost of Goods Sold": "Expense", "Expense": "Expense",
+    "Bank": "Asset",
+    "Accounts Receivable": "Asset",
+    "Other Current Asset": "Asset",
+    "Fixed Asset": "Asset",
+    "Other Asset": "Asset",
+    "Accounts Payable": "Liability",
+    "Credit Card": "Liability",
+    "Other Current Liability": "Liability",
+    "Long Term Liability": "Liability",
+    "Equity": "Equity",
+    "Income": "Revenue",
+    "Other Income": "Revenue",
+    "Cost of Goods Sold": "Expense",
+    "Expense": "Expense",
     "Other Expense": "Expense",
 }
 ITEM_TYPES = ("Inventory", "NonInventory", "Service", "Category")
@@ -78,8 +99,13 @@ PURCHASE_ACCOUNT_TYPES = {
     "CreditCard": ("Credit Card",),
 }
 US_LINE_TAX_CODES = ("TAX", "NON")
-CURRENCY_NAMES = {"USD": "United States Dollar", "GBP": "British Pound Sterling", "CAD": "Canadian Dollar",
-                  "EUR": "Euro", "AUD": "Australian Dollar"}
+CURRENCY_NAMES = {
+    "USD": "United States Dollar",
+    "GBP": "British Pound Sterling",
+    "CAD": "Canadian Dollar",
+    "EUR": "Euro",
+    "AUD": "Australian Dollar",
+}
 TAX_RATE_WORDS = {"CA": "GST/HST", "AU": "GST", "IN": "GST"}  # everywhere else QBO says "VAT"
 
 SEED_ACCOUNTS = (
@@ -94,13 +120,22 @@ SEED_ACCOUNTS = (
     ("Accounts Receivable (A/R)", "Accounts Receivable", "AccountsReceivable"),
 )
 SEED_TERMS = (("Due on receipt", 0), ("Net 15", 15), ("Net 30", 30), ("Net 60", 60))
-SEED_PAYMENT_METHODS = (("Cash", "NON_CREDIT_CARD"), ("Check", "NON_CREDIT_CARD"), ("Visa", "CREDIT_CARD"),
-                        ("MasterCard", "CREDIT_CARD"), ("Credit Card", "CREDIT_CARD"))
+SEED_PAYMENT_METHODS = (
+    ("Cash", "NON_CREDIT_CARD"),
+    ("Check", "NON_CREDIT_CARD"),
+    ("Visa", "CREDIT_CARD"),
+    ("MasterCard", "CREDIT_CARD"),
+    ("Credit Card", "CREDIT_CARD"),
+)
 SEED_VENDORS = ("Stripe", "HubSpot Payments")
 US_TAX_CODES = (("TAX", "TAX", "Taxable", True), ("NON", "NON", "Non-taxable", False))
-NON_US_TAX_CODES = (("2", "20.0% S", "Standard 20%", True), ("3", "5.0% R", "Reduced 5%", True),
-                    ("4", "0.0% Z", "Zero-rated 0%", True), ("6", "No VAT", "No VAT", False),
-                    ("17", "Exempt", "Exempt", False))
+NON_US_TAX_CODES = (
+    ("2", "20.0% S", "Standard 20%", True),
+    ("3", "5.0% R", "Reduced 5%", True),
+    ("4", "0.0% Z", "Zero-rated 0%", True),
+    ("6", "No VAT", "No VAT", False),
+    ("17", "Exempt", "Exempt", False),
+)
 
 THROTTLE_BODY = (
     '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
@@ -194,8 +229,16 @@ def _number_lines(lines: list[dict]) -> None:
 class QboError(Exception):
     """A QBO Fault: the HTTP status plus one Error entry."""
 
-    def __init__(self, code: str, message: str, detail: str = "", element: str = "", *,
-                 status: int = 400, fault_type: str = "ValidationFault"):
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        detail: str = "",
+        element: str = "",
+        *,
+        status: int = 400,
+        fault_type: str = "ValidationFault",
+    ):
         super().__init__(f"{code} {message}: {detail}")
         self.code, self.message, self.detail, self.element = code, message, detail, element
         self.status, self.fault_type = status, fault_type
@@ -207,13 +250,21 @@ class QboError(Exception):
 
 
 def _required(element: str) -> QboError:
-    return QboError("2020", "Required param missing, need to supply the required value for the API",
-                    f"Required parameter {element} is missing in the request", element)
+    return QboError(
+        "2020",
+        "Required param missing, need to supply the required value for the API",
+        f"Required parameter {element} is missing in the request",
+        element,
+    )
 
 
 def _invalid_property(element: str) -> QboError:
-    return QboError("2010", "Request has invalid or unsupported property",
-                    f"Property Name:{element} specified is unsupported or invalid", element)
+    return QboError(
+        "2010",
+        "Request has invalid or unsupported property",
+        f"Property Name:{element} specified is unsupported or invalid",
+        element,
+    )
 
 
 def _invalid_enum(element: str, value: Any) -> QboError:
@@ -221,18 +272,26 @@ def _invalid_enum(element: str, value: Any) -> QboError:
 
 
 def _invalid_ref(element: str, value: Any) -> QboError:
-    return QboError("2500", "Invalid Reference Id", f"Invalid Reference Id : {element} {value} does not exist",
-                    element)
+    return QboError("2500", "Invalid Reference Id", f"Invalid Reference Id : {element} {value} does not exist", element)
 
 
 def _object_not_found(element: str = "") -> QboError:
-    return QboError("610", "Object Not Found", "Object Not Found : Something you're trying to use has been made "
-                    "inactive. Check the fields with accounts, customers, items, vendors or employees.", element)
+    return QboError(
+        "610",
+        "Object Not Found",
+        "Object Not Found : Something you're trying to use has been made "
+        "inactive. Check the fields with accounts, customers, items, vendors or employees.",
+        element,
+    )
 
 
 def _business(detail: str, element: str = "") -> QboError:
-    return QboError("6000", "A business validation error has occurred while processing your request",
-                    f"Business Validation Error: {detail}", element)
+    return QboError(
+        "6000",
+        "A business validation error has occurred while processing your request",
+        f"Business Validation Error: {detail}",
+        element,
+    )
 
 
 def _duplicate_name(detail: str) -> QboError:
@@ -240,13 +299,18 @@ def _duplicate_name(detail: str) -> QboError:
 
 
 def _stale_object() -> QboError:
-    return QboError("5010", "Stale Object Error", "Stale Object Error : You and Simulator User were working on "
-                    "this at the same time. Simulator User finished before you did, so your work was not saved.")
+    return QboError(
+        "5010",
+        "Stale Object Error",
+        "Stale Object Error : You and Simulator User were working on "
+        "this at the same time. Simulator User finished before you did, so your work was not saved.",
+    )
 
 
 def _unsupported(path: str) -> QboError:
-    return QboError("500", "Unsupported Operation",
-                    f"Operation Could not find resource for relative : {path} is not supported.")
+    return QboError(
+        "500", "Unsupported Operation", f"Operation Could not find resource for relative : {path} is not supported."
+    )
 
 
 def _gateway_body(kind: str, detail: str) -> dict:
@@ -255,8 +319,7 @@ def _gateway_body(kind: str, detail: str) -> dict:
         message, code = "message=AuthenticationFailed; errorCode=003200; statusCode=401", "3200"
     else:
         message, code = "message=AuthorizationFailed; errorCode=003100; statusCode=403", "3100"
-    return {"fault": {"error": [{"message": message, "detail": detail, "code": code, "element": None}],
-                      "type": kind}}
+    return {"fault": {"error": [{"message": message, "detail": detail, "code": code, "element": None}], "type": kind}}
 
 
 @dataclass
@@ -290,9 +353,11 @@ class InjectedFault:
 
     def matches(self, call: Call) -> bool:
         """Tell whether this fault applies to ``call``."""
-        return ((self.method is None or self.method.upper() == call.method)
-                and (self.realm_id is None or self.realm_id == call.realm_id)
-                and (self.path is None or re.search(self.path, call.fault_path) is not None))
+        return (
+            (self.method is None or self.method.upper() == call.method)
+            and (self.realm_id is None or self.realm_id == call.realm_id)
+            and (self.path is None or re.search(self.path, call.fault_path) is not None)
+        )
 
     def reply(self, stamp: str) -> Reply:
         """Build the fault response (the default body depends on the status)."""
@@ -304,16 +369,24 @@ class InjectedFault:
         if self.status == 429:
             return replace(_throttled(), headers=headers, delay=self.delay)
         if self.status in (401, 403):
-            kind, detail = (("AUTHENTICATION", "Token invalid: simulated fault") if self.status == 401
-                            else ("AUTHORIZATION", "Authorization failure: simulated fault"))
+            kind, detail = (
+                ("AUTHENTICATION", "Token invalid: simulated fault")
+                if self.status == 401
+                else ("AUTHORIZATION", "Authorization failure: simulated fault")
+            )
             return Reply(self.status, _gateway_body(kind, detail), headers=headers, delay=self.delay)
         if self.status == 400:
             error = _business("simulated fault")
         else:
-            error = QboError("10000", "An application error has occurred while processing your request",
-                             "System Failure Error: An unexpected error occurred while accessing or saving your "
-                             "data. Please wait a few minutes and try again. If the problem persists, contact "
-                             "customer support.", status=self.status, fault_type="SystemFault")
+            error = QboError(
+                "10000",
+                "An application error has occurred while processing your request",
+                "System Failure Error: An unexpected error occurred while accessing or saving your "
+                "data. Please wait a few minutes and try again. If the problem persists, contact "
+                "customer support.",
+                status=self.status,
+                fault_type="SystemFault",
+            )
         return Reply(self.status, error.body(stamp), headers=headers, delay=self.delay)
 
 
@@ -343,13 +416,16 @@ class Query:
     max_results: int = DEFAULT_MAX_RESULTS
 
 
-_TOKEN_RE = re.compile(r"""\s*(?:
+_TOKEN_RE = re.compile(
+    r"""\s*(?:
     (?P<string>'(?:\\.|[^'\\])*')
   | (?P<number>-?\d+(?:\.\d+)?)
   | (?P<op><=|>=|=|<|>)
   | (?P<punct>[(),*])
   | (?P<word>[A-Za-z_][A-Za-z0-9_.]*)
-)""", re.VERBOSE)
+)""",
+    re.VERBOSE,
+)
 
 
 def _parse_error(detail: str) -> QboError:
@@ -586,7 +662,7 @@ def run_query(query: Query, entities: list[dict]) -> dict:
     rows.sort(key=lambda e: _sort_key(e.get("Id")))
     for path, descending in reversed(query.order_by):
         rows.sort(key=lambda e, p=path: _sort_key(_field_value(e, p)), reverse=descending)
-    page = rows[query.start_position - 1:query.start_position - 1 + query.max_results]
+    page = rows[query.start_position - 1 : query.start_position - 1 + query.max_results]
     if not page:
         return {}
     if query.fields is not None:
@@ -601,8 +677,17 @@ def run_query(query: Query, entities: list[dict]) -> dict:
 class Company:
     """One QBO company (realm): its settings and every stored entity, by type and Id."""
 
-    def __init__(self, realm_id: str, *, name: str, country: str, home_currency: str, multicurrency: bool,
-                 custom_txn_numbers: bool, clock):
+    def __init__(
+        self,
+        realm_id: str,
+        *,
+        name: str,
+        country: str,
+        home_currency: str,
+        multicurrency: bool,
+        custom_txn_numbers: bool,
+        clock,
+    ):
         self.realm_id = realm_id
         self.country = country.upper()
         self.home_currency = home_currency.upper()
@@ -634,16 +719,27 @@ class Company:
         if entity_id.isdigit():  # keep later sequential Ids clear of explicitly chosen ones
             self._last_id[entity_name] = max(self._last_id.get(entity_name, 0), int(entity_id))
         now = _iso(self._clock())
-        entity = {**fields, "domain": "QBO", "sparse": False, "Id": entity_id, "SyncToken": "0",
-                  "MetaData": {"CreateTime": now, "LastUpdatedTime": now}}
+        entity = {
+            **fields,
+            "domain": "QBO",
+            "sparse": False,
+            "Id": entity_id,
+            "SyncToken": "0",
+            "MetaData": {"CreateTime": now, "LastUpdatedTime": now},
+        }
         self.entities.setdefault(entity_name, {})[entity_id] = entity
         return entity
 
     def _update(self, entity_name: str, existing: dict, fields: dict) -> dict:
         """Replace an entity's fields, bumping SyncToken and LastUpdatedTime."""
-        entity = {**fields, "domain": "QBO", "sparse": False, "Id": existing["Id"],
-                  "SyncToken": str(int(existing["SyncToken"]) + 1),
-                  "MetaData": {**existing.get("MetaData", {}), "LastUpdatedTime": _iso(self._clock())}}
+        entity = {
+            **fields,
+            "domain": "QBO",
+            "sparse": False,
+            "Id": existing["Id"],
+            "SyncToken": str(int(existing["SyncToken"]) + 1),
+            "MetaData": {**existing.get("MetaData", {}), "LastUpdatedTime": _iso(self._clock())},
+        }
         self.entities[entity_name][existing["Id"]] = entity
         return entity
 
@@ -677,8 +773,11 @@ class Company:
         """Default the currency to the home currency; refuse foreign ones without multicurrency."""
         code = str(ref.get("value") if isinstance(ref, dict) and ref.get("value") else self.home_currency).upper()
         if code != self.home_currency and not self.multicurrency:
-            raise _business(f"Multicurrency is not enabled for this company, so the currency must be the home "
-                            f"currency {self.home_currency}. Supplied value: {code}", element)
+            raise _business(
+                f"Multicurrency is not enabled for this company, so the currency must be the home "
+                f"currency {self.home_currency}. Supplied value: {code}",
+                element,
+            )
         return {"value": code, "name": CURRENCY_NAMES.get(code, code)}
 
     # -- operations ------------------------------------------------------------------------------------
@@ -760,8 +859,12 @@ class Company:
 
     def payments_applied_to(self, invoice_id: str) -> list[tuple[str, Decimal]]:
         """Return (payment Id, amount) for every payment line linked to the invoice."""
-        return [(payment["Id"], amount) for payment in self.all("Payment")
-                for linked_id, amount in _applications(payment).items() if linked_id == invoice_id]
+        return [
+            (payment["Id"], amount)
+            for payment in self.all("Payment")
+            for linked_id, amount in _applications(payment).items()
+            if linked_id == invoice_id
+        ]
 
     def refresh_receivables(self) -> None:
         """Recompute invoice balances and payment links, then customer balances, after money moved."""
@@ -791,33 +894,70 @@ class Company:
 
     def _seed(self, name: str) -> None:
         us = self.country == "US"
-        self.insert("CompanyInfo", {
-            "CompanyName": name, "LegalName": name, "Country": self.country,
-            "CompanyAddr": {"Line1": "1 Simulator Way", "City": "Mountain View", "Country": self.country},
-            "SupportedLanguages": "en", "FiscalYearStartMonth": "January",
-            "CompanyStartDate": self.today().isoformat()})
-        self.insert("Preferences", {
-            "SalesFormsPrefs": {"CustomTxnNumbers": self.custom_txn_numbers, "AllowDiscount": True,
-                                "AllowDeposit": True},
-            "CurrencyPrefs": {"MultiCurrencyEnabled": self.multicurrency,
-                              "HomeCurrency": {"value": self.home_currency}},
-            "TaxPrefs": {"UsingSalesTax": True, "PartnerTaxEnabled": us}})
+        self.insert(
+            "CompanyInfo",
+            {
+                "CompanyName": name,
+                "LegalName": name,
+                "Country": self.country,
+                "CompanyAddr": {"Line1": "1 Simulator Way", "City": "Mountain View", "Country": self.country},
+                "SupportedLanguages": "en",
+                "FiscalYearStartMonth": "January",
+                "CompanyStartDate": self.today().isoformat(),
+            },
+        )
+        self.insert(
+            "Preferences",
+            {
+                "SalesFormsPrefs": {
+                    "CustomTxnNumbers": self.custom_txn_numbers,
+                    "AllowDiscount": True,
+                    "AllowDeposit": True,
+                },
+                "CurrencyPrefs": {
+                    "MultiCurrencyEnabled": self.multicurrency,
+                    "HomeCurrency": {"value": self.home_currency},
+                },
+                "TaxPrefs": {"UsingSalesTax": True, "PartnerTaxEnabled": us},
+            },
+        )
         home = self.currency_ref(None)
         for account_name, account_type, sub_type in SEED_ACCOUNTS:
-            self.insert("Account", {
-                "Name": account_name, "FullyQualifiedName": account_name, "AccountType": account_type,
-                "AccountSubType": sub_type, "Classification": ACCOUNT_CLASSIFICATION[account_type],
-                "Active": True, "SubAccount": False, "CurrentBalance": 0.0, "CurrencyRef": home})
+            self.insert(
+                "Account",
+                {
+                    "Name": account_name,
+                    "FullyQualifiedName": account_name,
+                    "AccountType": account_type,
+                    "AccountSubType": sub_type,
+                    "Classification": ACCOUNT_CLASSIFICATION[account_type],
+                    "Active": True,
+                    "SubAccount": False,
+                    "CurrentBalance": 0.0,
+                    "CurrencyRef": home,
+                },
+            )
         for term_name, days in SEED_TERMS:
             self.insert("Term", {"Name": term_name, "Type": "STANDARD", "DueDays": days, "Active": True})
         for method_name, method_type in SEED_PAYMENT_METHODS:
             self.insert("PaymentMethod", {"Name": method_name, "Type": method_type, "Active": True})
-        for code_id, code_name, description, taxable in (US_TAX_CODES if us else NON_US_TAX_CODES):
-            self.insert("TaxCode", {"Name": code_name, "Description": description, "Taxable": taxable,
-                                    "TaxGroup": False, "Active": True}, code_id)
+        for code_id, code_name, description, taxable in US_TAX_CODES if us else NON_US_TAX_CODES:
+            self.insert(
+                "TaxCode",
+                {"Name": code_name, "Description": description, "Taxable": taxable, "TaxGroup": False, "Active": True},
+                code_id,
+            )
         for vendor_name in SEED_VENDORS:
-            self.insert("Vendor", {"DisplayName": vendor_name, "PrintOnCheckName": vendor_name,
-                                   "Active": True, "Balance": 0.0, "CurrencyRef": home})
+            self.insert(
+                "Vendor",
+                {
+                    "DisplayName": vendor_name,
+                    "PrintOnCheckName": vendor_name,
+                    "Active": True,
+                    "Balance": 0.0,
+                    "CurrencyRef": home,
+                },
+            )
 
 
 _SERVER_FIELDS = ("Id", "SyncToken", "MetaData", "domain", "sparse")
@@ -859,8 +999,9 @@ def _require_name(body: dict, key: str = "Name") -> str:
     return name
 
 
-def _check_unique_name(company: Company, kinds: tuple[str, ...], key: str, name: str,
-                       existing: dict | None, detail: str) -> None:
+def _check_unique_name(
+    company: Company, kinds: tuple[str, ...], key: str, name: str, existing: dict | None, detail: str
+) -> None:
     """Raise 6240 when another entity of ``kinds`` has this name (case-insensitively, inactive ones too)."""
     for kind in kinds:
         for other in company.all(kind):
@@ -873,13 +1014,23 @@ def _prepare_party(company: Company, kind: str, body: dict, existing: dict | Non
     parts = (str(body.get(k, "")).strip() for k in ("Title", "GivenName", "MiddleName", "FamilyName", "Suffix"))
     name = str(body.get("DisplayName") or " ".join(p for p in parts if p)).strip()
     if not name:
-        raise QboError("6080", "Name field is empty", "You must fill out at least one of the name fields: "
-                       "Title, GivenName, MiddleName, FamilyName, Suffix or DisplayName.", "DisplayName")
+        raise QboError(
+            "6080",
+            "Name field is empty",
+            "You must fill out at least one of the name fields: "
+            "Title, GivenName, MiddleName, FamilyName, Suffix or DisplayName.",
+            "DisplayName",
+        )
     if ":" in name:
         raise _business("The name can't contain a colon (:).", "DisplayName")
-    _check_unique_name(company, ("Customer", "Vendor"), "DisplayName", name, existing,
-                       "Another customer, vendor or employee is already using this name. "
-                       "Please use a different name.")
+    _check_unique_name(
+        company,
+        ("Customer", "Vendor"),
+        "DisplayName",
+        name,
+        existing,
+        "Another customer, vendor or employee is already using this name. Please use a different name.",
+    )
     body["DisplayName"] = name
     body.setdefault("PrintOnCheckName", name)
     body.setdefault("Active", True)
@@ -896,19 +1047,27 @@ def _prepare_party(company: Company, kind: str, body: dict, existing: dict | Non
 def _prepare_item(company: Company, _kind: str, body: dict, existing: dict | None, _options) -> dict:
     """Item: unique Name, a Type, an Income account for sellable types."""
     name = _require_name(body)
-    _check_unique_name(company, ("Item",), "Name", name, existing,
-                       "Another product or service is already using this name. Please use a different name.")
+    _check_unique_name(
+        company,
+        ("Item",),
+        "Name",
+        name,
+        existing,
+        "Another product or service is already using this name. Please use a different name.",
+    )
     item_type = body.get("Type")
     if not item_type:
         raise _required("Type")
     if item_type not in ITEM_TYPES:
         raise _invalid_enum("Type", item_type)
-    income = company.resolve("Account", body, "IncomeAccountRef",
-                             required=item_type in ITEM_TYPES_WITH_INCOME_ACCOUNT)
+    income = company.resolve("Account", body, "IncomeAccountRef", required=item_type in ITEM_TYPES_WITH_INCOME_ACCOUNT)
     if income is not None and income.get("Classification") != "Revenue":
-        raise QboError("6430", "Invalid account type used",
-                       "Invalid account type: IncomeAccountRef must be an Income or Other Income account.",
-                       "IncomeAccountRef")
+        raise QboError(
+            "6430",
+            "Invalid account type used",
+            "Invalid account type: IncomeAccountRef must be an Income or Other Income account.",
+            "IncomeAccountRef",
+        )
     for key in ("ExpenseAccountRef", "AssetAccountRef"):
         company.resolve("Account", body, key)
     body["Name"] = body["FullyQualifiedName"] = name
@@ -922,8 +1081,14 @@ def _prepare_item(company: Company, _kind: str, body: dict, existing: dict | Non
 def _prepare_account(company: Company, _kind: str, body: dict, existing: dict | None, _options) -> dict:
     """Account: unique Name and a known AccountType (Classification follows from it)."""
     name = _require_name(body)
-    _check_unique_name(company, ("Account",), "Name", name, existing,
-                       "Another account is already using this name. Please use a different name.")
+    _check_unique_name(
+        company,
+        ("Account",),
+        "Name",
+        name,
+        existing,
+        "Another account is already using this name. Please use a different name.",
+    )
     account_type = body.get("AccountType")
     if not account_type:
         raise _required("AccountType")
@@ -941,8 +1106,14 @@ def _prepare_account(company: Company, _kind: str, body: dict, existing: dict | 
 def _prepare_term(company: Company, _kind: str, body: dict, existing: dict | None, _options) -> dict:
     """Term: unique Name, DueDays."""
     name = _require_name(body)
-    _check_unique_name(company, ("Term",), "Name", name, existing,
-                       "Another term is already using this name. Please use a different name.")
+    _check_unique_name(
+        company,
+        ("Term",),
+        "Name",
+        name,
+        existing,
+        "Another term is already using this name. Please use a different name.",
+    )
     body["Name"] = name
     body["DueDays"] = int(_decimal(body.get("DueDays", 0), "DueDays"))
     body.setdefault("Type", "STANDARD")
@@ -953,20 +1124,26 @@ def _prepare_term(company: Company, _kind: str, body: dict, existing: dict | Non
 def _prepare_payment_method(company: Company, _kind: str, body: dict, existing: dict | None, _options) -> dict:
     """PaymentMethod: unique Name."""
     name = _require_name(body)
-    _check_unique_name(company, ("PaymentMethod",), "Name", name, existing,
-                       "Another payment method is already using this name. Please use a different name.")
+    _check_unique_name(
+        company,
+        ("PaymentMethod",),
+        "Name",
+        name,
+        existing,
+        "Another payment method is already using this name. Please use a different name.",
+    )
     body["Name"] = name
     body.setdefault("Type", "NON_CREDIT_CARD")
     body.setdefault("Active", True)
     return body
 
 
-def _assign_doc_number(company: Company, kind: str, body: dict, existing: dict | None,
-                       options: frozenset[str]) -> None:
+def _assign_doc_number(company: Company, kind: str, body: dict, existing: dict | None, options: frozenset[str]) -> None:
     """Auto-number sales forms when custom numbers are off; check length and duplicates."""
     doc_number = body.get("DocNumber")
-    auto = kind in SALES_DOCS and (doc_number == "AUTO_GENERATE"
-                                   or (doc_number is None and not company.custom_txn_numbers))
+    auto = kind in SALES_DOCS and (
+        doc_number == "AUTO_GENERATE" or (doc_number is None and not company.custom_txn_numbers)
+    )
     if auto:
         used = [int(d["DocNumber"]) for d in company.all(kind) if str(d.get("DocNumber", "")).isdigit()]
         doc_number = str(max(used, default=1000) + 1)
@@ -974,17 +1151,23 @@ def _assign_doc_number(company: Company, kind: str, body: dict, existing: dict |
         return
     doc_number = str(doc_number)
     if len(doc_number) > MAX_DOC_NUMBER_LENGTH:
-        raise QboError("6000", "A business validation error has occurred while processing your request",
-                       f"String length is either shorter or longer than supported by specification. "
-                       f"Min:0 Max:{MAX_DOC_NUMBER_LENGTH} supported. Supplied length:{len(doc_number)}",
-                       "DocNumber")
+        raise QboError(
+            "6000",
+            "A business validation error has occurred while processing your request",
+            f"String length is either shorter or longer than supported by specification. "
+            f"Min:0 Max:{MAX_DOC_NUMBER_LENGTH} supported. Supplied length:{len(doc_number)}",
+            "DocNumber",
+        )
     if company.custom_txn_numbers and "allowduplicatedocnum" not in options:
         for other in company.all(kind):
             if other.get("DocNumber") == doc_number and (existing is None or other["Id"] != existing["Id"]):
-                raise QboError("6140", "Duplicate Document Number Error",
-                               f"You must specify a different number. This number has already been used. "
-                               f"DocNumber={doc_number} is assigned to TxnType={kind} with TxnId={other['Id']}",
-                               "DocNumber")
+                raise QboError(
+                    "6140",
+                    "Duplicate Document Number Error",
+                    f"You must specify a different number. This number has already been used. "
+                    f"DocNumber={doc_number} is assigned to TxnType={kind} with TxnId={other['Id']}",
+                    "DocNumber",
+                )
     body["DocNumber"] = doc_number
 
 
@@ -999,8 +1182,11 @@ def _txn_currency(company: Company, body: dict, party: dict | None) -> None:
     currency = company.currency_ref(body.get("CurrencyRef"))
     party_currency = _ref_value(party, "CurrencyRef") if party else None
     if party_currency and party_currency != currency["value"]:
-        raise _business(f"The currency of the transaction ({currency['value']}) must match the currency of "
-                        f"{party.get('DisplayName')} ({party_currency}).", "CurrencyRef")
+        raise _business(
+            f"The currency of the transaction ({currency['value']}) must match the currency of "
+            f"{party.get('DisplayName')} ({party_currency}).",
+            "CurrencyRef",
+        )
     body["CurrencyRef"] = currency
 
 
@@ -1010,9 +1196,13 @@ def _check_line_amount(line: dict, detail: dict, amount: Decimal, index: int) ->
         return
     product = _decimal(detail["Qty"], "Qty") * _decimal(detail["UnitPrice"], "UnitPrice")
     if _money(product) != _money(amount):
-        raise QboError("6070", "Amount is not equal to UnitPrice * Qty",
-                       f"Amount is not equal to UnitPrice * Qty. Supplied value:{_money(amount)} "
-                       f"(line {index}, UnitPrice * Qty = {_money(product)})", "Amount")
+        raise QboError(
+            "6070",
+            "Amount is not equal to UnitPrice * Qty",
+            f"Amount is not equal to UnitPrice * Qty. Supplied value:{_money(amount)} "
+            f"(line {index}, UnitPrice * Qty = {_money(product)})",
+            "Amount",
+        )
 
 
 def _check_line_tax_code(company: Company, detail: dict) -> None:
@@ -1020,13 +1210,15 @@ def _check_line_tax_code(company: Company, detail: dict) -> None:
     code = _ref_value(detail, "TaxCodeRef")
     if company.country == "US":
         if code is not None and code not in US_LINE_TAX_CODES:
-            raise QboError("6100", "Invalid tax code",
-                           f"Invalid line TaxCodeRef {code}: US companies accept only TAX or NON on lines.",
-                           "TaxCodeRef")
+            raise QboError(
+                "6100",
+                "Invalid tax code",
+                f"Invalid line TaxCodeRef {code}: US companies accept only TAX or NON on lines.",
+                "TaxCodeRef",
+            )
     elif code is None or company.get("TaxCode", code) is None:
         rate_word = TAX_RATE_WORDS.get(company.country, "VAT")
-        raise _business(f"Make sure all your transactions have a {rate_word} rate before you save.",
-                        "TaxCodeRef")
+        raise _business(f"Make sure all your transactions have a {rate_word} rate before you save.", "TaxCodeRef")
 
 
 def _sales_lines(company: Company, lines: list[dict]) -> tuple[list[dict], Decimal, Decimal]:
@@ -1069,8 +1261,7 @@ def _sales_lines(company: Company, lines: list[dict]) -> tuple[list[dict], Decim
     return kept, subtotal, discount_total
 
 
-def _prepare_sales_doc(company: Company, kind: str, body: dict, existing: dict | None,
-                       options: frozenset[str]) -> dict:
+def _prepare_sales_doc(company: Company, kind: str, body: dict, existing: dict | None, options: frozenset[str]) -> dict:
     """Invoice, Estimate, SalesReceipt, RefundReceipt: references, lines, totals, numbers, dates."""
     customer = company.resolve("Customer", body, "CustomerRef", required=True)
     if not body.get("Line"):
@@ -1120,8 +1311,7 @@ def _finish_invoice(company: Company, body: dict, existing: dict | None, txn_dat
     payments = company.payments_applied_to(existing["Id"]) if existing else []
     applied = sum((amount for _, amount in payments), Decimal(0))
     if total < applied:
-        raise _business(f"The invoice total can't be less than the {_money(applied)} already paid on it.",
-                        "Line")
+        raise _business(f"The invoice total can't be less than the {_money(applied)} already paid on it.", "Line")
     body["LinkedTxn"] = _invoice_links(body.get("LinkedTxn", []), payments)
     body["Balance"] = _money(total - applied)
 
@@ -1154,8 +1344,11 @@ def _prepare_payment(company: Company, _kind: str, body: dict, existing: dict | 
             applying[invoice_id] = applying.get(invoice_id, Decimal(0)) + amount
             open_balance = Decimal(str(invoice.get("Balance", 0))) + previously.get(invoice_id, Decimal(0))
             if applying[invoice_id] > open_balance:
-                raise _business(f"The amount applied to Invoice {invoice_id} is more than its open balance "
-                                f"of {_money(open_balance)}.", "Line.Amount")
+                raise _business(
+                    f"The amount applied to Invoice {invoice_id} is more than its open balance "
+                    f"of {_money(open_balance)}.",
+                    "Line.Amount",
+                )
         line["Amount"] = _money(amount)
     applied = sum((_decimal(line.get("Amount", 0), "Line.Amount") for line in body.get("Line", [])), Decimal(0))
     if applied > total:
@@ -1181,8 +1374,7 @@ def _resolve_payee(company: Company, body: dict) -> None:
     raise _invalid_ref("EntityRef", value)
 
 
-def _prepare_purchase(company: Company, kind: str, body: dict, existing: dict | None,
-                      options: frozenset[str]) -> dict:
+def _prepare_purchase(company: Company, kind: str, body: dict, existing: dict | None, options: frozenset[str]) -> dict:
     """Purchase (expense): PaymentType, a matching AccountRef, expense lines."""
     payment_type = body.get("PaymentType")
     if not payment_type:
@@ -1271,8 +1463,13 @@ class TokenStore:
         now = self._clock()
         self.access[access] = _Grant(realm_id, now + ACCESS_TOKEN_LIFETIME)
         self.refresh[refresh] = _Grant(realm_id, now + REFRESH_TOKEN_LIFETIME)
-        return {"access_token": access, "refresh_token": refresh, "expires_in": ACCESS_TOKEN_LIFETIME,
-                "x_refresh_token_expires_in": REFRESH_TOKEN_LIFETIME, "token_type": "bearer"}
+        return {
+            "access_token": access,
+            "refresh_token": refresh,
+            "expires_in": ACCESS_TOKEN_LIFETIME,
+            "x_refresh_token_expires_in": REFRESH_TOKEN_LIFETIME,
+            "token_type": "bearer",
+        }
 
     def rotate(self, refresh_token: str, grace_seconds: float) -> dict | None:
         """Exchange a live refresh token for new tokens; the old one lives on for ``grace_seconds``."""
@@ -1364,14 +1561,27 @@ class QuickBooksSimulator:
 
     # -- seeding ---------------------------------------------------------------------------------------
 
-    def add_company(self, realm_id: str, *, name: str = "Sim Co", country: str = "US",
-                    home_currency: str = "USD", multicurrency: bool = False,
-                    custom_txn_numbers: bool = False) -> dict:
+    def add_company(
+        self,
+        realm_id: str,
+        *,
+        name: str = "Sim Co",
+        country: str = "US",
+        home_currency: str = "USD",
+        multicurrency: bool = False,
+        custom_txn_numbers: bool = False,
+    ) -> dict:
         """Create (or replace) a company with its default chart of accounts and lists; return CompanyInfo."""
         with self._lock:
-            company = Company(str(realm_id), name=name, country=country, home_currency=home_currency,
-                              multicurrency=multicurrency, custom_txn_numbers=custom_txn_numbers,
-                              clock=self._now)
+            company = Company(
+                str(realm_id),
+                name=name,
+                country=country,
+                home_currency=home_currency,
+                multicurrency=multicurrency,
+                custom_txn_numbers=custom_txn_numbers,
+                clock=self._now,
+            )
             self.companies[company.realm_id] = company
             return copy.deepcopy(company.get("CompanyInfo", "1"))
 
@@ -1380,8 +1590,7 @@ class QuickBooksSimulator:
         with self._lock:
             self.tokens.access[access_token] = _Grant(str(realm_id), self.clock() + expires_in)
 
-    def add_refresh_token(self, refresh_token: str, realm_id: str,
-                          expires_in: float = REFRESH_TOKEN_LIFETIME) -> None:
+    def add_refresh_token(self, refresh_token: str, realm_id: str, expires_in: float = REFRESH_TOKEN_LIFETIME) -> None:
         """Register a refresh token for a realm."""
         with self._lock:
             self.tokens.refresh[refresh_token] = _Grant(str(realm_id), self.clock() + expires_in)
@@ -1432,16 +1641,36 @@ class QuickBooksSimulator:
 
     # -- faults and the request log --------------------------------------------------------------------
 
-    def add_fault(self, status: int | None, *, method: str | None = None, path: str | None = None,
-                  realm_id: str | None = None, count: int = 1, body: Any = None,
-                  headers: dict[str, str] | None = None, after_commit: bool = False,
-                  delay: float = 0.0) -> None:
+    def add_fault(
+        self,
+        status: int | None,
+        *,
+        method: str | None = None,
+        path: str | None = None,
+        realm_id: str | None = None,
+        count: int = 1,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        after_commit: bool = False,
+        delay: float = 0.0,
+    ) -> None:
         """Answer the next ``count`` matching requests with ``status`` (see InjectedFault)."""
         if path is not None:
             re.compile(path)
         with self._lock:
-            self.faults.append(InjectedFault(status, method, path, realm_id, int(count), body, dict(headers or {}),
-                                             bool(after_commit), float(delay)))
+            self.faults.append(
+                InjectedFault(
+                    status,
+                    method,
+                    path,
+                    realm_id,
+                    int(count),
+                    body,
+                    dict(headers or {}),
+                    bool(after_commit),
+                    float(delay),
+                )
+            )
 
     def clear_faults(self) -> None:
         """Drop every pending injected fault."""
@@ -1462,10 +1691,14 @@ class QuickBooksSimulator:
         """Summarise entity counts per realm and refresh counts."""
         with self._lock:
             return {
-                "realms": {realm_id: {"country": company.country,
-                                      "entities": {name: len(items) for name, items in company.entities.items()},
-                                      "refresh_count": self.refresh_count.get(realm_id, 0)}
-                           for realm_id, company in self.companies.items()},
+                "realms": {
+                    realm_id: {
+                        "country": company.country,
+                        "entities": {name: len(items) for name, items in company.entities.items()},
+                        "refresh_count": self.refresh_count.get(realm_id, 0),
+                    }
+                    for realm_id, company in self.companies.items()
+                },
                 "refresh_count": dict(self.refresh_count),
                 "pending_faults": len(self.faults),
                 "requests_logged": len(self._log),
@@ -1480,10 +1713,19 @@ class QuickBooksSimulator:
             if reply is None:
                 reply = self._with_faults(call)
             reply.headers.setdefault("intuit_tid", _new_tid())
-            self._log.append({
-                "method": call.method, "path": call.path, "query": dict(call.args), "body": call.logged_body(),
-                "status": reply.status, "requestid": call.args.get("requestid"), "realm_id": call.realm_id,
-                "intuit_tid": reply.headers["intuit_tid"], "time": _iso(self.clock(), "milliseconds")})
+            self._log.append(
+                {
+                    "method": call.method,
+                    "path": call.path,
+                    "query": dict(call.args),
+                    "body": call.logged_body(),
+                    "status": reply.status,
+                    "requestid": call.args.get("requestid"),
+                    "realm_id": call.realm_id,
+                    "intuit_tid": reply.headers["intuit_tid"],
+                    "time": _iso(self.clock(), "milliseconds"),
+                }
+            )
             return reply
 
     def _now(self) -> float:
@@ -1505,15 +1747,19 @@ class QuickBooksSimulator:
         token = header[7:].strip() if header[:7].lower() == "bearer " else ""
         problem = self.tokens.access_problem(token, call.realm_id)
         if problem:
-            return Reply(401, _gateway_body("AUTHENTICATION", problem),
-                         headers={"WWW-Authenticate": 'Bearer realm="Intuit", error="invalid_token"'})
+            return Reply(
+                401,
+                _gateway_body("AUTHENTICATION", problem),
+                headers={"WWW-Authenticate": 'Bearer realm="Intuit", error="invalid_token"'},
+            )
         now = self.clock()
         recent = self._recent.setdefault(call.realm_id, deque())
         while recent and recent[0] <= now - 60:
             recent.popleft()
         last_second = sum(1 for moment in recent if moment > now - 1)
         if len(recent) >= self.throttle_per_minute or (
-                self.per_second_limit is not None and last_second >= self.per_second_limit):
+            self.per_second_limit is not None and last_second >= self.per_second_limit
+        ):
             return _throttled()
         recent.append(now)
         return None
@@ -1542,8 +1788,12 @@ class QuickBooksSimulator:
         if call.method != "POST" or requestid is None:
             return self._api(call)
         if len(requestid) > MAX_REQUESTID_LENGTH:
-            error = QboError("2050", "Invalid String Length", f"requestid is longer than {MAX_REQUESTID_LENGTH} "
-                             f"characters. Supplied length:{len(requestid)}", "requestid")
+            error = QboError(
+                "2050",
+                "Invalid String Length",
+                f"requestid is longer than {MAX_REQUESTID_LENGTH} characters. Supplied length:{len(requestid)}",
+                "requestid",
+            )
             return Reply(error.status, error.body(self._stamp()))
         key = (call.realm_id, requestid)
         if key in self.replays:
@@ -1651,9 +1901,16 @@ def _to_response(reply: Reply) -> Response:
 
 
 def _call(kind: str, realm_id: str | None = None, sub_path: str = "") -> Call:
-    return Call(kind=kind, method=request.method, path=request.path, args=request.args.to_dict(),
-                body=request.get_data(as_text=True), authorization=request.headers.get("Authorization"),
-                realm_id=realm_id, sub_path=sub_path)
+    return Call(
+        kind=kind,
+        method=request.method,
+        path=request.path,
+        args=request.args.to_dict(),
+        body=request.get_data(as_text=True),
+        authorization=request.headers.get("Authorization"),
+        realm_id=realm_id,
+        sub_path=sub_path,
+    )
 
 
 def _admin_blueprint(sim: QuickBooksSimulator) -> Blueprint:
@@ -1695,8 +1952,9 @@ def _admin_blueprint(sim: QuickBooksSimulator) -> Blueprint:
         if data.get("access_token"):
             sim.add_token(data["access_token"], realm_id, data.get("expires_in", ACCESS_TOKEN_LIFETIME))
         if data.get("refresh_token"):
-            sim.add_refresh_token(data["refresh_token"], realm_id,
-                                  data.get("refresh_expires_in", REFRESH_TOKEN_LIFETIME))
+            sim.add_refresh_token(
+                data["refresh_token"], realm_id, data.get("refresh_expires_in", REFRESH_TOKEN_LIFETIME)
+            )
         return {"ok": True}
 
     @admin.post("/tokens/expire")
@@ -1775,10 +2033,14 @@ def create_app(sim: QuickBooksSimulator | None = None) -> Flask:
     def discovery():
         # intuitlib fetches this document when AuthClient's environment is a URL instead of "sandbox".
         base = request.host_url.rstrip("/")
-        return {"issuer": f"{base}/op/v1", "authorization_endpoint": f"{base}/connect/oauth2",
-                "token_endpoint": f"{base}/oauth2/v1/tokens/bearer",
-                "userinfo_endpoint": f"{base}/v1/openid_connect/userinfo",
-                "revocation_endpoint": f"{base}/oauth2/v1/tokens/revoke", "jwks_uri": f"{base}/op/v1/jwks"}
+        return {
+            "issuer": f"{base}/op/v1",
+            "authorization_endpoint": f"{base}/connect/oauth2",
+            "token_endpoint": f"{base}/oauth2/v1/tokens/bearer",
+            "userinfo_endpoint": f"{base}/v1/openid_connect/userinfo",
+            "revocation_endpoint": f"{base}/oauth2/v1/tokens/revoke",
+            "jwks_uri": f"{base}/op/v1/jwks",
+        }
 
     @app.after_request
     def add_intuit_tid(response: Response) -> Response:

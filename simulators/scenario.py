@@ -187,3 +187,54 @@ def execution_request(
         "object": {"objectId": int(object_id), "objectType": object_type, "properties": properties or {}},
         "inputFields": action_input,
     }
+
+
+def seed_payment(
+    sims: Simulators,
+    *,
+    payment: dict[str, Any] | None = None,
+    contact: dict[str, Any] | None = None,
+    line_items: list[dict[str, Any]] | None = None,
+    portal_id: int = PORTAL_ID,
+) -> dict[str, Any]:
+    """Create a succeeded HubSpot payment of 399.50 with a fee, its contact and line items; return their ids."""
+    contact_props = (
+        contact
+        if contact is not None
+        else {
+            "firstname": "Ann",
+            "lastname": "O'Brien",
+            "email": "ann@acme.example",
+            "lifecyclestage": "customer",
+        }
+    )
+    items = (
+        line_items
+        if line_items is not None
+        else [
+            {"name": "Consulting", "quantity": "2", "price": "150", "hs_sku": "CONS-1", "hs_product_id": "501"},
+            {"name": "Setup fee", "quantity": "1", "price": "99.5", "hs_product_id": "502"},
+        ]
+    )
+    contact_ids = [sims.add_object("contacts", contact_props, portal_id=portal_id)] if contact_props else []
+    line_item_ids = [sims.add_object("line_items", props, portal_id=portal_id) for props in items]
+    payment_props = {
+        "hs_initial_amount": "399.5",
+        "hs_currency_code": "USD",
+        "hs_latest_status": "succeeded",
+        "hs_fees_amount": "11.89",
+        "hs_refunds_amount": "0",
+        "hs_net_amount": "387.61",
+        "hs_payment_method_type": "card",
+        "hs_payment_source_type": "PAYMENT_LINK",
+        "hs_initiated_date": "2026-11-20T10:15:00Z",
+        "hs_customer_email": "ann@acme.example",
+        **(payment or {}),
+    }
+    payment_id = sims.add_object(
+        "commerce_payments",
+        payment_props,
+        associations={"contacts": contact_ids, "line_items": line_item_ids},
+        portal_id=portal_id,
+    )
+    return {"payment": payment_id, "contacts": contact_ids, "line_items": line_item_ids}

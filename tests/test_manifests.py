@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import json
 import re
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -13,24 +15,53 @@ import pytest
 from click.testing import CliRunner
 from hubspot.automation.actions import models
 from hubspot.automation.actions.configuration import Configuration
+from marshmallow.validate import OneOf
 
 from actions.cli import cli
 from actions.manifests import MANIFESTS, PLACEHOLDER, load, render
 from actions.options import PROVIDERS
 from actions.registry import ActionSpec, all_actions
+from services import payments
 from services.config import REQUIRED
 from services.documents import output_fields
+from services.handlers import HANDLERS
 from services.jobs import failure_outputs
 from services.reasons import REASONS
 
 BASE_URL = "https://qbo.example.com"
 SPECS = all_actions()
-PAYMENT_ONLY = {
-    "TAXABLE_LINE_ITEMS",
-    "PAYMENT_FROM_INVOICE",
-    "PAYMENT_NOT_SETTLED",
-    "PAYMENT_NOT_REFUNDED",
-    "PARTIAL_REFUND",
+# Reasons any action can end with: lost connections, the record read, refusals and outages of either side
+# (services.jobs.failure_for), unexpected errors, and a currency the QuickBooks company cannot take.
+GENERAL_REASONS = {
+    "QUICKBOOKS_NOT_CONNECTED",
+    "HUBSPOT_NOT_CONNECTED",
+    "RECORD_NOT_FOUND",
+    "QUICKBOOKS_REJECTED",
+    "HUBSPOT_REJECTED",
+    "QUICKBOOKS_UNAVAILABLE",
+    "HUBSPOT_UNAVAILABLE",
+    "INTERNAL_ERROR",
+    "CURRENCY_MISMATCH",
+}
+# Reasons of booking line items for a customer (services.customers, services.matching, services.documents):
+# every action with a product input books lines for a customer, and may create missing products.
+LINE_REASONS = {
+    "CONTACT_NOT_ELIGIBLE",
+    "NO_CONTACT",
+    "NO_LINE_ITEMS",
+    "LINE_ITEM_NOT_MATCHED",
+    "AMOUNT_MISSING",
+    "TAX_CODE_NOT_SET",
+    "SETTINGS_INCOMPLETE",
+}
+# The checks of services.payments, per payment action. Every payment action claims its document first, so it
+# can also find another execution booking it (DOCUMENT_IN_PROGRESS). The fee expense books no lines, but
+# fails with SETTINGS_INCOMPLETE when the account the fee is paid from no longer exists.
+PAYMENT_REASONS = {
+    "create_paid_invoice": {"PAYMENT_NOT_SETTLED", "PAYMENT_FROM_INVOICE", "TAXABLE_LINE_ITEMS"},
+    "create_payment_sales_receipt": {"PAYMENT_NOT_SETTLED", "PAYMENT_FROM_INVOICE"},
+    "create_fee_expense": {"PAYMENT_NOT_SETTLED", "SETTINGS_INCOMPLETE"},
+    "create_refund_receipt": {"PAYMENT_NOT_REFUNDED", "PARTIAL_REFUND"},
 }
 DOCUMENT_KINDS = {"create_invoice": "Invoice", "create_estimate": "Estimate", "create_sales_receipt": "SalesReceipt"}
 TEMPLATE = re.compile(r"{{\s*([A-Za-z0-9_]+)\s*}}")
@@ -86,17 +117,74 @@ def field_names(fields: list[dict[str, Any]]) -> list[str]:
     return [field["typeDefinition"]["name"] for field in fields]
 
 
+def is_payment_action(spec: ActionSpec) -> bool:
+    return HANDLERS[spec.name].__module__ == payments.__name__
+
+
 def expected_reasons(spec: ActionSpec) -> list[str]:
-    """The failure reasons a sales action can produce: payment terms fail only where the action has them."""
-    has_terms = "payment_terms" in spec.input_schema().fields
-    return [r for r in REASONS if r not in PAYMENT_ONLY and (has_terms or r != "PAYMENT_TERM_NOT_FOUND")]
+    """The failure reasons an action can produce, in the order of REASONS."""
+    inputs = spec.input_schema().fields
+    wanted = set(GENERAL_REASONS)
+    if "products" in inputs:
+        wanted |= LINE_REASONS
+    if "payment_terms" in inputs:
+        wanted.add("PAYMENT_TERM_NOT_FOUND")
+    if is_payment_action(spec):
+        wanted |= PAYMENT_REASONS[spec.name] | {"DOCUMENT_IN_PROGRESS"}
+    return [r for r in REASONS if r in wanted]
 
 
-def success_output_names(spec: ActionSpec) -> list[str]:
+def static_choices(spec: ActionSpec) -> dict[str, set[str]]:
+    """The inputs with a fixed set of values (yes/no and the like), from the input schema's validators."""
+    return {
+        name: set(validator.choices)
+        for name, field in spec.input_schema().fields.items()
+        for validator in field.validators
+        if isinstance(validator, OneOf)
+    }
+
+
+def success_output_names(spec: ActionSpec, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    config = SimpleNamespace(quickbooks_app_url="https://qbo")
+    if not is_payment_action(spec):
+        run = SimpleNamespace(realm_id="9130355", services=SimpleNamespace(config=config))
+        return list(output_fields(run, DOCUMENT_KINDS[spec.name], {"id": "145"}, "58"))  # type: ignore[arg-type]
+    return payment_output_names(spec, monkeypatch, config)
+
+
+def payment_output_names(spec: ActionSpec, monkeypatch: pytest.MonkeyPatch, config: Any) -> list[str]:
+    """Run a payment handler past its checks and QuickBooks writes; return every key it can answer with."""
+    document = {"id": "145", "number": "1001", "total": 100, "currency": "USD"}
+    kinds: list[str] = []
+    monkeypatch.setattr(payments, "claim", lambda run, payment, kind: kinds.append(kind))
+    monkeypatch.setattr(payments, "customer_for", lambda run, contact_id: "58")
+    monkeypatch.setattr(payments, "_paid_lines", lambda run, profile, record, amount: ([], ""))
+    monkeypatch.setattr(payments, "_single_refund_line", lambda run, profile, record, payment: {})
+    monkeypatch.setattr(payments, "create_document", lambda run, kind, body, **_: document)
+    monkeypatch.setattr(payments, "_finish", lambda run, payment, kind, outputs: outputs)
     run = SimpleNamespace(
-        realm_id="9130355", services=SimpleNamespace(config=SimpleNamespace(quickbooks_app_url="https://qbo"))
+        realm_id="9130355",
+        inputs={"payment_account": "35", "expense_account": "80", "refund_account": "35"},
+        qbo=SimpleNamespace(query=lambda _: [{"Id": "35", "AccountType": "Bank"}]),
+        services=SimpleNamespace(config=config),
+        execution=SimpleNamespace(id="e-2"),
     )
-    return list(output_fields(run, DOCUMENT_KINDS[spec.name], {"id": "145"}, "58"))  # type: ignore[arg-type]
+    record = SimpleNamespace(contact_id="51")
+    names: list[str] = []
+    for fee in (Decimal("2.90"), Decimal(0)):  # the fee expense answers differently without a fee
+        payment = payments.Payment("7", Decimal(100), "USD", "refunded", fee, Decimal(100), "", "", date.today())
+        monkeypatch.setattr(payments, "_prepare", lambda run, kind, payment=payment: (record, payment, None, None))
+        outputs = HANDLERS[spec.name](run)  # type: ignore[arg-type]
+        names += [key for key in outputs if key not in names]
+    # An execution for a payment whose document another execution booked answers with that one's outputs.
+    holder = SimpleNamespace(state="succeeded", output_fields={"hs_execution_state": "SUCCESS", **outputs})
+    run.services = SimpleNamespace(
+        store=SimpleNamespace(claim_payment_document=lambda *_: "e-1", get_execution=lambda _: holder)
+    )
+    monkeypatch.undo()
+    duplicate = payments.claim(run, payment, kinds[0])  # type: ignore[arg-type]
+    assert duplicate is not None
+    return names + [key for key in duplicate if key not in names and key != "hs_execution_state"]
 
 
 def strings(value: Any) -> list[str]:
@@ -199,11 +287,26 @@ def test_every_failure_reason_has_an_execution_rule_and_a_label(spec: ActionSpec
     assert [o["value"] for o in failure_reason["typeDefinition"]["options"]] == reasons
 
 
+def test_every_failure_reason_is_reported_by_some_action() -> None:
+    assert set().union(*(expected_reasons(spec) for spec in SPECS)) == set(REASONS)
+    assert set().union(*PAYMENT_REASONS.values()) <= set(REASONS)
+    assert set(PAYMENT_REASONS) == {spec.name for spec in SPECS if is_payment_action(spec)}
+
+
 @params
-def test_output_fields_are_what_the_action_returns(spec: ActionSpec) -> None:
+def test_output_fields_are_what_the_action_returns(spec: ActionSpec, monkeypatch: pytest.MonkeyPatch) -> None:
     definition = load(spec.manifest)
     failure_keys = [key for key in failure_outputs("INTERNAL_ERROR", "x") if not key.startswith("hs_")]
-    assert field_names(definition["outputFields"]) == success_output_names(spec) + failure_keys
+    assert field_names(definition["outputFields"]) == success_output_names(spec, monkeypatch) + failure_keys
+
+
+@pytest.mark.parametrize(
+    "spec", [s for s in SPECS if is_payment_action(s)], ids=[s.name for s in SPECS if is_payment_action(s)]
+)
+def test_payment_actions_request_every_payment_property(spec: ActionSpec) -> None:
+    definition = load(spec.manifest)
+    assert definition["objectTypes"] == ["0-101"]
+    assert definition["objectRequestOptions"] == {"properties": payments.payment_properties()}
 
 
 @params
@@ -221,7 +324,8 @@ def test_every_field_has_builder_facing_text(spec: ActionSpec) -> None:
         for field in definition["inputFields"]
         if field["typeDefinition"]["options"]
     }
-    assert static == {"create_missing_products": {"yes", "no"}}
+    assert static == static_choices(spec)
+    assert "create_missing_products" in static or "products" not in inputs
     assert {k: set(v) for k, v in labels["inputFieldOptionLabels"].items()} == static
 
 
@@ -229,14 +333,19 @@ def test_every_field_has_builder_facing_text(spec: ActionSpec) -> None:
 def test_dropdowns_depend_on_the_quickbooks_company(spec: ActionSpec) -> None:
     definition = load(spec.manifest)
     inputs = {field["typeDefinition"]["name"]: field for field in definition["inputFields"]}
+    schema_fields = spec.input_schema().fields
     assert inputs["quickbooks_account"]["isRequired"] is True
-    assert not any(field["isRequired"] for name, field in inputs.items() if name != "quickbooks_account")
-    dependents = {name for name in ("payment_terms", "customer", "products") if name in inputs}
+    assert {name: field["isRequired"] for name, field in inputs.items()} == {
+        name: field.required for name, field in schema_fields.items()
+    }
+    # Every input without fixed values is a dropdown of the chosen company's records.
+    external = {name for name, field in inputs.items() if field["typeDefinition"].get("optionsUrl")}
+    assert external == set(inputs) - set(static_choices(spec))
     assert definition["inputFieldDependencies"] == [
         {
             "dependencyType": "SINGLE_FIELD",
             "controllingFieldName": "quickbooks_account",
-            "dependentFieldNames": [name for name in inputs if name in dependents],
+            "dependentFieldNames": [name for name in inputs if name in external and name != "quickbooks_account"],
         }
     ]
 

@@ -94,3 +94,35 @@ def test_a_worker_killed_mid_job_loses_nothing_and_doubles_nothing(
     assert len(reported(sims, callback_id)) == 1
     outcomes = [a.outcome for a in services.store.attempts(execution.id)]
     assert outcomes == ["abandoned", "succeeded"]
+
+
+def test_two_workers_booking_the_same_payment_at_once_book_one_document(
+    server: str, services: Services, sims: Simulators, settings: Any, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    from simulators.scenario import seed_payment
+
+    # A slow invoice write keeps the first execution busy while the second one arrives.
+    sims.qbo_fault(method="POST", path="/invoice$", status=None, delay=1.5, count=1)
+    payment = seed_payment(sims)
+    workers = [start_worker(), start_worker()]
+    callbacks = []
+    for _ in range(2):
+        body = execution_body(
+            payment["payment"], object_type="0-101", inputs=sales_inputs(create_missing_products="yes")
+        )
+        assert signed_post(server, "/actions/create_paid_invoice", body).status_code == 200
+        callbacks.append(str(body["callbackId"]))
+
+    try:
+        executions = [wait_for(lambda cid=cid: finished(services, cid), timeout=60) for cid in callbacks]
+    except AssertionError as exc:
+        raise AssertionError("\n".join(w.log()[-3000:] for w in workers)) from exc
+
+    assert [e.state for e in executions] == ["succeeded", "succeeded"], [e.failure_message for e in executions]
+    assert len(sims.entities("Invoice")) == 1 and len(sims.entities("Payment")) == 1
+    outputs = [wait_for(lambda cid=cid: reported(sims, cid))[0]["output_fields"] for cid in callbacks]
+    assert sorted("duplicate_of" in o for o in outputs) == [False, True]
+    assert {o["quickbooks_id"] for o in outputs} == {sims.entities("Invoice")[0]["Id"]}
+    # The two really overlapped: the later one waited for the first instead of booking.
+    waits = [a for e in executions for a in services.store.attempts(e.id) if a.outcome == "retrying"]
+    assert waits and all("is booking" in (a.message or "") for a in waits)

@@ -1,0 +1,460 @@
+"""Payment-based actions: paid invoice, sales receipt, fee expense and refund receipt from a HubSpot payment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from services.company import CompanyProfile
+from services.customers import customer_for
+from services.documents import (
+    cents,
+    create_document,
+    currency_ref,
+    document_lines,
+    document_url,
+    is_taxable,
+    lines_total,
+    money,
+    number,
+    output_fields,
+    require_line_items,
+    tax_code_for,
+)
+from services.errors import ActionFailure, DocumentBusyError
+from services.hubspot import CrmObject
+from services.matching import item_name, match_line_items
+from services.quickbooks import quote
+from services.records import EnrolledRecord, load_record
+from services.run import Run
+
+# HubSpot's commerce payment properties. Several names are not settled by HubSpot's documentation
+# (fees, refunds, method, source), so every name is kept here, with the alternatives seen in the field;
+# `GET /crm/v3/properties/commerce_payments` on a real portal confirms them.
+PAYMENT_PROPERTIES: dict[str, tuple[str, ...]] = {
+    "amount": ("hs_initial_amount",),
+    "currency": ("hs_currency_code",),
+    "status": ("hs_latest_status",),
+    "fee": ("hs_fees_amount", "hs_processing_fees_amount"),
+    "refunded": ("hs_refunds_amount",),
+    "net": ("hs_net_amount",),
+    "method": ("hs_payment_method_type",),
+    "source_type": ("hs_payment_source_type",),
+    "source_name": ("hs_payment_source_name",),
+    "date": ("hs_initiated_date",),
+    "email": ("hs_customer_email",),
+}
+SETTLED_STATUSES = ("succeeded", "partially_refunded", "refunded")
+REFUNDED_STATUSES = ("refunded", "partially_refunded")
+PAID_INVOICE, SALES_RECEIPT, FEE_EXPENSE, REFUND_RECEIPT = (
+    "paid_invoice",
+    "sales_receipt",
+    "fee_expense",
+    "refund_receipt",
+)
+KIND_LABELS = {
+    PAID_INVOICE: "paid invoice",
+    SALES_RECEIPT: "sales receipt",
+    FEE_EXPENSE: "fee expense",
+    REFUND_RECEIPT: "refund receipt",
+}
+REF_NUMBER_MAX = 21
+
+
+def payment_properties() -> list[str]:
+    """Return every payment property the actions read."""
+    return [name for names in PAYMENT_PROPERTIES.values() for name in names]
+
+
+@dataclass(frozen=True)
+class Payment:
+    """A HubSpot commerce payment, in the terms the actions need."""
+
+    id: str
+    amount: Decimal
+    currency: str
+    status: str
+    fee: Decimal
+    refunded: Decimal
+    method: str
+    source_type: str
+    paid_on: date
+
+    @classmethod
+    def from_record(cls, record: CrmObject) -> Payment:
+        """Read a payment from its CRM properties."""
+
+        def value(key: str) -> str:
+            for name in PAYMENT_PROPERTIES[key]:
+                found = record.properties.get(name)
+                if found not in (None, ""):
+                    return str(found).strip()
+            return ""
+
+        status = value("status").lower()
+        amount = money(value("amount"))
+        refunded = money(value("refunded"))
+        if status == "refunded" and not refunded:
+            refunded = amount
+        return cls(
+            id=record.id,
+            amount=cents(amount),
+            currency=value("currency").upper(),
+            status=status,
+            fee=cents(money(value("fee"))),
+            refunded=cents(refunded),
+            method=value("method"),
+            source_type=value("source_type").upper(),
+            paid_on=_date(value("date")),
+        )
+
+    @property
+    def reference(self) -> str:
+        """Return the reference number written on QuickBooks documents."""
+        return f"HS-{self.id}"[:REF_NUMBER_MAX]
+
+
+def _date(value: str) -> date:
+    """Parse HubSpot's date (ISO text or milliseconds since the epoch); today when absent."""
+    if not value:
+        return date.today()
+    if value.isdigit():
+        return datetime.fromtimestamp(int(value) / 1000, tz=UTC).date()
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError:
+        return date.today()
+
+
+def _yes(run: Run, name: str) -> bool:
+    return str(run.inputs.get(name) or "no") == "yes"
+
+
+def _ref(run: Run, name: str) -> dict[str, str] | None:
+    value = str(run.inputs.get(name) or "").strip()
+    return {"value": value} if value else None
+
+
+# Checks that protect the books --------------------------------------------------------------------
+
+
+def check_settled(payment: Payment) -> None:
+    """Only money that was collected is booked."""
+    if payment.status not in SETTLED_STATUSES:
+        raise ActionFailure(
+            "PAYMENT_NOT_SETTLED",
+            f"HubSpot payment {payment.id} is {payment.status or 'without a status'}, not succeeded, so nothing was "
+            "booked. Enroll payments once they have succeeded.",
+        )
+
+
+def check_not_from_invoice(run: Run, payment: Payment) -> None:
+    """A payment collected through an invoice already has its invoice in the books."""
+    if "INVOICE" in payment.source_type and not _yes(run, "allow_invoice_payments"):
+        raise ActionFailure(
+            "PAYMENT_FROM_INVOICE",
+            f"HubSpot payment {payment.id} was collected through an invoice, which is already in QuickBooks; "
+            "booking it again would count the sale twice. Filter these payments out of the workflow, or set "
+            "'Book payments collected through invoices' to Yes.",
+        )
+
+
+def check_not_taxable(record: EnrolledRecord) -> None:
+    """Paid invoices take only untaxed line items (as in HubSpot's own integration)."""
+    taxable = [li for li in record.line_items if is_taxable(li)]
+    if taxable:
+        names = ", ".join(f"'{item_name(li)}' (line item {li.id})" for li in taxable)
+        raise ActionFailure(
+            "TAXABLE_LINE_ITEMS",
+            f"Only untaxed line items can become a paid invoice, and {names} carry tax. Use the sales receipt "
+            "action for this payment.",
+            line_item_ids=[li.id for li in taxable],
+        )
+
+
+# One document per payment, kind and company -------------------------------------------------------
+
+
+def claim(run: Run, payment: Payment, kind: str) -> dict[str, Any] | None:
+    """Claim the payment's document of this kind; return the outputs of an existing one instead."""
+    store, execution = run.services.store, run.execution
+    for _ in range(3):
+        holder_id = store.claim_payment_document(run.realm_id, payment.id, kind, execution.id)
+        if holder_id == execution.id:
+            run.scope = f"payment-{payment.id}-{kind}"
+            run.steps = store.steps(execution.id)
+            return None
+        holder = store.get_execution(holder_id)
+        if holder is not None and holder.state == "succeeded":
+            outputs = {k: v for k, v in (holder.output_fields or {}).items() if k != "hs_execution_state"}
+            return {**outputs, "duplicate_of": outputs.get("quickbooks_id", ""), "duplicate_of_execution": holder_id}
+        if holder is None or holder.state == "failed":
+            # The earlier execution gave up: carry on where it stopped, with what it already booked.
+            store.take_over_payment_document(run.realm_id, payment.id, kind, holder_id, execution.id)
+            continue
+        raise DocumentBusyError(
+            f"Execution {holder_id} is booking the {KIND_LABELS[kind]} of HubSpot payment {payment.id}",
+            service="internal",
+        )
+    raise DocumentBusyError(f"The {KIND_LABELS[kind]} of payment {payment.id} changed hands", service="internal")
+
+
+# The actions --------------------------------------------------------------------------------------
+
+
+def _load(run: Run, *, with_line_items: bool) -> tuple[EnrolledRecord, Payment]:
+    execution = run.execution
+    chosen_item = str(run.inputs.get("products") or "").strip()
+    record = load_record(
+        run.hubspot,
+        execution.object_type,
+        execution.object_id,
+        record_properties=payment_properties(),
+        with_line_items=with_line_items and not chosen_item,
+    )
+    return record, Payment.from_record(record.record)
+
+
+def _paid_lines(
+    run: Run, profile: CompanyProfile, record: EnrolledRecord, amount: Decimal
+) -> tuple[list[dict[str, Any]], str]:
+    """Return the lines for what was paid, adjusted to the payment's amount, and a note when they differ."""
+    lines = document_lines(run, profile, record)
+    total = lines_total(lines)
+    if total == amount:
+        return lines, ""
+    difference = cents(amount - total)
+    if difference < 0:
+        lines.append(
+            {
+                "DetailType": "DiscountLineDetail",
+                "Amount": number(-difference),
+                "Description": "Adjustment to the amount paid in HubSpot",
+                "DiscountLineDetail": {"PercentBased": False},
+            }
+        )
+    else:
+        first_item = next(line for line in lines if line["DetailType"] == "SalesItemLineDetail")
+        lines.append(
+            {
+                "DetailType": "SalesItemLineDetail",
+                "Amount": number(difference),
+                "Description": "Amount paid beyond the line items in HubSpot",
+                "SalesItemLineDetail": {
+                    "ItemRef": first_item["SalesItemLineDetail"]["ItemRef"],
+                    "Qty": 1,
+                    "UnitPrice": number(difference),
+                    "TaxCodeRef": {"value": tax_code_for(run, profile, False)},
+                },
+            }
+        )
+    note = f"The line items add up to {total} but {amount} was paid; {amount} was booked."
+    return lines, note
+
+
+def _prepare(run: Run, kind: str) -> tuple[EnrolledRecord, Payment, CompanyProfile, dict[str, str] | None]:
+    """Read the payment and run every check before anything is written."""
+    record, payment = _load(run, with_line_items=kind != FEE_EXPENSE)
+    if kind == REFUND_RECEIPT:
+        if payment.status not in REFUNDED_STATUSES or not payment.refunded:
+            raise ActionFailure(
+                "PAYMENT_NOT_REFUNDED",
+                f"HubSpot payment {payment.id} is {payment.status or 'without a status'} and has not been refunded, "
+                "so no refund receipt was booked.",
+            )
+        if payment.refunded < payment.amount and run.inputs.get("partial_refunds") != "single_line":
+            raise ActionFailure(
+                "PARTIAL_REFUND",
+                f"HubSpot payment {payment.id} was refunded {payment.refunded} of {payment.amount}. Set 'Partial "
+                "refunds' to 'Book as one line' to record partial refunds.",
+            )
+    else:
+        check_settled(payment)
+    if kind in (PAID_INVOICE, SALES_RECEIPT):
+        check_not_from_invoice(run, payment)
+    profile = run.profile()
+    currency = currency_ref(profile, payment.currency)
+    if kind != FEE_EXPENSE:
+        require_line_items(record, str(run.inputs.get("products") or "").strip())
+        tax_code_for(run, profile, False)
+    if kind == PAID_INVOICE:
+        check_not_taxable(record)
+    return record, payment, profile, currency
+
+
+def _finish(run: Run, payment: Payment, kind: str, outputs: dict[str, Any]) -> dict[str, Any]:
+    run.services.store.save_payment_document_outputs(run.realm_id, payment.id, kind, outputs)
+    return outputs
+
+
+def create_paid_invoice(run: Run) -> dict[str, Any]:
+    """Book an Invoice for the payment's line items and a Payment that pays it."""
+    record, payment, profile, currency = _prepare(run, PAID_INVOICE)
+    existing = claim(run, payment, PAID_INVOICE)
+    if existing is not None:
+        return existing
+    customer_id = customer_for(run, record.contact_id)
+    lines, note = _paid_lines(run, profile, record, payment.amount)
+    invoice_body: dict[str, Any] = {"Line": lines}
+    if currency:
+        invoice_body["CurrencyRef"] = currency
+    invoice = create_document(
+        run, "Invoice", invoice_body, customer_id=customer_id, txn_date=payment.paid_on, profile=profile
+    )
+    payment_body: dict[str, Any] = {
+        "TotalAmt": number(payment.amount),
+        "PaymentRefNum": payment.reference,
+        "Line": [{"Amount": number(payment.amount), "LinkedTxn": [{"TxnId": invoice["id"], "TxnType": "Invoice"}]}],
+    }
+    for field, ref in (
+        ("DepositToAccountRef", _ref(run, "deposit_account")),
+        ("PaymentMethodRef", _ref(run, "payment_method")),
+    ):
+        if ref:
+            payment_body[field] = ref
+    if currency:
+        payment_body["CurrencyRef"] = currency
+    # A separate step: when the invoice exists and the payment failed, a retry books only the payment.
+    paid = create_document(
+        run, "Payment", payment_body, customer_id=customer_id, txn_date=payment.paid_on, profile=profile
+    )
+    outputs = {
+        **output_fields(run, "Invoice", invoice, customer_id),
+        "quickbooks_payment_id": paid["id"],
+        "amount_paid": number(payment.amount),
+        "amount_note": note,
+    }
+    return _finish(run, payment, PAID_INVOICE, outputs)
+
+
+def create_payment_sales_receipt(run: Run) -> dict[str, Any]:
+    """Book a SalesReceipt for the payment, deposited to the chosen account."""
+    record, payment, profile, currency = _prepare(run, SALES_RECEIPT)
+    existing = claim(run, payment, SALES_RECEIPT)
+    if existing is not None:
+        return existing
+    customer_id = customer_for(run, record.contact_id)
+    lines, note = _paid_lines(run, profile, record, payment.amount)
+    body: dict[str, Any] = {"Line": lines, "PaymentRefNum": payment.reference}
+    for field, ref in (
+        ("DepositToAccountRef", _ref(run, "deposit_account")),
+        ("PaymentMethodRef", _ref(run, "payment_method")),
+    ):
+        if ref:
+            body[field] = ref
+    if currency:
+        body["CurrencyRef"] = currency
+    receipt = create_document(
+        run, "SalesReceipt", body, customer_id=customer_id, txn_date=payment.paid_on, profile=profile
+    )
+    outputs = {
+        **output_fields(run, "SalesReceipt", receipt, customer_id),
+        "amount_paid": number(payment.amount),
+        "amount_note": note,
+    }
+    return _finish(run, payment, SALES_RECEIPT, outputs)
+
+
+def create_fee_expense(run: Run) -> dict[str, Any]:
+    """Book a Purchase for the payment's processing fee; a payment without a fee books nothing."""
+    _record, payment, profile, currency = _prepare(run, FEE_EXPENSE)
+    if payment.fee <= 0:
+        return {
+            "quickbooks_document_type": "Purchase",
+            "quickbooks_id": "",
+            "fee_amount": 0,
+            "amount_note": f"HubSpot payment {payment.id} has no processing fee; nothing was booked.",
+            "quickbooks_realm_id": run.realm_id,
+        }
+    existing = claim(run, payment, FEE_EXPENSE)
+    if existing is not None:
+        return existing
+    payment_account = str(run.inputs["payment_account"])
+    accounts = run.qbo.query(f"SELECT * FROM Account WHERE Id = {quote(payment_account)}")
+    if not accounts:
+        raise ActionFailure(
+            "SETTINGS_INCOMPLETE",
+            f"The account the fee is paid from ({payment_account}) does not exist in QuickBooks. Choose it again.",
+        )
+    body: dict[str, Any] = {
+        "PaymentType": "CreditCard" if accounts[0].get("AccountType") == "Credit Card" else "Cash",
+        "AccountRef": {"value": payment_account},
+        "Line": [
+            {
+                "DetailType": "AccountBasedExpenseLineDetail",
+                "Amount": number(payment.fee),
+                "Description": f"Processing fee of HubSpot payment {payment.id}",
+                "AccountBasedExpenseLineDetail": {"AccountRef": {"value": str(run.inputs["expense_account"])}},
+            }
+        ],
+    }
+    if run.inputs.get("payee"):
+        body["EntityRef"] = {"value": str(run.inputs["payee"]), "type": "Vendor"}
+    if currency:
+        body["CurrencyRef"] = currency
+    expense = create_document(run, "Purchase", body, customer_id=None, txn_date=payment.paid_on, profile=profile)
+    outputs = {
+        "quickbooks_document_type": "Purchase",
+        "quickbooks_id": expense["id"],
+        "quickbooks_total": expense.get("total"),
+        "quickbooks_url": document_url(run, "Expense", expense["id"]),
+        "fee_amount": number(payment.fee),
+        "amount_note": "",
+        "quickbooks_realm_id": run.realm_id,
+    }
+    return _finish(run, payment, FEE_EXPENSE, outputs)
+
+
+def create_refund_receipt(run: Run) -> dict[str, Any]:
+    """Book a RefundReceipt mirroring the payment's lines (or one line for a partial refund, when allowed)."""
+    record, payment, profile, currency = _prepare(run, REFUND_RECEIPT)
+    existing = claim(run, payment, REFUND_RECEIPT)
+    if existing is not None:
+        return existing
+    customer_id = customer_for(run, record.contact_id)
+    note = ""
+    if payment.refunded < payment.amount:
+        lines = [_single_refund_line(run, profile, record, payment)]
+        note = f"Partial refund of {payment.refunded} out of {payment.amount}, booked as one line."
+    else:
+        lines, note = _paid_lines(run, profile, record, payment.refunded)
+    body: dict[str, Any] = {
+        "Line": lines,
+        "DepositToAccountRef": {"value": str(run.inputs["refund_account"])},
+        "PaymentRefNum": payment.reference,
+    }
+    if _ref(run, "payment_method"):
+        body["PaymentMethodRef"] = _ref(run, "payment_method")
+    if currency:
+        body["CurrencyRef"] = currency
+    refund = create_document(
+        run, "RefundReceipt", body, customer_id=customer_id, txn_date=date.today(), profile=profile
+    )
+    outputs = {
+        **output_fields(run, "RefundReceipt", refund, customer_id),
+        "refunded_amount": number(payment.refunded),
+        "amount_note": note,
+    }
+    return _finish(run, payment, REFUND_RECEIPT, outputs)
+
+
+def _single_refund_line(run: Run, profile: CompanyProfile, record: EnrolledRecord, payment: Payment) -> dict[str, Any]:
+    """Return one line for the refunded amount, on the chosen product or the first line item's."""
+    item_id = str(run.inputs.get("products") or "").strip()
+    if not item_id:
+        create_missing = run.inputs.get("create_missing_products") == "yes"
+        first = record.line_items[:1]
+        item_id = match_line_items(run, first, create_missing=create_missing)[first[0].id]
+    return {
+        "DetailType": "SalesItemLineDetail",
+        "Amount": number(payment.refunded),
+        "Description": f"Partial refund of HubSpot payment {payment.id}",
+        "SalesItemLineDetail": {
+            "ItemRef": {"value": item_id},
+            "Qty": 1,
+            "UnitPrice": number(payment.refunded),
+            "TaxCodeRef": {"value": tax_code_for(run, profile, False)},
+        },
+    }
