@@ -164,9 +164,9 @@ def run_demo() -> int:
                 if doc["Id"] in existing.get(entity, set()):
                     continue
                 total = f", total {doc.get('TotalAmt')}" if "TotalAmt" in doc else ""
-                number = f" #{doc['DocNumber']}" if doc.get("DocNumber") else ""
+                doc_number = f" #{doc['DocNumber']}" if doc.get("DocNumber") else ""
                 name = doc.get("DisplayName") or doc.get("Name") or ""
-                print(f"  {entity} {doc['Id']}{number} {name}{total}")
+                print(f"  {entity} {doc['Id']}{doc_number} {name}{total}")
         print("\nReported to HubSpot:")
         for completion in sims.callbacks():
             outputs = completion["output_fields"]

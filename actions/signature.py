@@ -6,6 +6,8 @@ import base64
 import hashlib
 import hmac
 import time
+from collections.abc import Mapping
+from typing import Protocol
 from urllib.parse import unquote
 
 # HubSpot signs the URI with these characters decoded (its documentation lists them).
@@ -58,8 +60,14 @@ def _same(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
+class Headers(Protocol):
+    """Anything with a dict-like get (Flask's request.headers, a dict)."""
+
+    def get(self, key: str) -> str | None: ...
+
+
 def verify(
-    headers: dict[str, str] | object,
+    headers: Headers | Mapping[str, str],
     *,
     secret: str,
     method: str,
@@ -69,7 +77,7 @@ def verify(
     now_ms: int | None = None,
 ) -> str:
     """Check a request's signature and return the version that matched; raise SignatureError if none."""
-    get = headers.get  # type: ignore[attr-defined]
+    get = headers.get
     signature_v3 = get("X-HubSpot-Signature-v3")
     if signature_v3:
         timestamp = get("X-HubSpot-Request-Timestamp")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 QUICKBOOKS_API_BASE_URLS = {
     "production": "https://quickbooks.api.intuit.com/v3",
@@ -77,7 +78,7 @@ class Config:
             raise ConfigError("QUICKBOOKS_ENVIRONMENT must be 'production' or 'sandbox'.")
         try:
             intervals = tuple(int(v) for v in env.get("RETRY_INTERVALS", "10,30,60,300,900,1800").split(","))
-            numbers = {
+            numbers: dict[str, Any] = {
                 name: int(env[key])
                 for name, key in (
                     ("job_timeout", "JOB_TIMEOUT"),

@@ -111,8 +111,8 @@ class ExecutionRunner:
         except ActionFailure as failure:
             return self._fail(execution, token, attempt_id, failure, failure)
         except Exception as error:
-            failure = ActionFailure("INTERNAL_ERROR", f"{describe('INTERNAL_ERROR')} ({error.__class__.__name__})")
-            self._fail(execution, token, attempt_id, failure, error)
+            internal = ActionFailure("INTERNAL_ERROR", f"{describe('INTERNAL_ERROR')} ({error.__class__.__name__})")
+            self._fail(execution, token, attempt_id, internal, error)
             raise  # so RQ keeps the traceback in its failed-job registry
         self.store.finish_attempt(attempt_id, "succeeded")
         if self.store.finish_execution(
