@@ -1,0 +1,1087 @@
+#!/usr/bin/env python
+"""Benchmark of the execution endpoint and of the worker (NOT a test; `make bench`).
+
+    .venv/bin/python scripts/bench.py [--quick]
+
+1. The execution endpoint under gunicorn on PostgreSQL + Redis, driven by wrk with pre-signed, unique
+   execution requests (scripts/bench_wrk.lua); a few gunicorn configurations, the best one reported.
+   No worker runs: the queue just fills. Afterwards every accepted execution is looked up in the
+   `executions` table and in the RQ queue.
+2. Remote calls per completed invoice: both simulators in subprocesses, N deals with the same two products,
+   a real `qbo-actions worker`, N signed invoice executions; QuickBooks and HubSpot requests counted from
+   the simulators' request logs; the worker's memory sampled every 50 ms.
+3. A summary table (figure, target, met) and machine facts; the figures go to .run/bench-results.json.
+
+It needs the private Redis (127.0.0.1:6390) and PostgreSQL (127.0.0.1:5439) of scripts/services.sh and
+`wrk` (installed with apt-get when missing). It creates the database `qbo_actions_bench`, uses Redis db 15
+and kills everything it started on exit, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import psycopg  # noqa: E402
+import redis  # noqa: E402
+import requests  # noqa: E402
+
+from services.crypto import TokenCipher  # noqa: E402
+from simulators.scenario import (  # noqa: E402
+    HUBSPOT_ACCESS_TOKEN,
+    HUBSPOT_REFRESH_TOKEN,
+    PORTAL_ID,
+    QBO_ACCESS_TOKEN,
+    QBO_REFRESH_TOKEN,
+    REALM_ID,
+    Simulators,
+    execution_request,
+)
+
+try:  # HubSpot's own client signs, as in the tests; the server's function is the fallback.
+    from hubspot.utils.signature import Signature
+
+    def sign(secret: str, body: str, url: str, timestamp: str) -> str:
+        return str(Signature.get_signature(secret, body, "v3", url, "POST", timestamp))
+
+except ImportError:  # pragma: no cover
+    from actions.signature import sign_v3
+
+    def sign(secret: str, body: str, url: str, timestamp: str) -> str:
+        return sign_v3(secret, "POST", url, body, timestamp)
+
+
+VENV_BIN = ROOT / ".venv" / "bin"
+PYTHON = str(VENV_BIN / "python") if (VENV_BIN / "python").exists() else sys.executable
+RUN_DIR = ROOT / ".run"
+WORK_DIR = RUN_DIR / "bench"
+RESULTS = RUN_DIR / "bench-results.json"
+LUA = ROOT / "scripts" / "bench_wrk.lua"
+
+BENCH_DB = "qbo_actions_bench"
+REDIS_DB = 15
+QUEUE = "qbo-actions-bench"
+CLIENT_SECRET = "bench-hubspot-secret"
+ACTION_PATH = "/actions/create_invoice"
+
+# After the load, wrk waits this long with no new request, so every request it sent is answered.
+DRAIN_S = 1.5
+TARGET_RATE = 1000.0
+TARGET_P99_MS = 50.0
+TARGET_QBO_PER_INVOICE = 1.1
+TARGET_HS_PER_EXECUTION = 3.0
+
+
+# Processes ---------------------------------------------------------------------------------------
+
+
+class Processes:
+    """Every child process the benchmark starts, each in its own process group, stopped on exit."""
+
+    def __init__(self) -> None:
+        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(self, name: str, cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+        with log.open("ab") as out:
+            process = subprocess.Popen(
+                cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.children.append((name, process))
+        return process
+
+    def stop(self, process: subprocess.Popen[bytes], timeout: float = 10) -> None:
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                process.wait(timeout=5)
+        # Anything the leader left behind in its group (a work horse, a gunicorn worker).
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.children = [(n, p) for n, p in self.children if p is not process]
+
+    def stop_all(self) -> None:
+        for _, process in reversed(list(self.children)):
+            try:
+                self.stop(process, timeout=5)
+            except Exception as exc:  # keep stopping the others
+                print(f"  (could not stop {process.pid}: {exc})", file=sys.stderr)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: process exited ({process.returncode}); see {log}\n{tail(log)}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status < 500:
+                    return
+        except Exception:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout} s; see {log}\n{tail(log)}")
+
+
+def tail(path: Path, chars: int = 2000) -> str:
+    try:
+        return path.read_text(errors="replace")[-chars:]
+    except OSError:
+        return ""
+
+
+# /proc -------------------------------------------------------------------------------------------
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    """Return VmHWM and VmRSS of a process in KiB (empty if it is gone)."""
+    out: dict[str, int] = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(("VmHWM:", "VmRSS:")):
+                    key, value = line.split(":", 1)
+                    out[key] = int(value.split()[0])
+    except OSError:
+        pass
+    return out
+
+
+def children_of(pid: int) -> list[int]:
+    """Return the direct children of a process."""
+    found: list[int] = []
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_snapshot() -> dict[int, tuple[str, int, float]]:
+    """Return {pid: (comm, ppid, user+system CPU seconds)} of every process."""
+    snapshot: dict[int, tuple[str, int, float]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        snapshot[int(entry)] = (comm, int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS)
+    return snapshot
+
+
+def cpu_by_component(
+    before: dict[int, tuple[str, int, float]],
+    after: dict[int, tuple[str, int, float]],
+    gunicorn_master: int,
+    wrk_pids: set[int] | None = None,
+) -> dict[str, float]:
+    """CPU seconds spent between two snapshots, by component (processes alive at the end only)."""
+    totals: Counter[str] = Counter()
+    others: Counter[str] = Counter()
+    for pid, (comm, ppid, cpu) in after.items():
+        spent = cpu - (before[pid][2] if pid in before and before[pid][0] == comm else 0.0)
+        if spent <= 0:
+            continue
+        if pid == gunicorn_master or ppid == gunicorn_master:
+            kind = "gunicorn"
+        elif comm.startswith("postgres"):
+            kind = "postgres"
+        elif comm.startswith("redis"):
+            kind = "redis"
+        elif comm == "wrk" or (wrk_pids and pid in wrk_pids):
+            kind = "wrk"
+        else:
+            kind = "other"
+            others[re.sub(r"[/:]\d+$", "", comm)] += spent
+        totals[kind] += spent
+    result = {k: round(v, 2) for k, v in totals.most_common()}
+    OTHER_CPU.clear()
+    OTHER_CPU.update({k: round(v, 2) for k, v in others.most_common(4)})
+    return result
+
+
+OTHER_CPU: dict[str, float] = {}  # the busiest "other" processes of the last cpu_by_component()
+
+
+def mib(kib: int | float | None) -> float | None:
+    return round(kib / 1024, 1) if kib else None
+
+
+def machine_facts() -> dict[str, Any]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_kib = 0
+    try:
+        mem_kib = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))  # type: ignore[union-attr]
+    except (OSError, AttributeError):
+        pass
+    nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip() or str(os.cpu_count())
+    return {
+        "nproc": int(nproc),
+        "cpu_model": model,
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
+
+
+# Environment -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Bench:
+    quick: bool
+    procs: Processes
+    pg_url: str  # postgresql+psycopg://... of the bench database
+    pg_admin: str  # libpq conninfo of the maintenance database
+    redis_url: str
+    sims: Simulators
+    configs: list[str] = field(default_factory=list)
+    connections: int = 0
+    token_key: str = field(default_factory=TokenCipher.generate_key)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The environment of the web and worker processes (as tests/conftest.py environment())."""
+        return {
+            **os.environ,
+            "HUBSPOT_CLIENT_ID": "sim-hs-client",
+            "HUBSPOT_CLIENT_SECRET": CLIENT_SECRET,
+            "QUICKBOOKS_CLIENT_ID": "sim-client",
+            "QUICKBOOKS_CLIENT_SECRET": "sim-secret",
+            "SECRET_KEY": "bench-secret-key",
+            "TOKEN_ENCRYPTION_KEY": self.token_key,
+            "REDIS_URL": self.redis_url,
+            "DATABASE_URL": self.pg_url,
+            "HUBSPOT_API_BASE_URL": self.sims.hubspot_url,
+            "QUICKBOOKS_API_BASE_URL": f"{self.sims.quickbooks_url}/v3",
+            "QUICKBOOKS_TOKEN_URL": f"{self.sims.quickbooks_url}/oauth2/v1/tokens/bearer",
+            "QUICKBOOKS_ENVIRONMENT": "sandbox",
+            "QUEUE_NAME": QUEUE,
+            "RETRY_INTERVALS": "1,2,5",
+            "LEASE_SECONDS": "60",
+            "SWEEP_INTERVAL": "3600",
+            "HTTP_TIMEOUT": "10",
+            **extra,
+        }
+
+    def sql(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.libpq(self.pg_url), autocommit=True) as conn:
+            cur = conn.execute(query, params)
+            return cur.fetchall() if cur.description else []
+
+    @staticmethod
+    def libpq(url: str) -> str:
+        return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+    def reset_state(self) -> None:
+        """Empty the executions, what hangs off them, what was learnt about the simulated QuickBooks company
+        (mappings, profile: the simulators may have been reset), and the bench Redis db."""
+        self.sql(
+            "TRUNCATE executions, execution_steps, execution_attempts, payment_documents, product_mappings,"
+            " customer_mappings, company_profiles CASCADE"
+        )
+        redis.Redis.from_url(self.redis_url).flushdb()
+
+    def start_gunicorn(self, name: str, args: list[str], port: int) -> subprocess.Popen[bytes]:
+        log = WORK_DIR / f"gunicorn-{name}.log"
+        log.write_text("")
+        cmd = [
+            str(VENV_BIN / "gunicorn"),
+            "actions.app:create_app()",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+            *args,
+        ]
+        process = self.procs.start(f"gunicorn {name}", cmd, self.env(), log)
+        wait_http(f"http://127.0.0.1:{port}/healthz", process, log)
+        # Every worker has imported the app once /healthz answers once per worker; give them a moment.
+        time.sleep(0.5)
+        return process
+
+
+def with_db(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def prepare_database(bench: Bench) -> None:
+    with psycopg.connect(bench.pg_admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {BENCH_DB}")
+    log = WORK_DIR / "migrate.log"
+    result = subprocess.run(
+        [str(VENV_BIN / "qbo-actions"), "db", "upgrade"],
+        cwd=ROOT,
+        env=bench.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    log.write_text(result.stdout + result.stderr)
+    if result.returncode != 0:
+        raise RuntimeError(f"qbo-actions db upgrade failed:\n{result.stdout}{result.stderr}")
+
+
+def start_simulators(procs: Processes) -> Simulators:
+    urls = []
+    for name in ("quickbooks", "hubspot"):
+        port = free_port()
+        log = WORK_DIR / f"sim-{name}.log"
+        log.write_text("")
+        process = procs.start(
+            f"{name} simulator", [PYTHON, "-m", f"simulators.{name}", "--port", str(port)], dict(os.environ), log
+        )
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/_sim/requests", process, log)
+        urls.append(url)
+    return Simulators(urls[0], urls[1])
+
+
+# Signed requests ---------------------------------------------------------------------------------
+
+
+def invoice_body(callback_id: str, object_id: str) -> str:
+    inputs = {"quickbooks_account": REALM_ID, "create_missing_products": "yes"}
+    return json.dumps(execution_request(inputs, callback_id=callback_id, object_id=object_id), separators=(",", ":"))
+
+
+def signed(url: str, body: str) -> dict[str, str]:
+    timestamp = str(int(time.time() * 1000))
+    return {
+        "Content-Type": "application/json",
+        "X-HubSpot-Signature-v3": sign(CLIENT_SECRET, body, url, timestamp),
+        "X-HubSpot-Request-Timestamp": timestamp,
+    }
+
+
+def write_request_files(prefix: Path, url: str, tag: str, threads: int, per_thread: int) -> list[list[str]]:
+    """Write one file of unique signed requests per wrk thread; return the callbackIds of each."""
+    timestamp = str(int(time.time() * 1000))
+    ids: list[list[str]] = []
+    for t in range(threads):
+        thread_ids = []
+        lines = []
+        for i in range(per_thread):
+            callback_id = f"ap-{PORTAL_ID}-{tag}-{t}-{i}"
+            body = invoice_body(callback_id, str(1000 + i % 5000))
+            lines.append(f"{timestamp}\t{sign(CLIENT_SECRET, body, url, timestamp)}\t{body}\n")
+            thread_ids.append(callback_id)
+        Path(f"{prefix}-{t}.tsv").write_text("".join(lines))
+        ids.append(thread_ids)
+    return ids
+
+
+# Phase 1: the execution endpoint -----------------------------------------------------------------
+
+
+@dataclass
+class WrkRun:
+    config: str
+    stats: dict[str, Any]
+    text: str
+    elapsed: float
+    cpu: dict[str, float]
+
+
+def run_wrk(
+    url: str, prefix: Path, threads: int, connections: int, seconds: float, out: Path, master: int = 0
+) -> WrkRun:
+    """Run wrk for `seconds` of load, then DRAIN_S more in which no new request starts."""
+    cmd = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{math.ceil(seconds + DRAIN_S)}s",
+        "--timeout",
+        "5s",
+        "--latency",
+        "-s",
+        str(LUA),
+        url,
+        "--",
+        str(prefix),
+        ACTION_PATH,
+        str(int(seconds * 1000)),
+    ]
+    before = cpu_snapshot()
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=seconds + 60, start_new_session=True)
+    elapsed = time.monotonic() - started
+    children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = cpu_by_component(before, cpu_snapshot(), master)
+    cpu["wrk"] = round(
+        children_after.ru_utime + children_after.ru_stime - children_before.ru_utime - children_before.ru_stime, 2
+    )
+    out.write_text(" ".join(cmd) + "\n" + result.stdout + result.stderr)
+    match = re.search(r"^BENCH_JSON (.*)$", result.stdout, re.M)
+    if result.returncode != 0 or not match:
+        raise RuntimeError(f"wrk failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return WrkRun("", json.loads(match.group(1)), result.stdout, elapsed, cpu)
+
+
+def active_seconds(stats: dict[str, Any]) -> float:
+    """From the first request sent to the last answer received, over all wrk threads."""
+    first = min(float(t["first_ms"]) for t in stats["threads"] if float(t["first_ms"]) > 0)
+    last = max(float(t["last_ms"]) for t in stats["threads"])
+    return max(0.001, (last - first) / 1000)
+
+
+def ensure_wrk() -> None:
+    if shutil.which("wrk"):
+        return
+    print("wrk is missing: apt-get install -y wrk")
+    root = os.geteuid() == 0
+    prefix = [] if root else ["sudo", "-n"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run([*prefix, "apt-get", "install", "-y", "-qq", "wrk"], env=env, timeout=300, check=False)
+    if not shutil.which("wrk"):
+        subprocess.run([*prefix, "apt-get", "update", "-qq"], env=env, timeout=300, check=False)
+        subprocess.run([*prefix, "apt-get", "install", "-y", "-qq", "wrk"], env=env, timeout=300, check=False)
+    if not shutil.which("wrk"):
+        raise RuntimeError("wrk could not be installed (apt-get install wrk); the endpoint phase needs it")
+
+
+def gunicorn_memory(master: int) -> dict[str, Any]:
+    workers = children_of(master)
+    worker_stats = {pid: proc_status(pid) for pid in workers}
+    largest = max(worker_stats.values(), key=lambda s: s.get("VmHWM", 0), default={})
+    return {
+        "master_hwm_mib": mib(proc_status(master).get("VmHWM")),
+        "largest_worker_hwm_mib": mib(largest.get("VmHWM")),
+        "workers": len(workers),
+        "workers_hwm_mib": sorted((mib(s.get("VmHWM")) or 0) for s in worker_stats.values()),
+    }
+
+
+def verify_run(bench: Bench, tag: str, ids: list[list[str]], stats: dict[str, Any]) -> dict[str, Any]:
+    """Check the database and the queue against what wrk sent and what it was answered."""
+    sent_ids: set[str] = set()
+    for thread in stats["threads"]:
+        sent_ids.update(ids[int(thread["id"])][: min(int(thread["sent"]), int(thread["loaded"]))])
+    counts: Counter[str] = Counter()
+    for thread in stats["threads"]:
+        for status, n in (thread.get("counts") or {}).items():
+            counts[status] += int(n)
+    sent = sum(int(t["sent"]) for t in stats["threads"])
+    wrapped = sum(int(t["wrapped"]) for t in stats["threads"])
+    answered_200 = counts.get("200", 0)
+    answered = sum(counts.values())
+    rows = bench.sql("SELECT id, callback_id FROM executions WHERE callback_id LIKE %s", (f"ap-{PORTAL_ID}-{tag}-%",))
+    db_ids = {callback_id for _, callback_id in rows}
+    conn = redis.Redis.from_url(bench.redis_url)
+    queued_jobs = {j.decode() for j in conn.lrange(f"rq:queue:{QUEUE}", 0, -1)}
+    in_queue = sum(1 for execution_id, _ in rows if f"execution-{execution_id}" in queued_jobs)
+    # wrk stops mid-flight: up to one request per connection was sent (and usually recorded) but its
+    # answer was never read. Those are the only requests allowed to be absent from the table.
+    unanswered = sent - answered
+    not_recorded = len(sent_ids - db_ids)
+    return {
+        "sent": sent,
+        "sent_unique": len(sent_ids),
+        "wrapped_duplicates": wrapped,
+        "answered": answered,
+        "answered_200": answered_200,
+        "non_2xx": answered - sum(n for s, n in counts.items() if s.startswith("2")),
+        "statuses": dict(counts),
+        "unanswered_in_flight": unanswered,
+        "rows": len(rows),
+        "rows_not_sent": len(db_ids - sent_ids),
+        "sent_not_recorded": not_recorded,
+        "rows_in_queue": in_queue,
+        "queue_length": conn.llen(f"rq:queue:{QUEUE}"),
+        "rows_minus_200s": len(rows) - (answered_200 - wrapped),
+        # Every row was sent, every row is queued, and the only sent requests without a row are (at most)
+        # those never answered; with none unanswered (wrk drains) this is exact: rows == 200s.
+        "nothing_missing": len(db_ids - sent_ids) == 0
+        and in_queue == len(rows)
+        and not_recorded <= unanswered
+        and len(rows) >= answered_200 - wrapped,
+        "exact": unanswered == 0 and not_recorded == 0 and wrapped == 0 and len(rows) == answered_200,
+    }
+
+
+def endpoint_phase(bench: Bench) -> dict[str, Any]:
+    ensure_wrk()
+    quick = bench.quick
+    threads = 2
+    connections = 32 if quick else 48
+    duration = 4 if quick else 12
+    warmup = 1 if quick else 2
+    # Two cores: a few processes for the GIL, threads to overlap the PostgreSQL and Redis round trips.
+    configs: list[tuple[str, list[str]]] = [
+        ("sync x3", ["--worker-class", "sync", "--workers", "3"]),
+        ("sync x5", ["--worker-class", "sync", "--workers", "5"]),
+        ("gthread 2x8", ["--worker-class", "gthread", "--workers", "2", "--threads", "8"]),
+    ]
+    if quick:
+        configs = [configs[0], configs[2]]
+    if bench.configs:
+        configs = [(c, c.split()) for c in bench.configs]
+    connections = bench.connections or connections
+    runs: list[dict[str, Any]] = []
+    for n, (name, args) in enumerate(configs):
+        bench.reset_state()
+        port = free_port()
+        url = f"http://127.0.0.1:{port}{ACTION_PATH}"
+        slug = re.sub(r"\W+", "-", name)
+        print(f"  [{name}] starting gunicorn {' '.join(args)} on :{port}", flush=True)
+        master = bench.start_gunicorn(slug, args, port)
+        try:
+            # Warm-up (its executions are left out of the checks).
+            prefix = WORK_DIR / f"warm-{slug}"
+            write_request_files(prefix, url, f"w{n}", threads, 6000 if quick else 9000)
+            warm = run_wrk(url, prefix, threads, connections, warmup, WORK_DIR / f"wrk-warm-{slug}.txt")
+            warm_rate = warm.stats["requests"] / active_seconds(warm.stats)
+            # Large enough that no thread wraps around: twice the warm-up rate, plus a margin.
+            per_thread = int(max(warm_rate, 500) * 2.0 * duration / threads) + 2000
+            prefix = WORK_DIR / f"run-{slug}"
+            tag = f"r{n}"
+            t0 = time.monotonic()
+            ids = write_request_files(prefix, url, tag, threads, per_thread)
+            signing = time.monotonic() - t0
+            run = run_wrk(url, prefix, threads, connections, duration, WORK_DIR / f"wrk-run-{slug}.txt", master.pid)
+            # Requests still in the listen backlog when wrk hung up are served now; then count.
+            time.sleep(1.0)
+            memory = gunicorn_memory(master.pid)
+        finally:
+            bench.procs.stop(master)
+        check = verify_run(bench, tag, ids, run.stats)
+        seconds = active_seconds(run.stats)
+        lat = run.stats["latency_us"]
+        result = {
+            "config": name,
+            "gunicorn_args": args,
+            "wrk": f"{threads} threads, {connections} connections, {duration} s (warm-up {warmup} s)"
+            f" + {DRAIN_S} s drain",
+            "generated_requests": per_thread * threads,
+            "signing_seconds": round(signing, 2),
+            "duration_s": round(seconds, 2),
+            "accepted_per_s": round((check["answered_200"] - check["wrapped_duplicates"]) / seconds, 1),
+            "latency_ms": {k: round(v / 1000, 2) for k, v in lat.items()},
+            "socket_errors": run.stats["errors"],
+            "cpu_seconds": run.cpu,
+            "cpu_ms_per_request": {k: round(1000 * v / max(1, run.stats["requests"]), 2) for k, v in run.cpu.items()},
+            "cpu_utilisation": round(sum(run.cpu.values()) / run.elapsed, 2),
+            "cpu_other_seconds": dict(OTHER_CPU),
+            **check,
+            "memory": memory,
+        }
+        runs.append(result)
+        print(
+            f"  [{name}] {result['accepted_per_s']:.0f} accepted/s  p50 {result['latency_ms']['p50']:.1f} ms  "
+            f"p99 {result['latency_ms']['p99']:.1f} ms  non-2xx {check['non_2xx']}  sent {check['sent']} "
+            f"answered 200 {check['answered_200']} unanswered {check['unanswered_in_flight']}  rows "
+            f"{check['rows']}  in queue {check['rows_in_queue']}  nothing missing: {check['nothing_missing']}"
+            f" (exact: {check['exact']})",
+            flush=True,
+        )
+        print(
+            f"  [{name}] CPU ms per request: {result['cpu_ms_per_request']} "
+            f"(busy {result['cpu_utilisation']:.2f} of {os.cpu_count()} CPUs)",
+            flush=True,
+        )
+    best = max(runs, key=lambda r: (r["non_2xx"] == 0, r["accepted_per_s"]))
+    return {"runs": runs, "best": best}
+
+
+# Phase 2: calls per completed invoice ------------------------------------------------------------
+
+
+def connect_standard(bench: Bench) -> None:
+    """Store the simulators' tokens and the company settings (as tests/conftest.py connect_standard)."""
+    from datetime import timedelta
+
+    from services.bootstrap import bootstrap
+    from services.config import Config
+    from services.models import utcnow
+
+    svc = bootstrap(Config.from_env(bench.env()))
+    try:
+        store = svc.store
+        store.save_hubspot_portal(
+            PORTAL_ID, f"{HUBSPOT_REFRESH_TOKEN}-{PORTAL_ID}", f"{HUBSPOT_ACCESS_TOKEN}-{PORTAL_ID}", None
+        )
+        store.save_quickbooks_connection(
+            PORTAL_ID, REALM_ID, f"{QBO_REFRESH_TOKEN}-{REALM_ID}", f"{QBO_ACCESS_TOKEN}-{REALM_ID}", None, "Sim Co"
+        )
+        connection = store.quickbooks_connection(PORTAL_ID, REALM_ID)
+        assert connection is not None
+        store.save_quickbooks_tokens(
+            connection.id,
+            f"{QBO_ACCESS_TOKEN}-{REALM_ID}",
+            utcnow() + timedelta(hours=1),
+            f"{QBO_REFRESH_TOKEN}-{REALM_ID}",
+        )
+        store.save_hubspot_portal(
+            PORTAL_ID,
+            f"{HUBSPOT_REFRESH_TOKEN}-{PORTAL_ID}",
+            f"{HUBSPOT_ACCESS_TOKEN}-{PORTAL_ID}",
+            utcnow() + timedelta(minutes=30),
+        )
+        store.save_company_settings(
+            REALM_ID,
+            {"contact_sync": {"mode": "legacy"}, "default_income_account": bench.sims.account_id("Services")},
+        )
+    finally:
+        svc.store.engine.dispose()
+        svc.redis.close()
+
+
+def seed_deals(sims: Simulators, count: int) -> list[str]:
+    """One contact; `count` deals, each with its own two line items of the same two products."""
+    contact = sims.add_object(
+        "contacts",
+        {
+            "firstname": "Ann",
+            "lastname": "O'Brien",
+            "email": "ann@acme.example",
+            "company": "Acme Inc",
+            "lifecyclestage": "customer",
+        },
+    )
+
+    def deal(n: int) -> str:
+        items = [
+            sims.add_object(
+                "line_items",
+                {"name": "Consulting", "quantity": "2", "price": "150", "hs_sku": "CONS-1", "hs_product_id": "501"},
+            ),
+            sims.add_object(
+                "line_items",
+                {"name": "Setup fee", "quantity": "1", "price": "99.5", "hs_sku": "SETUP-1", "hs_product_id": "502"},
+            ),
+        ]
+        return sims.add_object(
+            "deals",
+            {"dealname": f"Acme renewal {n}", "amount": "399.5", "deal_currency_code": "USD"},
+            associations={"contacts": [contact], "line_items": items},
+        )
+
+    return [deal(n) for n in range(count)]
+
+
+class MemoryPoller(threading.Thread):
+    """Samples the worker's process tree every 50 ms: the main process, its long-lived children
+    (RQ's scheduler) and its short-lived ones (the work horse RQ forks for each job)."""
+
+    def __init__(self, root: int, long_lived: set[int], interval: float = 0.05, limit_s: float = 600) -> None:
+        super().__init__(daemon=True, name="memory-poller")
+        self.root = root
+        self.long_lived = long_lived
+        self.interval = interval
+        self.limit_s = limit_s
+        self.halt = threading.Event()
+        self.samples = 0
+        self.main = {"VmHWM": 0, "VmRSS": 0}
+        self.scheduler = {"VmHWM": 0, "VmRSS": 0}
+        self.horse = {"VmHWM": 0, "VmRSS": 0}
+        self.horses: set[int] = set()
+
+    def run(self) -> None:
+        deadline = time.monotonic() + self.limit_s
+        while not self.halt.is_set() and time.monotonic() < deadline:
+            self._sample(self.root, self.main)
+            for child in children_of(self.root):
+                if child in self.long_lived:
+                    self._sample(child, self.scheduler)
+                else:
+                    self.horses.add(child)
+                    self._sample(child, self.horse)
+            self.samples += 1
+            self.halt.wait(self.interval)
+
+    @staticmethod
+    def _sample(pid: int, into: dict[str, int]) -> None:
+        for key, value in proc_status(pid).items():
+            into[key] = max(into[key], value)
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(timeout=5)
+
+
+def worker_phase(bench: Bench) -> dict[str, Any]:
+    count = 40 if bench.quick else 200
+    sims = bench.sims
+    sims.reset()
+    sims.add_company(REALM_ID)
+    sims.add_portal(PORTAL_ID)
+    bench.reset_state()
+    connect_standard(bench)
+    t0 = time.monotonic()
+    deals = seed_deals(sims, count + 1)
+    print(f"  seeded 1 contact and {len(deals)} deals x 2 line items in {time.monotonic() - t0:.1f} s", flush=True)
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    web = bench.start_gunicorn("phase2", ["--worker-class", "sync", "--workers", "2"], port)
+    worker_log = WORK_DIR / "worker.log"
+    worker_log.write_text("")
+    worker = bench.procs.start("worker", [PYTHON, "-m", "actions.cli", "worker"], bench.env(), worker_log)
+    http = requests.Session()
+
+    def send(callback_id: str, deal_id: str, session: requests.Session = http) -> None:
+        body = invoice_body(callback_id, deal_id)
+        url = base + ACTION_PATH
+        response = session.post(url, data=body.encode(), headers=signed(url, body), timeout=10)
+        if response.status_code != 200:
+            raise RuntimeError(f"{callback_id}: {response.status_code} {response.text[:300]}")
+
+    def progress(prefix: str) -> tuple[int, int, int]:
+        [(done, failed, total)] = bench.sql(
+            "SELECT count(*) FILTER (WHERE state = 'succeeded' AND callback_state = 'sent'),"
+            " count(*) FILTER (WHERE state = 'failed'), count(*) FROM executions WHERE callback_id LIKE %s",
+            (f"{prefix}%",),
+        )
+        return int(done), int(failed), int(total)
+
+    def wait_done(prefix: str, expected: int, timeout: float) -> float:
+        started = time.monotonic()
+        deadline = started + timeout
+        while time.monotonic() < deadline:
+            if worker.poll() is not None:
+                raise RuntimeError(f"the worker exited ({worker.returncode}):\n{tail(worker_log)}")
+            done, failed, total = progress(prefix)
+            if failed:
+                rows = bench.sql(
+                    "SELECT callback_id, failure_reason, failure_message FROM executions"
+                    " WHERE state = 'failed' AND callback_id LIKE %s LIMIT 3",
+                    (f"{prefix}%",),
+                )
+                raise RuntimeError(f"{failed} executions failed, e.g. {rows}")
+            if done >= expected:
+                return time.monotonic() - started
+            time.sleep(0.2)
+        raise RuntimeError(f"only {progress(prefix)} of {expected} done after {timeout} s:\n{tail(worker_log)}")
+
+    try:
+        # Warm-up: creates the customer and maps both products.
+        warm_prefix = f"ap-{PORTAL_ID}-warm-"
+        send(f"{warm_prefix}0", deals[0])
+        warm_s = wait_done(warm_prefix, 1, 60)
+        time.sleep(0.5)  # the warm-up's work horses and flush job end
+        long_lived = set(children_of(worker.pid))
+        sims.qbo("DELETE", "requests")
+        sims.hs("DELETE", "requests")
+        poller = MemoryPoller(worker.pid, long_lived)
+        poller.start()
+        prefix = f"ap-{PORTAL_ID}-inv-"
+        started = time.monotonic()
+        local = threading.local()
+
+        def send_one(n: int) -> None:
+            if not hasattr(local, "http"):
+                local.http = requests.Session()
+            send(f"{prefix}{n}", deals[n + 1], local.http)
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(send_one, range(count)))
+        sent_s = time.monotonic() - started
+        wait_done(prefix, count, 90 if bench.quick else 150)
+        elapsed = time.monotonic() - started
+        poller.stop()
+        time.sleep(0.3)
+        qbo_log = sims.qbo("GET", "requests")
+        hs_log = sims.hs("GET", "requests")
+    finally:
+        bench.procs.stop(worker)
+        bench.procs.stop(web)
+
+    # RQ logs how long each job ran inside its work horse ("... execution <id> job in 0:00:00.33s").
+    job_ms = sorted(
+        float(m.group(1)) * 1000
+        for m in re.finditer(r"Successfully completed execution \w+ job in 0:00:([\d.]+)s", tail(worker_log, 10**7))
+    )
+    qbo_api = [r for r in qbo_log if not r["path"].startswith("/oauth2")]
+    qbo_oauth = len(qbo_log) - len(qbo_api)
+
+    def shape(path: str) -> str:
+        return re.sub(r"/\d+(?=/|$)", "/{id}", path)
+
+    qbo_kinds = Counter(
+        f"{r['method']} {shape(r['path'])}" + (" ?query" if "query" in (r.get("query") or {}) else "") for r in qbo_api
+    )
+    hs_kinds = Counter(f"{r['method']} {shape(r['path'])}" for r in hs_log)
+    hs_429 = sum(1 for r in hs_log if r["status"] == 429)
+    qbo_429 = sum(1 for r in qbo_api if r["status"] == 429)
+    invoices = len([r for r in qbo_api if r["method"] == "POST" and r["path"].endswith("/invoice")])
+    return {
+        "invoices": count,
+        "warmup_seconds": round(warm_s, 2),
+        "send_seconds": round(sent_s, 2),
+        "elapsed_seconds": round(elapsed, 2),
+        "invoices_per_s": round(count / elapsed, 2),
+        "quickbooks_requests": len(qbo_api),
+        "quickbooks_oauth_requests": qbo_oauth,
+        "quickbooks_invoice_posts": invoices,
+        "quickbooks_429": qbo_429,
+        "quickbooks_per_invoice": round(len(qbo_api) / count, 3),
+        "quickbooks_by_kind": dict(qbo_kinds.most_common()),
+        "hubspot_requests": len(hs_log),
+        "hubspot_429": hs_429,
+        "hubspot_per_execution": round(len(hs_log) / count, 3),
+        "hubspot_by_kind": dict(hs_kinds.most_common()),
+        "execution_job_ms": {
+            "jobs": len(job_ms),
+            "mean": round(sum(job_ms) / len(job_ms), 1) if job_ms else None,
+            "p50": round(job_ms[len(job_ms) // 2], 1) if job_ms else None,
+            "max": round(job_ms[-1], 1) if job_ms else None,
+        },
+        "worker_memory": {
+            "samples": poller.samples,
+            "main_hwm_mib": mib(poller.main["VmHWM"]),
+            "main_rss_mib": mib(poller.main["VmRSS"]),
+            "scheduler_hwm_mib": mib(poller.scheduler["VmHWM"]),
+            "horse_hwm_mib": mib(poller.horse["VmHWM"]),
+            "horse_rss_mib": mib(poller.horse["VmRSS"]),
+            "horses_seen": len(poller.horses),
+        },
+    }
+
+
+# Report ------------------------------------------------------------------------------------------
+
+
+def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
+    rows: list[tuple[str, str, str, bool | None]] = []
+    endpoint = results.get("endpoint")
+    if endpoint:
+        b = endpoint["best"]
+        rows += [
+            (
+                f"accepted executions/s ({b['config']})",
+                f"{b['accepted_per_s']:.0f}",
+                f">= {TARGET_RATE:.0f}",
+                b["accepted_per_s"] >= TARGET_RATE,
+            ),
+            ("latency p50", f"{b['latency_ms']['p50']:.1f} ms", "", None),
+            (
+                "latency p99",
+                f"{b['latency_ms']['p99']:.1f} ms",
+                f"<= {TARGET_P99_MS:.0f} ms",
+                b["latency_ms"]["p99"] <= TARGET_P99_MS,
+            ),
+            ("non-2xx responses", str(b["non_2xx"]), "0", b["non_2xx"] == 0),
+            (
+                "accepted executions missing (table, queue)",
+                f"{max(0, b['answered_200'] - b['wrapped_duplicates'] - b['rows'])}, {b['rows'] - b['rows_in_queue']}",
+                "0, 0",
+                b["nothing_missing"],
+            ),
+            ("gunicorn master peak RSS", f"{b['memory']['master_hwm_mib']} MiB", "", None),
+            ("largest gunicorn worker peak RSS", f"{b['memory']['largest_worker_hwm_mib']} MiB", "", None),
+            ("gunicorn CPU per request", f"{b['cpu_ms_per_request'].get('gunicorn', 0):.2f} ms", "", None),
+        ]
+    worker = results.get("worker")
+    if worker:
+        m = worker["worker_memory"]
+        rows += [
+            (
+                "QuickBooks calls per completed invoice",
+                f"{worker['quickbooks_per_invoice']:.2f}",
+                f"<= {TARGET_QBO_PER_INVOICE}",
+                worker["quickbooks_per_invoice"] <= TARGET_QBO_PER_INVOICE,
+            ),
+            (
+                "HubSpot calls per execution",
+                f"{worker['hubspot_per_execution']:.2f}",
+                f"<= {TARGET_HS_PER_EXECUTION:.0f}",
+                worker["hubspot_per_execution"] <= TARGET_HS_PER_EXECUTION,
+            ),
+            ("invoices completed per s (1 worker)", f"{worker['invoices_per_s']:.1f}", "", None),
+            ("execution job time in its work horse (mean)", f"{worker['execution_job_ms']['mean']} ms", "", None),
+            ("worker main process peak RSS (HWM)", f"{m['main_hwm_mib']} MiB", "", None),
+            ("largest work horse peak RSS (HWM)", f"{m['horse_hwm_mib']} MiB", "", None),
+        ]
+    return rows
+
+
+def print_summary(results: dict[str, Any]) -> None:
+    rows = summary_rows(results)
+    width = max((len(r[0]) for r in rows), default=20)
+    print("\n" + "=" * (width + 44))
+    print(f"{'figure':<{width}}  {'measured':>12}  {'target':>10}  met")
+    print("-" * (width + 44))
+    for name, value, target, met in rows:
+        verdict = "" if met is None else ("met" if met else "NOT MET")
+        print(f"{name:<{width}}  {value:>12}  {target:>10}  {verdict}")
+    print("-" * (width + 44))
+    endpoint = results.get("endpoint")
+    if endpoint:
+        best = endpoint["best"]
+        tried = ", ".join(f"{r['config']} {r['accepted_per_s']:.0f}/s" for r in endpoint["runs"])
+        print(f"best gunicorn configuration: {best['config']} ({' '.join(best['gunicorn_args'])}); tried: {tried}")
+    m = results["machine"]
+    print(
+        f"machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, Linux {m['kernel']}, "
+        f"Python {m['python']}"
+    )
+    print(f"figures: {RESULTS.relative_to(ROOT)}   logs: {WORK_DIR.relative_to(ROOT)}/")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="shorter runs, fewer invoices (under a minute)")
+    parser.add_argument("--skip-endpoint", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--skip-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--config", action="append", default=[], help=argparse.SUPPRESS)
+    parser.add_argument("--connections", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    # SIGTERM (and SIGHUP) unwind like Ctrl-C, so the finally below stops every child.
+    def interrupted(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGHUP, interrupted)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
+
+    WORK_DIR.mkdir(parents=True, exist_ok=True)
+    for old in WORK_DIR.glob("*.tsv"):
+        old.unlink()
+    pg = os.environ.get("QBO_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5439/qbo_actions_test")
+    redis_base = os.environ.get("QBO_TEST_REDIS_URL", "redis://127.0.0.1:6390/0")
+    for url in (pg, redis_base):
+        host = urlsplit(url).hostname
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise SystemExit(f"refusing a non-loopback service: {url}")
+    results: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "machine": machine_facts(),
+    }
+    procs = Processes()
+    started = time.monotonic()
+    status = 0
+    try:
+        try:
+            redis.Redis.from_url(redis_base).ping()
+            with psycopg.connect(Bench.libpq(pg), connect_timeout=5):
+                pass
+        except Exception as exc:
+            raise SystemExit(f"Redis/PostgreSQL do not answer ({exc}); run `bash scripts/services.sh start`.") from exc
+        sims = start_simulators(procs)
+        bench = Bench(
+            quick=args.quick,
+            procs=procs,
+            pg_url=with_db(pg, BENCH_DB),
+            pg_admin=Bench.libpq(with_db(pg, "postgres")),
+            redis_url=with_db(redis_base, str(REDIS_DB)),
+            sims=sims,
+            configs=args.config,
+            connections=args.connections,
+        )
+        redis.Redis.from_url(bench.redis_url).flushdb()
+        prepare_database(bench)
+        print(
+            f"database {BENCH_DB} migrated; Redis db {REDIS_DB}; queue {QUEUE}; simulators "
+            f"{sims.quickbooks_url} {sims.hubspot_url}",
+            flush=True,
+        )
+        if not args.skip_endpoint:
+            print("\n1. Execution endpoint under gunicorn (wrk, pre-signed unique requests, no worker)", flush=True)
+            results["endpoint"] = endpoint_phase(bench)
+        if not args.skip_worker:
+            print("\n2. Remote calls per completed invoice (real worker, simulators in subprocesses)", flush=True)
+            results["worker"] = worker_phase(bench)
+            w = results["worker"]
+            print(
+                f"  {w['invoices']} invoices in {w['elapsed_seconds']} s ({w['invoices_per_s']}/s); "
+                f"QuickBooks {w['quickbooks_requests']} requests (+{w['quickbooks_oauth_requests']} OAuth): "
+                f"{w['quickbooks_by_kind']}",
+                flush=True,
+            )
+            print(
+                f"  HubSpot {w['hubspot_requests']} requests ({w['hubspot_429']} answered 429): {w['hubspot_by_kind']}",
+                flush=True,
+            )
+            print(f"  worker memory: {w['worker_memory']}", flush=True)
+    except KeyboardInterrupt:
+        print("\ninterrupted; stopping everything", file=sys.stderr)
+        status = 130
+    except Exception as exc:
+        print(f"\nbenchmark failed: {exc}", file=sys.stderr)
+        results["error"] = str(exc)
+        status = 1
+    finally:
+        procs.stop_all()
+        for old in WORK_DIR.glob("*.tsv"):
+            old.unlink()
+    results["total_seconds"] = round(time.monotonic() - started, 1)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    if "endpoint" in results or "worker" in results:
+        print_summary(results)
+    print(f"total {results['total_seconds']} s")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
