@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify, request
-from marshmallow import ValidationError
+from marshmallow import Schema, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from actions.errors import ApiError
@@ -19,6 +20,12 @@ from services.storage import NewExecution
 log = logging.getLogger(__name__)
 BLOCKED = {"outputFields": {"hs_execution_state": "BLOCK", "hs_expiration_duration": "P1D"}}
 _envelope = ExecutionRequestSchema()
+
+
+@functools.cache
+def _input_schema(spec: ActionSpec) -> Schema:
+    """Return the action's input schema, built once (schemas are reusable and thread-safe for load)."""
+    return spec.input_schema()
 
 
 def services() -> Services:
@@ -76,7 +83,7 @@ def execute(spec: ActionSpec) -> Any:
     except ValidationError as error:
         raise validation_error(error, "execution request") from error
     try:
-        inputs = spec.input_schema().load(envelope["inputs"])
+        inputs = _input_schema(spec).load(envelope["inputs"])
     except ValidationError as error:
         raise validation_error(error, "input fields") from error
     record = envelope["object"]

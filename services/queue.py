@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import redis
 from rq import Queue
-from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 if TYPE_CHECKING:
@@ -33,20 +33,23 @@ class JobQueue:
         self.queue = Queue(config.queue_name, connection=connection)
 
     def enqueue_execution(self, execution_id: str) -> None:
-        """Enqueue an execution's job unless a job for it already exists."""
-        try:
+        """Enqueue an execution's job, in one round trip to Redis.
+
+        No uniqueness check here: the database accepts each callbackId once, so only the request that
+        created the execution enqueues it, and a job that runs anyway finds the execution leased or done.
+        """
+        with self.connection.pipeline() as pipe:
             self.queue.enqueue(
                 RUN_EXECUTION,
                 execution_id,
                 job_id=execution_job_id(execution_id),
-                unique=True,
                 job_timeout=self.config.job_timeout,
                 result_ttl=3600,
                 failure_ttl=30 * 86400,
                 description=f"execution {execution_id}",
+                pipeline=pipe,
             )
-        except DuplicateJobError:
-            pass
+            pipe.execute()
 
     def ensure_enqueued(self, execution_id: str, *, force: bool = False) -> bool:
         """Enqueue the execution again if its job is gone or dead (or always, with force); True if it did."""

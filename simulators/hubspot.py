@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -325,7 +325,7 @@ def _as_number(value: Any) -> float | None:
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp() * 1000
 
 
-def _is_set(actual: str | None) -> bool:
+def _is_set(actual: str | None) -> TypeGuard[str]:
     """Return whether a property has a value (HubSpot treats an empty string as unset)."""
     return actual is not None and actual != ""
 
@@ -431,6 +431,15 @@ def _sort_key(value: str | None) -> tuple:
     return (value is None, number is None, number or 0.0, (value or "").casefold())
 
 
+def _property_sort_key(name: str | None) -> Callable[[dict], tuple]:
+    """Return the sort key that orders records by the property ``name``."""
+
+    def key(record: dict) -> tuple:
+        return _sort_key(record["properties"].get(name))
+
+    return key
+
+
 def _sort_records(records: list[dict], sorts: Any) -> list[dict]:
     """Apply HubSpot ``sorts`` (``{"propertyName", "direction"}`` or ``"-name"``); default by id."""
     ordered = sorted(records, key=lambda record: int(record["id"]))
@@ -439,7 +448,7 @@ def _sort_records(records: list[dict], sorts: Any) -> list[dict]:
             name, descending = spec.lstrip("-"), spec.startswith("-")
         else:
             name, descending = spec.get("propertyName"), spec.get("direction") == "DESCENDING"
-        ordered.sort(key=lambda record, n=name: _sort_key(record["properties"].get(n)), reverse=descending)
+        ordered.sort(key=_property_sort_key(name), reverse=descending)
     return ordered
 
 
@@ -659,12 +668,13 @@ class HubSpotSimulator:
 
     def _redeem_code(self, code: str | None, redirect_uri: str | None) -> _Portal:
         """Consume an authorization code and return its portal, or raise BAD_AUTH_CODE."""
-        portal_id, expected_uri = self._codes.get(code or "", (None, None))
+        key = code or ""
+        portal_id, expected_uri = self._codes.get(key, (None, None))
         if portal_id is None:
             raise SimError(400, self._oauth_error("BAD_AUTH_CODE", "missing or unknown auth code"))
         if expected_uri is not None and redirect_uri != expected_uri:
             raise SimError(400, self._oauth_error("BAD_REDIRECT_URI", "redirect_uri does not match"))
-        del self._codes[code]
+        del self._codes[key]
         return self._portals[portal_id]
 
     def _issue_tokens(self, portal: _Portal) -> dict:
@@ -890,7 +900,7 @@ class HubSpotSimulator:
         object_id = _check_numeric_id(object_id)
         portal.next_id = max(portal.next_id, int(object_id) + 1)
         now = _now_iso()
-        values = {"createdate": now, "hs_lastmodifieddate": now}
+        values: dict[str, str | None] = {"createdate": now, "hs_lastmodifieddate": now}
         values.update({name: _stringify(value) for name, value in properties.items()})
         values["hs_object_id"] = object_id
         record = {"id": object_id, "properties": values, "createdAt": values["createdate"], "updatedAt": now}
@@ -1168,19 +1178,21 @@ def _is_admin_path() -> bool:
 
 def _fault_response(sim: HubSpotSimulator, fault: Fault) -> Response:
     """Build the response an injected fault asks for."""
+    status = fault.status
+    assert status is not None  # only faults with a status are answered in place of the request
     body = fault.body
     if body is None:
         body = (
             rate_limit_body()
-            if fault.status == 429
+            if status == 429
             else error_body(
-                f"Simulated HubSpot fault (HTTP {fault.status})",
-                _FAULT_CATEGORIES.get(fault.status, "INTERNAL_ERROR"),
+                f"Simulated HubSpot fault (HTTP {status})",
+                _FAULT_CATEGORIES.get(status, "INTERNAL_ERROR"),
             )
         )
     response = Response(body, mimetype="text/html") if isinstance(body, str) else jsonify(body)
-    response.status_code = fault.status
-    if fault.status == 429 and sim.send_retry_after:
+    response.status_code = status
+    if status == 429 and sim.send_retry_after:
         response.headers["Retry-After"] = "1"
     response.headers.update(fault.headers)
     return response

@@ -22,10 +22,11 @@ import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Literal, overload
 from urllib.parse import parse_qsl
 
 from flask import Blueprint, Flask, Response, request
@@ -361,21 +362,23 @@ class InjectedFault:
 
     def reply(self, stamp: str) -> Reply:
         """Build the fault response (the default body depends on the status)."""
+        status = self.status
+        assert status is not None, "a delay-only fault has no response of its own"
         headers = dict(self.headers)
         content_type = headers.pop("Content-Type", None)
         if self.body is not None:
             text_type = "text/plain" if isinstance(self.body, str) else "application/json"
-            return Reply(self.status, self.body, content_type or text_type, headers, self.delay)
-        if self.status == 429:
+            return Reply(status, self.body, content_type or text_type, headers, self.delay)
+        if status == 429:
             return replace(_throttled(), headers=headers, delay=self.delay)
-        if self.status in (401, 403):
+        if status in (401, 403):
             kind, detail = (
                 ("AUTHENTICATION", "Token invalid: simulated fault")
-                if self.status == 401
+                if status == 401
                 else ("AUTHORIZATION", "Authorization failure: simulated fault")
             )
-            return Reply(self.status, _gateway_body(kind, detail), headers=headers, delay=self.delay)
-        if self.status == 400:
+            return Reply(status, _gateway_body(kind, detail), headers=headers, delay=self.delay)
+        if status == 400:
             error = _business("simulated fault")
         else:
             error = QboError(
@@ -384,10 +387,10 @@ class InjectedFault:
                 "System Failure Error: An unexpected error occurred while accessing or saving your "
                 "data. Please wait a few minutes and try again. If the problem persists, contact "
                 "customer support.",
-                status=self.status,
+                status=status,
                 fault_type="SystemFault",
             )
-        return Reply(self.status, error.body(stamp), headers=headers, delay=self.delay)
+        return Reply(status, error.body(stamp), headers=headers, delay=self.delay)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -449,6 +452,7 @@ class QueryParser:
             if not match:
                 raise _parse_error(f'Encountered "{text[pos:].strip()[:20]}" at column {pos + 1}.')
             kind = match.lastgroup
+            assert kind is not None  # every alternative of _TOKEN_RE is a named group
             raw = match.group(kind)
             if kind == "string":
                 tokens.append((kind, re.sub(r"\\(.)", r"\1", raw[1:-1])))
@@ -613,19 +617,21 @@ def _as_datetime(value: Any) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _compare(actual: Any, expected: Any) -> int | None:
-    """Three-way compare a stored value with a query literal (None when they can't be compared)."""
+def _compare(actual: Any, expected: Any) -> int:
+    """Three-way compare a stored value with a query literal: as booleans, numbers, instants or text."""
     if isinstance(actual, bool):
         wanted = expected if isinstance(expected, bool) else str(expected).lower() == "true"
         return (actual > wanted) - (actual < wanted)
     left, right = _as_number(actual), _as_number(expected)
-    if left is None or right is None:
-        # Timestamps compare as instants so offsets and date-only literals work; other text ignores case.
-        if isinstance(actual, str) and "T" in actual:
-            left, right = _as_datetime(actual), _as_datetime(expected)
-        if left is None or right is None:
-            left, right = str(actual).casefold(), str(expected).casefold()
-    return (left > right) - (left < right)
+    if left is not None and right is not None:
+        return (left > right) - (left < right)
+    # Timestamps compare as instants so offsets and date-only literals work; other text ignores case.
+    if isinstance(actual, str) and "T" in actual:
+        start, end = _as_datetime(actual), _as_datetime(expected)
+        if start is not None and end is not None:
+            return (start > end) - (start < end)
+    left_text, right_text = str(actual).casefold(), str(expected).casefold()
+    return (left_text > right_text) - (left_text < right_text)
 
 
 def _matches(entity: dict, condition: Condition) -> bool:
@@ -648,6 +654,15 @@ def _sort_key(value: Any) -> tuple:
     return (0, number) if number is not None else (1, str(value).casefold())
 
 
+def _field_sort_key(path: str) -> Callable[[dict], tuple]:
+    """Return the sort key that orders entities by the value at ``path``."""
+
+    def key(entity: dict) -> tuple:
+        return _sort_key(_field_value(entity, path))
+
+    return key
+
+
 def run_query(query: Query, entities: list[dict]) -> dict:
     """Evaluate ``query`` over ``entities`` and return the QueryResponse object."""
     allowed = QUERYABLE[query.entity]
@@ -661,7 +676,7 @@ def run_query(query: Query, entities: list[dict]) -> dict:
         return {"totalCount": len(rows)}
     rows.sort(key=lambda e: _sort_key(e.get("Id")))
     for path, descending in reversed(query.order_by):
-        rows.sort(key=lambda e, p=path: _sort_key(_field_value(e, p)), reverse=descending)
+        rows.sort(key=_field_sort_key(path), reverse=descending)
     page = rows[query.start_position - 1 : query.start_position - 1 + query.max_results]
     if not page:
         return {}
@@ -747,6 +762,12 @@ class Company:
         """Record a server-side change (e.g. a payment lowered an invoice's Balance)."""
         self._update(entity_name, entity, _strip_server_fields(entity))
 
+    @overload
+    def resolve(self, entity_name: str, holder: dict, key: str, *, required: Literal[True]) -> dict: ...
+
+    @overload
+    def resolve(self, entity_name: str, holder: dict, key: str, *, required: bool = False) -> dict | None: ...
+
     def resolve(self, entity_name: str, holder: dict, key: str, *, required: bool = False) -> dict | None:
         """Return the active entity ``holder[key]`` refers to and fill the Ref's name; fault when it can't."""
         value = _ref_value(holder, key)
@@ -801,7 +822,9 @@ class Company:
             self.refresh_receivables()
         if entity_name == "Invoice":
             self._close_linked_estimates(saved)
-        return copy.deepcopy(self.get(entity_name, saved["Id"]))
+        stored = self.get(entity_name, saved["Id"])
+        assert stored is not None  # just saved
+        return copy.deepcopy(stored)
 
     def delete(self, entity_name: str, body: dict) -> dict:
         """Delete a transaction (QBO only deletes transactions; name lists are made inactive instead)."""
@@ -834,7 +857,9 @@ class Company:
             voided["Balance"] = 0.0
         saved = self._update(entity_name, existing, voided)
         self.refresh_receivables()
-        return copy.deepcopy(self.get(entity_name, saved["Id"]))
+        stored = self.get(entity_name, saved["Id"])
+        assert stored is not None  # just saved
+        return copy.deepcopy(stored)
 
     def query(self, text: str) -> dict:
         """Run a query statement."""
@@ -877,7 +902,8 @@ class Company:
                 invoice["Balance"], invoice["LinkedTxn"] = balance, links
                 self._touch("Invoice", invoice)
             customer_id = _ref_value(invoice, "CustomerRef")
-            balances[customer_id] = balances.get(customer_id, Decimal(0)) + Decimal(str(balance))
+            if customer_id is not None:
+                balances[customer_id] = balances.get(customer_id, Decimal(0)) + Decimal(str(balance))
         for customer in self.all("Customer"):
             total = _money(balances.get(customer["Id"], 0))
             customer["Balance"] = customer["BalanceWithJobs"] = total
@@ -1181,7 +1207,7 @@ def _txn_currency(company: Company, body: dict, party: dict | None) -> None:
     """Set CurrencyRef; with multicurrency on it must be the customer's/vendor's currency."""
     currency = company.currency_ref(body.get("CurrencyRef"))
     party_currency = _ref_value(party, "CurrencyRef") if party else None
-    if party_currency and party_currency != currency["value"]:
+    if party and party_currency and party_currency != currency["value"]:
         raise _business(
             f"The currency of the transaction ({currency['value']}) must match the currency of "
             f"{party.get('DisplayName')} ({party_currency}).",
@@ -1583,7 +1609,9 @@ class QuickBooksSimulator:
                 clock=self._now,
             )
             self.companies[company.realm_id] = company
-            return copy.deepcopy(company.get("CompanyInfo", "1"))
+            info = company.get("CompanyInfo", "1")
+            assert info is not None  # every new company is seeded with its CompanyInfo
+            return copy.deepcopy(info)
 
     def add_token(self, access_token: str, realm_id: str, expires_in: float = ACCESS_TOKEN_LIFETIME) -> None:
         """Register an access token for a realm."""
@@ -1745,6 +1773,7 @@ class QuickBooksSimulator:
         """Check the bearer token and the throttles; return the rejection, or None to go on."""
         header = call.authorization or ""
         token = header[7:].strip() if header[:7].lower() == "bearer " else ""
+        assert call.realm_id is not None  # every API path names its realm
         problem = self.tokens.access_problem(token, call.realm_id)
         if problem:
             return Reply(
@@ -1795,6 +1824,7 @@ class QuickBooksSimulator:
                 "requestid",
             )
             return Reply(error.status, error.body(self._stamp()))
+        assert call.realm_id is not None  # token and revoke calls were answered above; API paths name a realm
         key = (call.realm_id, requestid)
         if key in self.replays:
             status, body = self.replays[key]
@@ -1805,6 +1835,7 @@ class QuickBooksSimulator:
 
     def _api(self, call: Call) -> Reply:
         """Run one /v3/company/<realm> operation; QboError becomes a Fault response."""
+        assert call.realm_id is not None  # every API path names its realm
         try:
             company = self.companies.get(call.realm_id)
             if company is None:
