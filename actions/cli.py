@@ -248,9 +248,21 @@ def worker(burst: bool, no_sweeper: bool) -> None:
 
     svc = services()
     bootstrap_module.install(svc)
+    _warm_up(svc)
     if not no_sweeper:
         SweeperThread(svc).start()
     Worker([svc.queue.queue], connection=svc.redis).work(with_scheduler=True, burst=burst)
+
+
+def _warm_up(svc: Services) -> None:
+    """Do once in the worker what every forked work horse would otherwise do again for each job."""
+    import importlib
+
+    from sqlalchemy.orm import configure_mappers
+
+    importlib.import_module("services.jobs")
+    configure_mappers()
+    svc.store.steps("warm-up")
 
 
 @cli.command("sweep")
