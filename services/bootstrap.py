@@ -46,14 +46,11 @@ class Services:
                 "QUICKBOOKS_NOT_CONNECTED",
                 f"QuickBooks company {realm_id} {state}. Reconnect it in the app, then retry the action.",
             )
-        endpoint = OAuthTokenEndpoint(
+        endpoint = self._token_endpoint(
             "quickbooks",
             self.config.quickbooks_token_url,
             self.config.quickbooks_client_id,
             self.config.quickbooks_client_secret,
-            session=self.session,
-            timeout=self.config.http_timeout,
-            basic_auth=True,
         )
         tokens = QuickBooksTokens(self.store, connection.id, endpoint, self.lock)
         return QuickBooksClient(
@@ -64,16 +61,25 @@ class Services:
             timeout=self.config.http_timeout,
         )
 
+    def _token_endpoint(self, service: str, url: str, client_id: str, client_secret: str) -> OAuthTokenEndpoint:
+        # Intuit wants the client in a Basic header; HubSpot wants it in the form.
+        return OAuthTokenEndpoint(
+            service,
+            url,
+            client_id,
+            client_secret,
+            session=self.session,
+            timeout=self.config.http_timeout,
+            basic_auth=service == "quickbooks",
+        )
+
     def hubspot(self, portal_id: int) -> HubSpotClient:
         """Return a client for a portal."""
-        endpoint = OAuthTokenEndpoint(
+        endpoint = self._token_endpoint(
             "hubspot",
             self.config.hubspot_token_url,
             self.config.hubspot_client_id,
             self.config.hubspot_client_secret,
-            session=self.session,
-            timeout=self.config.http_timeout,
-            basic_auth=False,
         )
         tokens = HubSpotTokens(self.store, portal_id, endpoint, self.lock)
         return HubSpotClient(

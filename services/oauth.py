@@ -14,7 +14,7 @@ import requests
 from services.errors import ConnectionRevokedError, PermanentError, TransientError
 from services.http import json_or_none, rate_limited, send
 from services.models import utcnow
-from services.storage import Store
+from services.storage import Store, TokenSet
 
 LockFactory = Callable[[str], AbstractContextManager[object]]
 
@@ -113,69 +113,75 @@ class OAuthTokenEndpoint:
         )
 
 
-class QuickBooksTokens:
-    """Access tokens of one QuickBooks connection, refreshed by one worker at a time."""
+class StoredTokens:
+    """Access tokens kept in the database, refreshed by one worker at a time across the deployment."""
 
-    def __init__(self, store: Store, connection_id: int, endpoint: OAuthTokenEndpoint, lock: LockFactory) -> None:
+    lock_name = ""
+
+    def __init__(self, store: Store, key: int, endpoint: OAuthTokenEndpoint, lock: LockFactory) -> None:
         self.store = store
-        self.connection_id = connection_id
+        self.key = key
         self.endpoint = endpoint
         self.lock = lock
 
+    def load(self) -> TokenSet:
+        """Return the stored tokens."""
+        raise NotImplementedError
+
+    def save(self, grant: TokenGrant) -> None:
+        """Store a new grant (both tokens in one transaction)."""
+        raise NotImplementedError
+
+    def revoked(self) -> None:
+        """Record that the grant is gone."""
+
     def access_token(self) -> str:
         """Return the stored access token, refreshing it first when it is about to expire."""
-        tokens = self.store.quickbooks_tokens(self.connection_id)
+        tokens = self.load()
         if tokens.access_token and tokens.access_token_valid():
             return tokens.access_token
         return self.refresh(tokens.access_token)
 
     def refresh(self, rejected_token: str | None) -> str:
         """Refresh under a lock; a worker that waited uses the token the other one stored."""
-        with self.lock(f"refresh:quickbooks:{self.connection_id}"):
-            tokens = self.store.quickbooks_tokens(self.connection_id)
+        with self.lock(f"refresh:{self.lock_name}:{self.key}"):
+            tokens = self.load()
             if tokens.access_token and tokens.access_token != rejected_token and tokens.access_token_valid():
                 return tokens.access_token
             try:
                 grant = self.endpoint.refresh(tokens.refresh_token)
             except ConnectionRevokedError:
-                self.store.mark_quickbooks_revoked(self.connection_id)
+                self.revoked()
                 raise
-            self.store.save_quickbooks_tokens(
-                self.connection_id, grant.access_token, grant.expires_at, grant.refresh_token
-            )
+            self.save(grant)
             return grant.access_token
 
 
-class HubSpotTokens:
-    """Access tokens of one HubSpot portal, refreshed by one worker at a time."""
+class QuickBooksTokens(StoredTokens):
+    """Tokens of one QuickBooks connection (Intuit rotates the refresh token)."""
 
-    def __init__(self, store: Store, portal_id: int, endpoint: OAuthTokenEndpoint, lock: LockFactory) -> None:
-        self.store = store
-        self.portal_id = portal_id
-        self.endpoint = endpoint
-        self.lock = lock
+    lock_name = "quickbooks"
 
-    def _tokens(self):  # type: ignore[no-untyped-def]
-        tokens = self.store.hubspot_tokens(self.portal_id)
+    def load(self) -> TokenSet:
+        return self.store.quickbooks_tokens(self.key)
+
+    def save(self, grant: TokenGrant) -> None:
+        self.store.save_quickbooks_tokens(self.key, grant.access_token, grant.expires_at, grant.refresh_token)
+
+    def revoked(self) -> None:
+        self.store.mark_quickbooks_revoked(self.key)
+
+
+class HubSpotTokens(StoredTokens):
+    """Tokens of one HubSpot portal."""
+
+    lock_name = "hubspot"
+
+    def load(self) -> TokenSet:
+        tokens = self.store.hubspot_tokens(self.key)
         if tokens is None:
-            raise ConnectionRevokedError(
-                f"HubSpot portal {self.portal_id} has not installed the app", service="hubspot"
-            )
+            raise ConnectionRevokedError(f"HubSpot portal {self.key} has not installed the app", service="hubspot")
         return tokens
 
-    def access_token(self) -> str:
-        """Return the stored access token, refreshing it first when it is about to expire."""
-        tokens = self._tokens()
-        if tokens.access_token and tokens.access_token_valid():
-            return tokens.access_token
-        return self.refresh(tokens.access_token)
-
-    def refresh(self, rejected_token: str | None) -> str:
-        """Refresh under a lock; a worker that waited uses the token the other one stored."""
-        with self.lock(f"refresh:hubspot:{self.portal_id}"):
-            tokens = self._tokens()
-            if tokens.access_token and tokens.access_token != rejected_token and tokens.access_token_valid():
-                return tokens.access_token
-            grant = self.endpoint.refresh(tokens.refresh_token)
-            self.store.save_hubspot_portal(self.portal_id, grant.refresh_token, grant.access_token, grant.expires_at)
-            return grant.access_token
+    def save(self, grant: TokenGrant) -> None:
+        self.store.save_hubspot_portal(self.key, grant.refresh_token, grant.access_token, grant.expires_at)

@@ -132,9 +132,18 @@ def _yes(run: Run, name: str) -> bool:
     return str(run.inputs.get(name) or "no") == "yes"
 
 
-def _ref(run: Run, name: str) -> dict[str, str] | None:
-    value = str(run.inputs.get(name) or "").strip()
-    return {"value": value} if value else None
+# Input field -> the document field it fills.
+REF_FIELDS = {"deposit_account": "DepositToAccountRef", "payment_method": "PaymentMethodRef"}
+
+
+def _money_refs(run: Run, currency: dict[str, str] | None, *inputs: str) -> dict[str, Any]:
+    """Return the currency and the account/method references the builder chose (none when left empty)."""
+    refs: dict[str, Any] = {"CurrencyRef": currency} if currency else {}
+    for name in inputs:
+        value = str(run.inputs.get(name) or "").strip()
+        if value:
+            refs[REF_FIELDS[name]] = {"value": value}
+    return refs
 
 
 # Checks that protect the books --------------------------------------------------------------------
@@ -297,9 +306,7 @@ def create_paid_invoice(run: Run) -> dict[str, Any]:
         return existing
     customer_id = customer_for(run, record.contact_id)
     lines, note = _paid_lines(run, profile, record, payment.amount)
-    invoice_body: dict[str, Any] = {"Line": lines}
-    if currency:
-        invoice_body["CurrencyRef"] = currency
+    invoice_body: dict[str, Any] = {"Line": lines, **_money_refs(run, currency)}
     invoice = create_document(
         run, "Invoice", invoice_body, customer_id=customer_id, txn_date=payment.paid_on, profile=profile
     )
@@ -308,14 +315,7 @@ def create_paid_invoice(run: Run) -> dict[str, Any]:
         "PaymentRefNum": payment.reference,
         "Line": [{"Amount": number(payment.amount), "LinkedTxn": [{"TxnId": invoice["id"], "TxnType": "Invoice"}]}],
     }
-    for field, ref in (
-        ("DepositToAccountRef", _ref(run, "deposit_account")),
-        ("PaymentMethodRef", _ref(run, "payment_method")),
-    ):
-        if ref:
-            payment_body[field] = ref
-    if currency:
-        payment_body["CurrencyRef"] = currency
+    payment_body.update(_money_refs(run, currency, "deposit_account", "payment_method"))
     # A separate step: when the invoice exists and the payment failed, a retry books only the payment.
     paid = create_document(
         run, "Payment", payment_body, customer_id=customer_id, txn_date=payment.paid_on, profile=profile
@@ -338,14 +338,7 @@ def create_payment_sales_receipt(run: Run) -> dict[str, Any]:
     customer_id = customer_for(run, record.contact_id)
     lines, note = _paid_lines(run, profile, record, payment.amount)
     body: dict[str, Any] = {"Line": lines, "PaymentRefNum": payment.reference}
-    for field, ref in (
-        ("DepositToAccountRef", _ref(run, "deposit_account")),
-        ("PaymentMethodRef", _ref(run, "payment_method")),
-    ):
-        if ref:
-            body[field] = ref
-    if currency:
-        body["CurrencyRef"] = currency
+    body.update(_money_refs(run, currency, "deposit_account", "payment_method"))
     receipt = create_document(
         run, "SalesReceipt", body, customer_id=customer_id, txn_date=payment.paid_on, profile=profile
     )
@@ -425,10 +418,7 @@ def create_refund_receipt(run: Run) -> dict[str, Any]:
         "DepositToAccountRef": {"value": str(run.inputs["refund_account"])},
         "PaymentRefNum": payment.reference,
     }
-    if _ref(run, "payment_method"):
-        body["PaymentMethodRef"] = _ref(run, "payment_method")
-    if currency:
-        body["CurrencyRef"] = currency
+    body.update(_money_refs(run, currency, "payment_method"))
     refund = create_document(
         run, "RefundReceipt", body, customer_id=customer_id, txn_date=date.today(), profile=profile
     )

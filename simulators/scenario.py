@@ -130,44 +130,47 @@ class Simulators:
         self.hs("POST", "faults", json=fault)
 
 
-def seed_deal(
+DEFAULT_CONTACT = {
+    "firstname": "Ann",
+    "lastname": "O'Brien",
+    "email": "ann@acme.example",
+    "company": "Acme Inc",
+    "lifecyclestage": "customer",
+}
+DEFAULT_LINE_ITEMS = [
+    {"name": "Consulting", "quantity": "2", "price": "150", "hs_sku": "CONS-1", "hs_product_id": "501"},
+    {"name": "Setup fee", "quantity": "1", "price": "99.5", "hs_product_id": "502"},
+]
+
+
+def seed_record(
     sims: Simulators,
+    object_type: str,
+    properties: dict[str, Any],
     *,
     contact: dict[str, Any] | None = None,
     line_items: list[dict[str, Any]] | None = None,
-    deal: dict[str, Any] | None = None,
     portal_id: int = PORTAL_ID,
 ) -> dict[str, Any]:
-    """Create a contact, line items and a deal associated with both; return their ids."""
-    contact_props = (
-        contact
-        if contact is not None
-        else {
-            "firstname": "Ann",
-            "lastname": "O'Brien",
-            "email": "ann@acme.example",
-            "company": "Acme Inc",
-            "lifecyclestage": "customer",
-        }
-    )
-    items = (
-        line_items
-        if line_items is not None
-        else [
-            {"name": "Consulting", "quantity": "2", "price": "150", "hs_sku": "CONS-1", "hs_product_id": "501"},
-            {"name": "Setup fee", "quantity": "1", "price": "99.5", "hs_product_id": "502"},
-        ]
-    )
+    """Create a contact (unless given {}), line items and a record associated with both; return their ids."""
+    contact_props = DEFAULT_CONTACT if contact is None else contact
+    items = DEFAULT_LINE_ITEMS if line_items is None else line_items
     contact_ids = [sims.add_object("contacts", contact_props, portal_id=portal_id)] if contact_props else []
     line_item_ids = [sims.add_object("line_items", props, portal_id=portal_id) for props in items]
-    deal_props = {"dealname": "Acme renewal", "amount": "399.5", "deal_currency_code": "USD", **(deal or {})}
-    deal_id = sims.add_object(
-        "deals",
-        deal_props,
+    record_id = sims.add_object(
+        object_type,
+        properties,
         associations={"contacts": contact_ids, "line_items": line_item_ids},
         portal_id=portal_id,
     )
-    return {"deal": deal_id, "contacts": contact_ids, "line_items": line_item_ids}
+    return {"record": record_id, "contacts": contact_ids, "line_items": line_item_ids}
+
+
+def seed_deal(sims: Simulators, *, deal: dict[str, Any] | None = None, **related: Any) -> dict[str, Any]:
+    """Create a deal of 399.50 with its contact and line items; return their ids."""
+    properties = {"dealname": "Acme renewal", "amount": "399.5", "deal_currency_code": "USD", **(deal or {})}
+    ids = seed_record(sims, "deals", properties, **related)
+    return {"deal": ids["record"], **ids}
 
 
 def execution_request(
@@ -189,36 +192,9 @@ def execution_request(
     }
 
 
-def seed_payment(
-    sims: Simulators,
-    *,
-    payment: dict[str, Any] | None = None,
-    contact: dict[str, Any] | None = None,
-    line_items: list[dict[str, Any]] | None = None,
-    portal_id: int = PORTAL_ID,
-) -> dict[str, Any]:
+def seed_payment(sims: Simulators, *, payment: dict[str, Any] | None = None, **related: Any) -> dict[str, Any]:
     """Create a succeeded HubSpot payment of 399.50 with a fee, its contact and line items; return their ids."""
-    contact_props = (
-        contact
-        if contact is not None
-        else {
-            "firstname": "Ann",
-            "lastname": "O'Brien",
-            "email": "ann@acme.example",
-            "lifecyclestage": "customer",
-        }
-    )
-    items = (
-        line_items
-        if line_items is not None
-        else [
-            {"name": "Consulting", "quantity": "2", "price": "150", "hs_sku": "CONS-1", "hs_product_id": "501"},
-            {"name": "Setup fee", "quantity": "1", "price": "99.5", "hs_product_id": "502"},
-        ]
-    )
-    contact_ids = [sims.add_object("contacts", contact_props, portal_id=portal_id)] if contact_props else []
-    line_item_ids = [sims.add_object("line_items", props, portal_id=portal_id) for props in items]
-    payment_props = {
+    properties = {
         "hs_initial_amount": "399.5",
         "hs_currency_code": "USD",
         "hs_latest_status": "succeeded",
@@ -231,10 +207,5 @@ def seed_payment(
         "hs_customer_email": "ann@acme.example",
         **(payment or {}),
     }
-    payment_id = sims.add_object(
-        "commerce_payments",
-        payment_props,
-        associations={"contacts": contact_ids, "line_items": line_item_ids},
-        portal_id=portal_id,
-    )
-    return {"payment": payment_id, "contacts": contact_ids, "line_items": line_item_ids}
+    ids = seed_record(sims, "commerce_payments", properties, **related)
+    return {"payment": ids["record"], **ids}

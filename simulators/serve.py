@@ -18,8 +18,7 @@ class RunningServer:
     @property
     def base_url(self) -> str:
         """Return the http://host:port the server listens on."""
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{self.server.host}:{self.server.port}"
 
     def stop(self) -> None:
         """Stop serving and wait for the thread."""
