@@ -111,7 +111,10 @@ def load_record(
     if with_line_items and line_item_ids:
         line_items = hubspot.batch_read("line_items", line_item_ids, LINE_ITEM_PROPERTIES)
     contact_ids = record.associations.get("contacts", [])
-    # The first associated contact is the customer, as in HubSpot's own integration.
+    if len(contact_ids) > 1:
+        # The first associated contact is the customer, as in HubSpot's own integration. Only the v4
+        # associations API promises association order, so ask it when there is a choice to make.
+        contact_ids = hubspot.associations(type_name, object_id, "contacts") or contact_ids
     return EnrolledRecord(type_name, record, contact_ids[0] if contact_ids else None, line_items)
 
 

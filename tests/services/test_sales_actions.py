@@ -381,3 +381,20 @@ class TestNonUsCompany:
         ]
         assert codes_on_lines == [standard, exempt]
         assert invoice["GlobalTaxCalculation"] == "TaxExcluded"
+
+
+def test_the_first_associated_contact_is_the_customer(perform: Perform, sims: Simulators, settings: Any) -> None:
+    first = sims.add_object("contacts", {"firstname": "First", "lastname": "Person", "email": "first@x.example"})
+    second = sims.add_object("contacts", {"firstname": "Second", "lastname": "Person", "email": "second@x.example"})
+    item = sims.add_object("line_items", {"name": "Widget", "quantity": "1", "price": "10"})
+    deal = sims.add_object(
+        "deals", {"dealname": "Two contacts"}, associations={"contacts": [first, second], "line_items": [item]}
+    )
+
+    execution = perform(deal, inputs=sales_inputs(create_missing_products="yes"))
+
+    assert execution.state == "succeeded", execution.failure_message
+    [customer] = sims.entities("Customer")
+    assert customer["PrimaryEmailAddr"]["Address"] == "first@x.example"
+    v4_reads = [r for r in sims.hs_requests() if r["path"] == f"/crm/v4/objects/deals/{deal}/associations/contacts"]
+    assert len(v4_reads) == 1
