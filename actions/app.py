@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from flask import Flask, jsonify
 
+from services import logs
 from services.bootstrap import Services, bootstrap
 from services.config import Config
 
@@ -20,7 +20,7 @@ def create_app(config: Config | None = None, *, services: Services | None = None
     app = Flask(__name__)
     app.config.update(SECRET_KEY=services.config.secret_key, MAX_CONTENT_LENGTH=MAX_BODY_BYTES)
     app.extensions["qbo_actions"] = services
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure()
 
     from actions import endpoints, errors, options
 

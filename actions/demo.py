@@ -16,7 +16,7 @@ from rq import SimpleWorker
 from actions.app import create_app
 from actions.registry import all_actions
 from actions.signature import sign_v3
-from services import bootstrap, migrate
+from services import bootstrap, logs, migrate
 from services.config import Config
 from services.crypto import TokenCipher
 from services.models import utcnow
@@ -96,7 +96,7 @@ def _execution_for(sims: Simulators, action: str, callback_id: str) -> dict[str,
 
 def run_demo() -> int:
     """Run the demo and print what happened; return the exit status."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True)
+    logs.configure(logging.WARNING)
     for noisy in ("werkzeug", "rq.worker", "services.jobs"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     qbo_server = start_in_thread(quickbooks_sim.create_app())

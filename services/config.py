@@ -58,6 +58,8 @@ class Config:
     # A running execution whose worker stopped renewing its lease for this long is taken over.
     lease_seconds: int = 360
     sweep_interval: int = 30
+    # Seconds to wait after QuickBooks throttles us without saying how long (Intuit asks for 60).
+    quickbooks_throttle_backoff: int = 60
     http_timeout: float = 30.0
     signature_max_age: int = 300
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -84,6 +86,7 @@ class Config:
                     ("job_timeout", "JOB_TIMEOUT"),
                     ("lease_seconds", "LEASE_SECONDS"),
                     ("sweep_interval", "SWEEP_INTERVAL"),
+                    ("quickbooks_throttle_backoff", "QUICKBOOKS_THROTTLE_BACKOFF"),
                     ("signature_max_age", "SIGNATURE_MAX_AGE"),
                 )
                 if env.get(key)

@@ -8,7 +8,7 @@ from typing import Any
 
 from rq import Retry
 
-from services import bootstrap
+from services import bootstrap, logs
 from services.bootstrap import Services
 from services.errors import (
     ActionFailure,
@@ -86,6 +86,17 @@ class ExecutionRunner:
         execution = self.store.get_execution(execution_id)
         if execution is None:
             return "missing"
+        with logs.bound(
+            execution=execution.id,
+            callback=execution.callback_id,
+            portal=execution.portal_id,
+            realm=execution.realm_id,
+            action=execution.action,
+        ):
+            return self._run(execution)
+
+    def _run(self, execution: Execution) -> str | Retry:
+        execution_id = execution.id
         token = self.store.acquire_lease(execution_id, self.config.lease_seconds)
         if token is None:
             return "not runnable"
@@ -139,9 +150,13 @@ class ExecutionRunner:
     def _retry_delay(self, error: TransientError, attempt_number: int) -> int:
         intervals = self.config.retry_intervals
         delay = intervals[min(attempt_number - 1, len(intervals) - 1)]
-        if isinstance(error, RateLimitedError) and error.retry_after is not None:
-            # The server said when to come back; never sooner.
-            delay = max(1, math.ceil(error.retry_after))
+        if isinstance(error, RateLimitedError):
+            if error.retry_after is not None:
+                # The server said when to come back; never sooner.
+                return max(1, math.ceil(error.retry_after))
+            if error.service == "quickbooks":
+                # Intuit asks for a minute after a throttle and sends no Retry-After.
+                return max(delay, self.config.quickbooks_throttle_backoff)
         return delay
 
     def _fail(self, execution: Execution, token: str, attempt_id: int, failure: ActionFailure, error: Exception) -> str:

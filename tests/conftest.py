@@ -99,6 +99,7 @@ def environment(sims: Simulators, database_url: str, queue_name: str, **extra: s
         "LEASE_SECONDS": "30",
         "SWEEP_INTERVAL": "1",
         "HTTP_TIMEOUT": "10",
+        "QUICKBOOKS_THROTTLE_BACKOFF": "1",
         **extra,
     }
 

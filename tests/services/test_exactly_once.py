@@ -201,3 +201,36 @@ def test_an_operator_retry_runs_a_failed_execution_exactly_once(
     assert after is not None and after.state == "succeeded"
     assert len(invoices(sims)) == 1
     assert len(sims.callbacks(execution.callback_id)) == 1, "HubSpot already heard about the failure"
+
+
+class TestRetryDelay:
+    """One retry rule: the configured intervals, never sooner than the server asked."""
+
+    def runner(self, services: Services, **config: Any) -> Any:
+        from services.jobs import ExecutionRunner
+
+        services.config = services.config.with_overrides(retry_intervals=(10, 30, 60), **config)
+        return ExecutionRunner(services)
+
+    def test_intervals_follow_the_attempt_number(self, services: Services) -> None:
+        from services.errors import TransientError
+
+        runner = self.runner(services)
+        error = TransientError("down", service="quickbooks", http_status=503)
+
+        assert [runner._retry_delay(error, n) for n in (1, 2, 3, 4)] == [10, 30, 60, 60]
+
+    def test_retry_after_wins(self, services: Services) -> None:
+        from services.errors import RateLimitedError
+
+        runner = self.runner(services)
+
+        assert runner._retry_delay(RateLimitedError("slow down", service="hubspot", retry_after=2.2), 1) == 3
+
+    def test_a_quickbooks_throttle_without_retry_after_waits_a_minute(self, services: Services) -> None:
+        from services.errors import RateLimitedError
+
+        runner = self.runner(services, quickbooks_throttle_backoff=60)
+
+        assert runner._retry_delay(RateLimitedError("throttled", service="quickbooks"), 1) == 60
+        assert runner._retry_delay(RateLimitedError("throttled", service="hubspot"), 1) == 10
