@@ -5,11 +5,16 @@
 
 1. The execution endpoint under gunicorn on PostgreSQL + Redis, driven by wrk with pre-signed, unique
    execution requests (scripts/bench_wrk.lua); a few gunicorn configurations, the best one reported.
-   No worker runs: the queue just fills. Afterwards every accepted execution is looked up in the
-   `executions` table and in the RQ queue.
+   Every other request is a `create_paid_invoice` execution of a payment (object type 0-101), the others
+   `create_invoice` executions of a deal. No worker runs: the queue just fills. Afterwards every accepted
+   execution is looked up in the `executions` table (with its action) and in the RQ queue.
 2. Remote calls per completed invoice: both simulators in subprocesses, N deals with the same two products,
    a real `qbo-actions worker`, N signed invoice executions; QuickBooks and HubSpot requests counted from
-   the simulators' request logs; the worker's memory sampled every 50 ms.
+   the simulators' request logs; the worker's memory sampled every 50 ms. Then, same worker, same contact
+   and product mappings: M `create_paid_invoice` executions of M distinct payments (M = 40 with --quick,
+   100 otherwise; the same two products, 399.50), counted the same way (an Invoice and a Payment each),
+   and the Invoices and Payments created in the simulated company checked: exactly M of each, each
+   Payment paying its own new Invoice.
 3. A summary table (figure, target, met) and machine facts; the figures go to .run/bench-results.json.
 
 It needs the private Redis (127.0.0.1:6390) and PostgreSQL (127.0.0.1:5439) of scripts/services.sh and
@@ -86,6 +91,10 @@ REDIS_DB = 15
 QUEUE = "qbo-actions-bench"
 CLIENT_SECRET = "bench-hubspot-secret"
 ACTION_PATH = "/actions/create_invoice"
+PAID_PATH = "/actions/create_paid_invoice"
+PAYMENT_OBJECT_TYPE = "0-101"  # HubSpot's commerce payments
+# The endpoint does not look it up; the calls phase uses the simulated company's "Checking" account.
+ENDPOINT_DEPOSIT_ACCOUNT = "35"
 
 # After the load, wrk waits this long with no new request, so every request it sent is answered.
 DRAIN_S = 1.5
@@ -93,6 +102,8 @@ TARGET_RATE = 1000.0
 TARGET_P99_MS = 50.0
 TARGET_QBO_PER_INVOICE = 1.1
 TARGET_HS_PER_EXECUTION = 3.0
+EXPECTED_QBO_PER_PAID_INVOICE = 2.0  # an Invoice and a Payment; no target
+PAID_AMOUNT = 399.5
 
 
 # Processes ---------------------------------------------------------------------------------------
@@ -321,7 +332,10 @@ class Bench:
             "QUICKBOOKS_TOKEN_URL": f"{self.sims.quickbooks_url}/oauth2/v1/tokens/bearer",
             "QUICKBOOKS_ENVIRONMENT": "sandbox",
             "QUEUE_NAME": QUEUE,
-            "RETRY_INTERVALS": "1,2,5",
+            # Short intervals, but as many retries as production's default (and more): the simulated HubSpot
+            # answers 429 with Retry-After: 1 once 100 requests fall in 10 s, which 200 queued executions on
+            # one worker reach; with only 3 retries an execution could fail HUBSPOT_UNAVAILABLE.
+            "RETRY_INTERVALS": "1,2,5,5,5,5,5,5,5,5",
             "LEASE_SECONDS": "60",
             "SWEEP_INTERVAL": "3600",
             "HTTP_TIMEOUT": "10",
@@ -411,6 +425,13 @@ def invoice_body(callback_id: str, object_id: str) -> str:
     return json.dumps(execution_request(inputs, callback_id=callback_id, object_id=object_id), separators=(",", ":"))
 
 
+def paid_invoice_body(callback_id: str, object_id: str, deposit_account: str) -> str:
+    """A `create_paid_invoice` execution of a payment (as tests/services/test_payment_actions.py builds it)."""
+    inputs = {"quickbooks_account": REALM_ID, "create_missing_products": "yes", "deposit_account": deposit_account}
+    request = execution_request(inputs, callback_id=callback_id, object_id=object_id, object_type=PAYMENT_OBJECT_TYPE)
+    return json.dumps(request, separators=(",", ":"))
+
+
 def signed(url: str, body: str) -> dict[str, str]:
     timestamp = str(int(time.time() * 1000))
     return {
@@ -420,18 +441,30 @@ def signed(url: str, body: str) -> dict[str, str]:
     }
 
 
-def write_request_files(prefix: Path, url: str, tag: str, threads: int, per_thread: int) -> list[list[str]]:
-    """Write one file of unique signed requests per wrk thread; return the callbackIds of each."""
+def write_request_files(prefix: Path, url: str, tag: str, threads: int, per_thread: int) -> list[list[tuple[str, str]]]:
+    """Write one file of unique signed requests per wrk thread; return the (callbackId, action) of each.
+
+    Every other request (odd positions) is a `create_paid_invoice` execution of a payment, signed for its
+    own path; the rest are `create_invoice` executions of a deal.
+    """
     timestamp = str(int(time.time() * 1000))
-    ids: list[list[str]] = []
+    base = url.removesuffix(ACTION_PATH)
+    ids: list[list[tuple[str, str]]] = []
     for t in range(threads):
         thread_ids = []
         lines = []
         for i in range(per_thread):
             callback_id = f"ap-{PORTAL_ID}-{tag}-{t}-{i}"
-            body = invoice_body(callback_id, str(1000 + i % 5000))
-            lines.append(f"{timestamp}\t{sign(CLIENT_SECRET, body, url, timestamp)}\t{body}\n")
-            thread_ids.append(callback_id)
+            object_id = str(1000 + i % 5000)
+            if i % 2:
+                path, action = PAID_PATH, "create_paid_invoice"
+                body = paid_invoice_body(callback_id, object_id, ENDPOINT_DEPOSIT_ACCOUNT)
+            else:
+                path, action = ACTION_PATH, "create_invoice"
+                body = invoice_body(callback_id, object_id)
+            signature = sign(CLIENT_SECRET, body, base + path, timestamp)
+            lines.append(f"{timestamp}\t{signature}\t{path}\t{body}\n")
+            thread_ids.append((callback_id, action))
         Path(f"{prefix}-{t}.tsv").write_text("".join(lines))
         ids.append(thread_ids)
     return ids
@@ -520,11 +553,12 @@ def gunicorn_memory(master: int) -> dict[str, Any]:
     }
 
 
-def verify_run(bench: Bench, tag: str, ids: list[list[str]], stats: dict[str, Any]) -> dict[str, Any]:
+def verify_run(bench: Bench, tag: str, ids: list[list[tuple[str, str]]], stats: dict[str, Any]) -> dict[str, Any]:
     """Check the database and the queue against what wrk sent and what it was answered."""
-    sent_ids: set[str] = set()
+    sent_actions: dict[str, str] = {}
     for thread in stats["threads"]:
-        sent_ids.update(ids[int(thread["id"])][: min(int(thread["sent"]), int(thread["loaded"]))])
+        sent_actions.update(ids[int(thread["id"])][: min(int(thread["sent"]), int(thread["loaded"]))])
+    sent_ids = set(sent_actions)
     counts: Counter[str] = Counter()
     for thread in stats["threads"]:
         for status, n in (thread.get("counts") or {}).items():
@@ -533,8 +567,25 @@ def verify_run(bench: Bench, tag: str, ids: list[list[str]], stats: dict[str, An
     wrapped = sum(int(t["wrapped"]) for t in stats["threads"])
     answered_200 = counts.get("200", 0)
     answered = sum(counts.values())
-    rows = bench.sql("SELECT id, callback_id FROM executions WHERE callback_id LIKE %s", (f"ap-{PORTAL_ID}-{tag}-%",))
+    rows_with_action = bench.sql(
+        "SELECT id, callback_id, action, object_type FROM executions WHERE callback_id LIKE %s",
+        (f"ap-{PORTAL_ID}-{tag}-%",),
+    )
+    rows = [(execution_id, callback_id) for execution_id, callback_id, _, _ in rows_with_action]
     db_ids = {callback_id for _, callback_id in rows}
+    # The request mix: what was sent, and what was recorded (under which action and object type).
+    mix: dict[str, dict[str, Any]] = {}
+    for action, n in sorted(Counter(sent_actions.values()).items()):
+        mix[action] = {"sent": n, "rows": 0, "object_types": {}}
+    wrong_action = 0
+    for _, callback_id, action, object_type in rows_with_action:
+        entry = mix.setdefault(action, {"sent": 0, "rows": 0, "object_types": {}})
+        entry["rows"] += 1
+        entry["object_types"][object_type] = entry["object_types"].get(object_type, 0) + 1
+        if callback_id in sent_actions and sent_actions[callback_id] != action:
+            wrong_action += 1
+    for entry in mix.values():
+        entry["share_of_rows"] = round(entry["rows"] / max(1, len(rows)), 3)
     conn = redis.Redis.from_url(bench.redis_url)
     queued_jobs = {j.decode() for j in conn.lrange(f"rq:queue:{QUEUE}", 0, -1)}
     in_queue = sum(1 for execution_id, _ in rows if f"execution-{execution_id}" in queued_jobs)
@@ -557,14 +608,25 @@ def verify_run(bench: Bench, tag: str, ids: list[list[str]], stats: dict[str, An
         "rows_in_queue": in_queue,
         "queue_length": conn.llen(f"rq:queue:{QUEUE}"),
         "rows_minus_200s": len(rows) - (answered_200 - wrapped),
+        "mix": mix,
+        "rows_with_wrong_action": wrong_action,
         # Every row was sent, every row is queued, and the only sent requests without a row are (at most)
         # those never answered; with none unanswered (wrk drains) this is exact: rows == 200s.
         "nothing_missing": len(db_ids - sent_ids) == 0
+        and wrong_action == 0
         and in_queue == len(rows)
         and not_recorded <= unanswered
         and len(rows) >= answered_200 - wrapped,
         "exact": unanswered == 0 and not_recorded == 0 and wrapped == 0 and len(rows) == answered_200,
     }
+
+
+def mix_text(mix: dict[str, dict[str, Any]]) -> str:
+    return ", ".join(
+        f"{action} sent {m['sent']}, recorded {m['rows']} ({100 * m['share_of_rows']:.0f}%)"
+        f" as {'/'.join(m['object_types']) or '-'}"
+        for action, m in mix.items()
+    )
 
 
 def endpoint_phase(bench: Bench) -> dict[str, Any]:
@@ -620,6 +682,7 @@ def endpoint_phase(bench: Bench) -> dict[str, Any]:
             "gunicorn_args": args,
             "wrk": f"{threads} threads, {connections} connections, {duration} s (warm-up {warmup} s)"
             f" + {DRAIN_S} s drain",
+            "request_mix": f"alternating: create_invoice (DEAL), create_paid_invoice ({PAYMENT_OBJECT_TYPE})",
             "generated_requests": per_thread * threads,
             "signing_seconds": round(signing, 2),
             "duration_s": round(seconds, 2),
@@ -642,6 +705,7 @@ def endpoint_phase(bench: Bench) -> dict[str, Any]:
             f" (exact: {check['exact']})",
             flush=True,
         )
+        print(f"  [{name}] request mix: {mix_text(check['mix'])}", flush=True)
         print(
             f"  [{name}] CPU ms per request: {result['cpu_ms_per_request']} "
             f"(busy {result['cpu_utilisation']:.2f} of {os.cpu_count()} CPUs)",
@@ -694,7 +758,14 @@ def connect_standard(bench: Bench) -> None:
         svc.redis.close()
 
 
-def seed_deals(sims: Simulators, count: int) -> list[str]:
+# The two products of every deal and payment (the same SKUs and HubSpot product ids: one mapping each).
+LINE_ITEMS = (
+    {"name": "Consulting", "quantity": "2", "price": "150", "hs_sku": "CONS-1", "hs_product_id": "501"},
+    {"name": "Setup fee", "quantity": "1", "price": "99.5", "hs_sku": "SETUP-1", "hs_product_id": "502"},
+)
+
+
+def seed_deals(sims: Simulators, count: int) -> tuple[str, list[str]]:
     """One contact; `count` deals, each with its own two line items of the same two products."""
     contact = sims.add_object(
         "contacts",
@@ -708,23 +779,40 @@ def seed_deals(sims: Simulators, count: int) -> list[str]:
     )
 
     def deal(n: int) -> str:
-        items = [
-            sims.add_object(
-                "line_items",
-                {"name": "Consulting", "quantity": "2", "price": "150", "hs_sku": "CONS-1", "hs_product_id": "501"},
-            ),
-            sims.add_object(
-                "line_items",
-                {"name": "Setup fee", "quantity": "1", "price": "99.5", "hs_sku": "SETUP-1", "hs_product_id": "502"},
-            ),
-        ]
+        items = [sims.add_object("line_items", dict(props)) for props in LINE_ITEMS]
         return sims.add_object(
             "deals",
             {"dealname": f"Acme renewal {n}", "amount": "399.5", "deal_currency_code": "USD"},
             associations={"contacts": [contact], "line_items": items},
         )
 
-    return [deal(n) for n in range(count)]
+    return contact, [deal(n) for n in range(count)]
+
+
+def seed_payments(sims: Simulators, contact: str, count: int) -> list[str]:
+    """`count` succeeded payments of 399.50 (as simulators/scenario.py seed_payment()) from the deals' contact,
+    each with its own two line items of the same two products as the deals."""
+
+    def payment(n: int) -> str:
+        items = [sims.add_object("line_items", dict(props)) for props in LINE_ITEMS]
+        return sims.add_object(
+            "commerce_payments",
+            {
+                "hs_initial_amount": str(PAID_AMOUNT),
+                "hs_currency_code": "USD",
+                "hs_latest_status": "succeeded",
+                "hs_fees_amount": "11.89",
+                "hs_refunds_amount": "0",
+                "hs_net_amount": "387.61",
+                "hs_payment_method_type": "card",
+                "hs_payment_source_type": "PAYMENT_LINK",
+                "hs_initiated_date": "2026-11-20T10:15:00Z",
+                "hs_customer_email": "ann@acme.example",
+            },
+            associations={"contacts": [contact], "line_items": items},
+        )
+
+    return [payment(n) for n in range(count)]
 
 
 class MemoryPoller(threading.Thread):
@@ -767,8 +855,84 @@ class MemoryPoller(threading.Thread):
         self.join(timeout=5)
 
 
+def shape(path: str) -> str:
+    return re.sub(r"/\d+(?=/|$)", "/{id}", path)
+
+
+def call_breakdown(qbo_log: list[dict[str, Any]], hs_log: list[dict[str, Any]], executions: int) -> dict[str, Any]:
+    """Count the simulators' logged requests: QuickBooks API calls (OAuth apart) and HubSpot calls, by endpoint."""
+    qbo_api = [r for r in qbo_log if not r["path"].startswith("/oauth2")]
+    qbo_kinds = Counter(
+        f"{r['method']} {shape(r['path'])}" + (" ?query" if "query" in (r.get("query") or {}) else "") for r in qbo_api
+    )
+    hs_kinds = Counter(f"{r['method']} {shape(r['path'])}" for r in hs_log)
+
+    def posts(entity: str) -> int:
+        return len([r for r in qbo_api if r["method"] == "POST" and r["path"].endswith(f"/{entity}")])
+
+    return {
+        "quickbooks_requests": len(qbo_api),
+        "quickbooks_oauth_requests": len(qbo_log) - len(qbo_api),
+        "quickbooks_invoice_posts": posts("invoice"),
+        "quickbooks_payment_posts": posts("payment"),
+        "quickbooks_429": sum(1 for r in qbo_api if r["status"] == 429),
+        "quickbooks_per_execution": round(len(qbo_api) / executions, 3),
+        "quickbooks_by_kind": dict(qbo_kinds.most_common()),
+        "hubspot_requests": len(hs_log),
+        "hubspot_429": sum(1 for r in hs_log if r["status"] == 429),
+        "hubspot_per_execution": round(len(hs_log) / executions, 3),
+        "hubspot_per_execution_without_429": round(sum(1 for r in hs_log if r["status"] != 429) / executions, 3),
+        "hubspot_by_kind": dict(hs_kinds.most_common()),
+    }
+
+
+def job_times(log_text: str) -> dict[str, Any]:
+    """RQ logs how long each job ran inside its work horse ("... execution <id> job in 0:00:00.33s")."""
+    job_ms = sorted(
+        float(m.group(1)) * 1000
+        for m in re.finditer(r"Successfully completed execution \w+ job in 0:00:([\d.]+)s", log_text)
+    )
+    return {
+        "jobs": len(job_ms),
+        "mean": round(sum(job_ms) / len(job_ms), 1) if job_ms else None,
+        "p50": round(job_ms[len(job_ms) // 2], 1) if job_ms else None,
+        "max": round(job_ms[-1], 1) if job_ms else None,
+    }
+
+
+def check_paid_documents(
+    invoices: list[dict[str, Any]], payments: list[dict[str, Any]], payment_ids: list[str], documents: int
+) -> dict[str, Any]:
+    """Check the Invoices and Payments the paid-invoice executions created in the simulated company."""
+    invoice_ids = {str(i["Id"]) for i in invoices}
+    linked = [str(txn["TxnId"]) for p in payments for line in p.get("Line", []) for txn in line.get("LinkedTxn", [])]
+    expected = len(payment_ids)
+    result = {
+        "expected": expected,
+        "invoices": len(invoices),
+        "payments": len(payments),
+        # Each Payment pays exactly one of the new Invoices, and no two pay the same one.
+        "payments_pay_own_invoice": sorted(linked) == sorted(invoice_ids) and len(linked) == len(payments),
+        "payment_refs_match": sorted(str(p.get("PaymentRefNum")) for p in payments)
+        == sorted(f"HS-{pid}" for pid in payment_ids),
+        "amounts_ok": all(float(d.get("TotalAmt", 0)) == PAID_AMOUNT for d in [*invoices, *payments]),
+        "invoices_paid_in_full": all(float(i.get("Balance", -1)) == 0 for i in invoices),
+        "payment_documents": documents,
+    }
+    result["exact"] = (
+        result["invoices"] == expected
+        and result["payments"] == expected
+        and documents == expected
+        and all(result[k] for k in ("payments_pay_own_invoice", "payment_refs_match", "amounts_ok"))
+        and result["invoices_paid_in_full"]
+    )
+    return result
+
+
 def worker_phase(bench: Bench) -> dict[str, Any]:
     count = 40 if bench.quick else 200
+    # Fewer in the full run: a paid invoice takes about twice an invoice's time, and the full run keeps to ~3 min.
+    paid_count = 40 if bench.quick else 100
     sims = bench.sims
     sims.reset()
     sims.add_company(REALM_ID)
@@ -776,8 +940,14 @@ def worker_phase(bench: Bench) -> dict[str, Any]:
     bench.reset_state()
     connect_standard(bench)
     t0 = time.monotonic()
-    deals = seed_deals(sims, count + 1)
-    print(f"  seeded 1 contact and {len(deals)} deals x 2 line items in {time.monotonic() - t0:.1f} s", flush=True)
+    contact, deals = seed_deals(sims, count + 1)
+    payment_ids = seed_payments(sims, contact, paid_count)
+    print(
+        f"  seeded 1 contact, {len(deals)} deals and {len(payment_ids)} payments x 2 line items"
+        f" in {time.monotonic() - t0:.1f} s",
+        flush=True,
+    )
+    deposit_account = sims.account_id("Checking")
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -786,13 +956,18 @@ def worker_phase(bench: Bench) -> dict[str, Any]:
     worker_log.write_text("")
     worker = bench.procs.start("worker", [PYTHON, "-m", "actions.cli", "worker"], bench.env(), worker_log)
     http = requests.Session()
+    local = threading.local()
 
-    def send(callback_id: str, deal_id: str, session: requests.Session = http) -> None:
-        body = invoice_body(callback_id, deal_id)
-        url = base + ACTION_PATH
-        response = session.post(url, data=body.encode(), headers=signed(url, body), timeout=10)
+    def send(callback_id: str, body: str, path: str = ACTION_PATH, session: requests.Session | None = None) -> None:
+        url = base + path
+        response = (session or http).post(url, data=body.encode(), headers=signed(url, body), timeout=10)
         if response.status_code != 200:
             raise RuntimeError(f"{callback_id}: {response.status_code} {response.text[:300]}")
+
+    def thread_session() -> requests.Session:
+        if not hasattr(local, "http"):
+            local.http = requests.Session()
+        return local.http  # type: ignore[no-any-return]
 
     def progress(prefix: str) -> tuple[int, int, int]:
         [(done, failed, total)] = bench.sql(
@@ -821,10 +996,13 @@ def worker_phase(bench: Bench) -> dict[str, Any]:
             time.sleep(0.2)
         raise RuntimeError(f"only {progress(prefix)} of {expected} done after {timeout} s:\n{tail(worker_log)}")
 
+    def entity_ids(entity: str) -> set[str]:
+        return {str(e["Id"]) for e in sims.entities(entity)}
+
     try:
         # Warm-up: creates the customer and maps both products.
         warm_prefix = f"ap-{PORTAL_ID}-warm-"
-        send(f"{warm_prefix}0", deals[0])
+        send(f"{warm_prefix}0", invoice_body(f"{warm_prefix}0", deals[0]))
         warm_s = wait_done(warm_prefix, 1, 60)
         time.sleep(0.5)  # the warm-up's work horses and flush job end
         long_lived = set(children_of(worker.pid))
@@ -834,12 +1012,10 @@ def worker_phase(bench: Bench) -> dict[str, Any]:
         poller.start()
         prefix = f"ap-{PORTAL_ID}-inv-"
         started = time.monotonic()
-        local = threading.local()
 
         def send_one(n: int) -> None:
-            if not hasattr(local, "http"):
-                local.http = requests.Session()
-            send(f"{prefix}{n}", deals[n + 1], local.http)
+            callback_id = f"{prefix}{n}"
+            send(callback_id, invoice_body(callback_id, deals[n + 1]), session=thread_session())
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(send_one, range(count)))
@@ -850,50 +1026,83 @@ def worker_phase(bench: Bench) -> dict[str, Any]:
         time.sleep(0.3)
         qbo_log = sims.qbo("GET", "requests")
         hs_log = sims.hs("GET", "requests")
+
+        # Paid invoices: same worker, the customer and both products already mapped by the invoices.
+        invoice_log_end = worker_log.stat().st_size
+        sims.qbo("DELETE", "requests")
+        sims.hs("DELETE", "requests")
+        invoices_before = entity_ids("Invoice")
+        payments_before = entity_ids("Payment")
+        paid_poller = MemoryPoller(worker.pid, long_lived)
+        paid_poller.start()
+        paid_prefix = f"ap-{PORTAL_ID}-paid-"
+        paid_started = time.monotonic()
+
+        def send_paid(n: int) -> None:
+            callback_id = f"{paid_prefix}{n}"
+            body = paid_invoice_body(callback_id, payment_ids[n], deposit_account)
+            send(callback_id, body, PAID_PATH, thread_session())
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(send_paid, range(paid_count)))
+        paid_sent_s = time.monotonic() - paid_started
+        wait_done(paid_prefix, paid_count, 90 if bench.quick else 150)
+        paid_elapsed = time.monotonic() - paid_started
+        paid_poller.stop()
+        time.sleep(0.3)
+        paid_qbo_log = sims.qbo("GET", "requests")
+        paid_hs_log = sims.hs("GET", "requests")
+        new_invoices = [i for i in sims.entities("Invoice") if str(i["Id"]) not in invoices_before]
+        new_payments = [p for p in sims.entities("Payment") if str(p["Id"]) not in payments_before]
+        [(documents,)] = bench.sql(
+            "SELECT count(*) FROM payment_documents WHERE kind = 'paid_invoice' AND payment_id = ANY(%s)",
+            (payment_ids,),
+        )
     finally:
         bench.procs.stop(worker)
         bench.procs.stop(web)
 
-    # RQ logs how long each job ran inside its work horse ("... execution <id> job in 0:00:00.33s").
-    job_ms = sorted(
-        float(m.group(1)) * 1000
-        for m in re.finditer(r"Successfully completed execution \w+ job in 0:00:([\d.]+)s", tail(worker_log, 10**7))
+    log_bytes = worker_log.read_bytes()
+    invoice_log, paid_log = (
+        log_bytes[:invoice_log_end].decode(errors="replace"),
+        log_bytes[invoice_log_end:].decode(errors="replace"),
     )
-    qbo_api = [r for r in qbo_log if not r["path"].startswith("/oauth2")]
-    qbo_oauth = len(qbo_log) - len(qbo_api)
-
-    def shape(path: str) -> str:
-        return re.sub(r"/\d+(?=/|$)", "/{id}", path)
-
-    qbo_kinds = Counter(
-        f"{r['method']} {shape(r['path'])}" + (" ?query" if "query" in (r.get("query") or {}) else "") for r in qbo_api
-    )
-    hs_kinds = Counter(f"{r['method']} {shape(r['path'])}" for r in hs_log)
-    hs_429 = sum(1 for r in hs_log if r["status"] == 429)
-    qbo_429 = sum(1 for r in qbo_api if r["status"] == 429)
-    invoices = len([r for r in qbo_api if r["method"] == "POST" and r["path"].endswith("/invoice")])
+    invoice_calls = call_breakdown(qbo_log, hs_log, count)
+    paid_calls = call_breakdown(paid_qbo_log, paid_hs_log, paid_count)
+    paid = {
+        "paid_invoices": paid_count,
+        "send_seconds": round(paid_sent_s, 2),
+        "elapsed_seconds": round(paid_elapsed, 2),
+        "paid_invoices_per_s": round(paid_count / paid_elapsed, 2),
+        **{k: v for k, v in paid_calls.items() if k != "quickbooks_per_execution"},
+        "quickbooks_per_paid_invoice": paid_calls["quickbooks_per_execution"],
+        "quickbooks_expected_per_paid_invoice": EXPECTED_QBO_PER_PAID_INVOICE,
+        "created": check_paid_documents(new_invoices, new_payments, payment_ids, int(documents)),
+        "execution_job_ms": job_times(paid_log),
+        "worker_memory": {
+            "samples": paid_poller.samples,
+            "main_hwm_mib": mib(paid_poller.main["VmHWM"]),
+            "horse_hwm_mib": mib(paid_poller.horse["VmHWM"]),
+            "horses_seen": len(paid_poller.horses),
+        },
+    }
     return {
         "invoices": count,
         "warmup_seconds": round(warm_s, 2),
         "send_seconds": round(sent_s, 2),
         "elapsed_seconds": round(elapsed, 2),
         "invoices_per_s": round(count / elapsed, 2),
-        "quickbooks_requests": len(qbo_api),
-        "quickbooks_oauth_requests": qbo_oauth,
-        "quickbooks_invoice_posts": invoices,
-        "quickbooks_429": qbo_429,
-        "quickbooks_per_invoice": round(len(qbo_api) / count, 3),
-        "quickbooks_by_kind": dict(qbo_kinds.most_common()),
-        "hubspot_requests": len(hs_log),
-        "hubspot_429": hs_429,
-        "hubspot_per_execution": round(len(hs_log) / count, 3),
-        "hubspot_by_kind": dict(hs_kinds.most_common()),
-        "execution_job_ms": {
-            "jobs": len(job_ms),
-            "mean": round(sum(job_ms) / len(job_ms), 1) if job_ms else None,
-            "p50": round(job_ms[len(job_ms) // 2], 1) if job_ms else None,
-            "max": round(job_ms[-1], 1) if job_ms else None,
-        },
+        "quickbooks_requests": invoice_calls["quickbooks_requests"],
+        "quickbooks_oauth_requests": invoice_calls["quickbooks_oauth_requests"],
+        "quickbooks_invoice_posts": invoice_calls["quickbooks_invoice_posts"],
+        "quickbooks_429": invoice_calls["quickbooks_429"],
+        "quickbooks_per_invoice": invoice_calls["quickbooks_per_execution"],
+        "quickbooks_by_kind": invoice_calls["quickbooks_by_kind"],
+        "hubspot_requests": invoice_calls["hubspot_requests"],
+        "hubspot_429": invoice_calls["hubspot_429"],
+        "hubspot_per_execution": invoice_calls["hubspot_per_execution"],
+        "hubspot_by_kind": invoice_calls["hubspot_by_kind"],
+        "execution_job_ms": job_times(invoice_log),
         "worker_memory": {
             "samples": poller.samples,
             "main_hwm_mib": mib(poller.main["VmHWM"]),
@@ -903,6 +1112,7 @@ def worker_phase(bench: Bench) -> dict[str, Any]:
             "horse_rss_mib": mib(poller.horse["VmRSS"]),
             "horses_seen": len(poller.horses),
         },
+        "paid_invoices": paid,
     }
 
 
@@ -939,6 +1149,16 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str, bool | No
             ("largest gunicorn worker peak RSS", f"{b['memory']['largest_worker_hwm_mib']} MiB", "", None),
             ("gunicorn CPU per request", f"{b['cpu_ms_per_request'].get('gunicorn', 0):.2f} ms", "", None),
         ]
+        mix = b.get("mix") or {}
+        if mix:
+            rows.append(
+                (
+                    "request mix recorded (" + " / ".join(a.removeprefix("create_") for a in mix) + ")",
+                    " / ".join(f"{100 * m['share_of_rows']:.0f}%" for m in mix.values()),
+                    "",
+                    None,
+                )
+            )
     worker = results.get("worker")
     if worker:
         m = worker["worker_memory"]
@@ -960,24 +1180,57 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str, bool | No
             ("worker main process peak RSS (HWM)", f"{m['main_hwm_mib']} MiB", "", None),
             ("largest work horse peak RSS (HWM)", f"{m['horse_hwm_mib']} MiB", "", None),
         ]
+    paid = (worker or {}).get("paid_invoices")
+    if paid:
+        created = paid["created"]
+        rows += [
+            (
+                "QuickBooks calls per completed paid invoice",
+                f"{paid['quickbooks_per_paid_invoice']:.2f}",
+                f"expected {EXPECTED_QBO_PER_PAID_INVOICE}",
+                None,
+            ),
+            ("HubSpot calls per paid-invoice execution", f"{paid['hubspot_per_execution']:.2f}", "", None),
+            (
+                "HubSpot 429 answers (invoices, paid invoices)",
+                f"{worker['hubspot_429']}, {paid['hubspot_429']}",
+                "",
+                None,
+            ),
+            ("paid invoices completed per s (1 worker)", f"{paid['paid_invoices_per_s']:.1f}", "", None),
+            (
+                "paid invoices: QBO Invoices, Payments created",
+                f"{created['invoices']}, {created['payments']}",
+                f"{created['expected']}, {created['expected']}",
+                created["exact"],
+            ),
+            ("paid-invoice job time in its work horse (mean)", f"{paid['execution_job_ms']['mean']} ms", "", None),
+        ]
     return rows
 
 
 def print_summary(results: dict[str, Any]) -> None:
     rows = summary_rows(results)
     width = max((len(r[0]) for r in rows), default=20)
-    print("\n" + "=" * (width + 44))
-    print(f"{'figure':<{width}}  {'measured':>12}  {'target':>10}  met")
-    print("-" * (width + 44))
+    print("\n" + "=" * (width + 46))
+    print(f"{'figure':<{width}}  {'measured':>12}  {'target':>12}  met")
+    print("-" * (width + 46))
     for name, value, target, met in rows:
         verdict = "" if met is None else ("met" if met else "NOT MET")
-        print(f"{name:<{width}}  {value:>12}  {target:>10}  {verdict}")
-    print("-" * (width + 44))
+        print(f"{name:<{width}}  {value:>12}  {target:>12}  {verdict}")
+    print("-" * (width + 46))
     endpoint = results.get("endpoint")
     if endpoint:
         best = endpoint["best"]
         tried = ", ".join(f"{r['config']} {r['accepted_per_s']:.0f}/s" for r in endpoint["runs"])
         print(f"best gunicorn configuration: {best['config']} ({' '.join(best['gunicorn_args'])}); tried: {tried}")
+        if best.get("mix"):
+            print(f"endpoint request mix ({best['config']}): {mix_text(best['mix'])}")
+    paid = (results.get("worker") or {}).get("paid_invoices")
+    if paid:
+        print(
+            f"QuickBooks calls of the {paid['paid_invoices']} paid invoices by endpoint: {paid['quickbooks_by_kind']}"
+        )
     m = results["machine"]
     print(
         f"machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, Linux {m['kernel']}, "
@@ -1049,7 +1302,10 @@ def main() -> int:
             print("\n1. Execution endpoint under gunicorn (wrk, pre-signed unique requests, no worker)", flush=True)
             results["endpoint"] = endpoint_phase(bench)
         if not args.skip_worker:
-            print("\n2. Remote calls per completed invoice (real worker, simulators in subprocesses)", flush=True)
+            print(
+                "\n2. Remote calls per completed invoice and paid invoice (real worker, simulators in subprocesses)",
+                flush=True,
+            )
             results["worker"] = worker_phase(bench)
             w = results["worker"]
             print(
@@ -1063,6 +1319,21 @@ def main() -> int:
                 flush=True,
             )
             print(f"  worker memory: {w['worker_memory']}", flush=True)
+            p = w["paid_invoices"]
+            print(
+                f"  {p['paid_invoices']} paid invoices in {p['elapsed_seconds']} s ({p['paid_invoices_per_s']}/s); "
+                f"QuickBooks {p['quickbooks_requests']} requests (+{p['quickbooks_oauth_requests']} OAuth), "
+                f"{p['quickbooks_per_paid_invoice']} per paid invoice (expected {EXPECTED_QBO_PER_PAID_INVOICE}): "
+                f"{p['quickbooks_by_kind']}",
+                flush=True,
+            )
+            print(
+                f"  HubSpot {p['hubspot_requests']} requests ({p['hubspot_429']} answered 429), "
+                f"{p['hubspot_per_execution']} per execution ({p['hubspot_per_execution_without_429']} without the"
+                f" 429s): {p['hubspot_by_kind']}",
+                flush=True,
+            )
+            print(f"  created in QuickBooks: {p['created']}", flush=True)
     except KeyboardInterrupt:
         print("\ninterrupted; stopping everything", file=sys.stderr)
         status = 130

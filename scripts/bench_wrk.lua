@@ -2,8 +2,9 @@
 --
 --   wrk ... -s scripts/bench_wrk.lua http://127.0.0.1:PORT/actions/create_invoice -- <file prefix> <path> <active_ms>
 --
--- Thread N reads "<file prefix>-N.tsv" (lines: timestamp TAB signature TAB body), formats every request
--- once in init(), then request() hands them out in order. If a thread runs out it starts again from the
+-- Thread N reads "<file prefix>-N.tsv" (lines: timestamp TAB signature TAB path TAB body, or without the path
+-- column, which then defaults to <path>), formats every request once in init(), then request() hands them out
+-- in order: a file may mix actions, each line signed for its own path. If a thread runs out it starts again from the
 -- top and counts the repeats in `wrapped` (bench.py makes the files large enough that this does not
 -- happen). response() counts answers by status; done() prints one "BENCH_JSON {...}" line.
 --
@@ -50,10 +51,15 @@ function init(args)
    active_ms = tonumber(args[3] or "0") or 0
    local host = wrk.headers["Host"]
    for line in io.lines(prefix .. "-" .. id .. ".tsv") do
-      local ts, sig, body = line:match("^([^\t]*)\t([^\t]*)\t(.*)$")
+      -- A JSON body has no raw TAB, so four columns mean a path column.
+      local ts, sig, line_path, body = line:match("^([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$")
+      if not body then
+         ts, sig, body = line:match("^([^\t]*)\t([^\t]*)\t(.*)$")
+         line_path = path
+      end
       if body then
          loaded = loaded + 1
-         reqs[loaded] = wrk.format("POST", path, {
+         reqs[loaded] = wrk.format("POST", line_path, {
             ["Host"] = host,
             ["Content-Type"] = "application/json",
             ["X-HubSpot-Signature-v3"] = sig,

@@ -28,6 +28,7 @@ from services.run import LeaseLostError, Run
 log = logging.getLogger(__name__)
 # RQ only counts; our own attempt count decides when to stop.
 RQ_RETRY_CEILING = 1000
+THROTTLE_ALLOWANCE = 20
 
 
 def run_execution(execution_id: str) -> str | Retry:
@@ -110,7 +111,7 @@ class ExecutionRunner:
             self.store.finish_attempt(attempt_id, "abandoned")
             return "lease lost"
         except TransientError as error:
-            if attempt_number <= len(self.config.retry_intervals):
+            if attempt_number <= self._attempt_budget(error):
                 self.store.finish_attempt(attempt_id, "retrying", error=error)
                 self.store.release_for_retry(execution_id, token)
                 delay = self._retry_delay(error, attempt_number)
@@ -146,6 +147,12 @@ class ExecutionRunner:
             steps=self.store.steps(execution.id),
         )
         return handler(run)
+
+    def _attempt_budget(self, error: TransientError) -> int:
+        """Return how many attempts may end in this error before the action fails."""
+        budget = len(self.config.retry_intervals)
+        # Being throttled is not failing: a busy portal or company gets more patience.
+        return budget + THROTTLE_ALLOWANCE if isinstance(error, RateLimitedError) else budget
 
     def _retry_delay(self, error: TransientError, attempt_number: int) -> int:
         intervals = self.config.retry_intervals

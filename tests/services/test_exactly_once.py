@@ -234,3 +234,19 @@ class TestRetryDelay:
 
         assert runner._retry_delay(RateLimitedError("throttled", service="quickbooks"), 1) == 60
         assert runner._retry_delay(RateLimitedError("throttled", service="hubspot"), 1) == 10
+
+
+def test_throttling_does_not_use_up_the_retries(
+    perform: Any, services: Services, sims: Simulators, settings: Any
+) -> None:
+    """More 429s in a row than there are retry intervals still end in success."""
+    retries = len(services.config.retry_intervals)
+    sims.hs_fault(
+        method="POST", path="/line_items/batch/read", status=429, count=retries + 2, headers={"Retry-After": "1"}
+    )
+    deal = seed_deal(sims)
+
+    execution = perform(deal["deal"], inputs=sales_inputs(create_missing_products="yes"))
+
+    assert execution.state == "succeeded", execution.failure_message
+    assert [a.outcome for a in services.store.attempts(execution.id)].count("retrying") == retries + 2
