@@ -18,6 +18,7 @@ from services.hubspot import HubSpotClient
 from services.oauth import HubSpotTokens, OAuthTokenEndpoint, QuickBooksTokens
 from services.queue import JobQueue
 from services.quickbooks import QuickBooksClient
+from services.ratelimit import WindowLimiter
 from services.storage import Store
 
 LOCK_PREFIX = "qbo-actions:lock:"
@@ -82,12 +83,14 @@ class Services:
             self.config.hubspot_client_secret,
         )
         tokens = HubSpotTokens(self.store, portal_id, endpoint, self.lock)
+        limiter = WindowLimiter(self.redis, f"hubspot:{portal_id}", limit=self.config.hubspot_calls_per_10s, window=10)
         return HubSpotClient(
             self.config.hubspot_api_base_url,
             portal_id,
             tokens,
             session=self.session,
             timeout=self.config.http_timeout,
+            before_call=limiter.acquire,
         )
 
 

@@ -60,6 +60,8 @@ class Config:
     sweep_interval: int = 30
     # Seconds to wait after QuickBooks throttles us without saying how long (Intuit asks for 60).
     quickbooks_throttle_backoff: int = 60
+    # HubSpot allows OAuth apps about 100 calls per 10 s per portal; stay a little under it.
+    hubspot_calls_per_10s: int = 90
     http_timeout: float = 30.0
     signature_max_age: int = 300
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -87,6 +89,7 @@ class Config:
                     ("lease_seconds", "LEASE_SECONDS"),
                     ("sweep_interval", "SWEEP_INTERVAL"),
                     ("quickbooks_throttle_backoff", "QUICKBOOKS_THROTTLE_BACKOFF"),
+                    ("hubspot_calls_per_10s", "HUBSPOT_CALLS_PER_10S"),
                     ("signature_max_age", "SIGNATURE_MAX_AGE"),
                 )
                 if env.get(key)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,9 +42,12 @@ class HubSpotClient:
         *,
         session: requests.Session,
         timeout: float = 30.0,
+        before_call: Callable[[], object] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.portal_id = portal_id
+        # Called before every request: the portal's shared rate limit.
+        self.before_call = before_call
         self.tokens = tokens
         self.session = session
         self.timeout = timeout
@@ -144,6 +147,8 @@ class HubSpotClient:
         raise self._error(response)
 
     def _send(self, method: str, url: str, params: dict[str, str] | None, body: Any, token: str) -> requests.Response:
+        if self.before_call is not None:
+            self.before_call()
         self.calls += 1
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         return send(

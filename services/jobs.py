@@ -126,11 +126,14 @@ class ExecutionRunner:
             internal = ActionFailure("INTERNAL_ERROR", f"{describe('INTERNAL_ERROR')} ({error.__class__.__name__})")
             self._fail(execution, token, attempt_id, internal, error)
             raise  # so RQ keeps the traceback in its failed-job registry
-        self.store.finish_attempt(attempt_id, "succeeded")
-        if self.store.finish_execution(
+        if not self.store.finish_execution(
             execution_id, token, succeeded=True, output_fields={"hs_execution_state": "SUCCESS", **outputs}
         ):
-            self.services.queue.request_callback_flush(execution.portal_id)
+            # Another run took the execution over while this one was slow; that run reports the outcome.
+            self.store.finish_attempt(attempt_id, "abandoned")
+            return "lease lost"
+        self.store.finish_attempt(attempt_id, "succeeded")
+        self.services.queue.request_callback_flush(execution.portal_id)
         return "succeeded"
 
     def _handle(self, execution: Execution, token: str) -> dict[str, Any]:
@@ -167,8 +170,7 @@ class ExecutionRunner:
         return delay
 
     def _fail(self, execution: Execution, token: str, attempt_id: int, failure: ActionFailure, error: Exception) -> str:
-        self.store.finish_attempt(attempt_id, "failed", error=error)
-        if self.store.finish_execution(
+        if not self.store.finish_execution(
             execution.id,
             token,
             succeeded=False,
@@ -176,7 +178,10 @@ class ExecutionRunner:
             failure_reason=failure.reason,
             failure_message=failure.message,
         ):
-            self.services.queue.request_callback_flush(execution.portal_id)
+            self.store.finish_attempt(attempt_id, "abandoned", error=error)
+            return "lease lost"
+        self.store.finish_attempt(attempt_id, "failed", error=error)
+        self.services.queue.request_callback_flush(execution.portal_id)
         log.info("execution %s failed: %s", execution.id, failure)
         return "failed"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -185,6 +186,23 @@ def run_jobs(services: Services) -> Callable[..., None]:
     return lambda **kwargs: drain(services, **kwargs)
 
 
+def descendants(pid: int) -> list[int]:
+    """Return the pids of every process below ``pid``, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                # The parent pid is the 2nd field after the command, which may itself contain spaces.
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 class WorkerProcess:
     """A real `qbo-actions worker` process."""
 
@@ -206,14 +224,20 @@ class WorkerProcess:
         return self
 
     def kill(self) -> None:
-        """Kill the worker and its work horse at once, as a crash or an OOM kill would."""
+        """Kill the worker and its work horses at once, as a crash or an OOM kill would."""
         if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
+            # RQ puts each work horse in a session of its own, so the process group is not enough.
+            for pid in [self.process.pid, *descendants(self.process.pid)]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             self.process.wait(timeout=10)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
+            for pid in descendants(self.process.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
             try:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
