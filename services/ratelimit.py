@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 
 import redis
 
 
 class WindowLimiter:
-    """Allows at most ``limit`` calls per ``window`` seconds for one key, across processes (fixed windows)."""
+    """Allows at most ``limit`` calls in any ``window`` seconds for one key, across processes (a sliding log)."""
 
     def __init__(
         self,
@@ -23,7 +24,7 @@ class WindowLimiter:
         max_wait: float = 60.0,
     ) -> None:
         self.connection = connection
-        self.key = key
+        self.key = f"qbo-actions:rate:{key}"
         self.limit = limit
         self.window = window
         self.clock = clock
@@ -35,15 +36,18 @@ class WindowLimiter:
         waited = 0.0
         while True:
             now = self.clock()
-            window_start = int(now // self.window) * self.window
-            key = f"qbo-actions:rate:{self.key}:{window_start}"
+            member = f"{now:.6f}:{uuid.uuid4().hex[:8]}"
             with self.connection.pipeline() as pipe:
-                pipe.incr(key)
-                pipe.expire(key, self.window * 2)
-                count = pipe.execute()[0]
+                pipe.zremrangebyscore(self.key, 0, now - self.window)
+                pipe.zadd(self.key, {member: now})
+                pipe.zcard(self.key)
+                pipe.zrange(self.key, 0, 0, withscores=True)
+                pipe.expire(self.key, self.window * 2)
+                _, _, count, oldest, _ = pipe.execute()
             if count <= self.limit or waited >= self.max_wait:
                 # Past max_wait the call goes out anyway; a 429 from the server is handled by the retry rule.
                 return waited
-            pause = window_start + self.window - now + 0.01
+            self.connection.zrem(self.key, member)
+            pause = max(0.01, oldest[0][1] + self.window - now + 0.01)
             self.sleep(pause)
             waited += pause

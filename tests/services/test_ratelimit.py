@@ -34,16 +34,28 @@ def test_calls_within_the_limit_do_not_wait() -> None:
     assert clock.slept == []
 
 
-def test_the_call_over_the_limit_waits_for_the_next_window() -> None:
-    clock = FakeClock(1003.0)
+def test_the_call_over_the_limit_waits_until_the_oldest_call_is_a_window_old() -> None:
+    clock = FakeClock(1000.0)
     shared = limiter(fakeredis.FakeRedis(), clock)
-    for _ in range(3):
+    for step in (0, 3, 3):
+        clock.now += step
         shared.acquire()
 
     waited = shared.acquire()
 
-    assert 7.0 <= waited <= 7.1
+    assert 3.9 <= waited <= 4.1, "the first call was at 1000, so the fourth may go at 1010"
     assert clock.now >= 1010.0
+
+
+def test_no_window_holds_more_than_the_limit() -> None:
+    clock = FakeClock(1009.0)
+    shared = limiter(fakeredis.FakeRedis(), clock, limit=3)
+    times = []
+    for _ in range(9):
+        shared.acquire()
+        times.append(clock.now)
+
+    assert all(sum(1 for t in times if start <= t < start + 10) <= 3 for start in times)
 
 
 def test_the_limit_is_shared_by_every_process_using_the_same_redis() -> None:
