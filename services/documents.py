@@ -10,7 +10,7 @@ from typing import Any
 
 from services.company import CompanyProfile
 from services.customers import customer_for
-from services.errors import ActionFailure
+from services.errors import ActionFailure, PermanentError
 from services.hubspot import CrmObject
 from services.matching import match_line_items
 from services.quickbooks import quote
@@ -18,6 +18,8 @@ from services.records import OBJECT_FIELDS, EnrolledRecord, load_record, object_
 from services.run import Run
 
 CENT = Decimal("0.01")
+# QuickBooks' codes for a reference to something that does not exist (any more).
+INVALID_REFERENCE = ("2500", "610")
 DOC_NUMBER_MAX = 21
 
 
@@ -233,7 +235,18 @@ def create_document(
         body["DocNumber"] = context["doc_number"] = doc_number(run, kind)
 
     def create(requestid: str) -> dict[str, Any]:
-        return document_summary(run.qbo.create(kind, body, requestid=requestid))
+        try:
+            return document_summary(run.qbo.create(kind, body, requestid=requestid))
+        except PermanentError as error:
+            if error.code in INVALID_REFERENCE:
+                # A remembered customer or item was deleted in QuickBooks: forget it, so a retry matches again.
+                item_ids = [
+                    line["SalesItemLineDetail"]["ItemRef"]["value"]
+                    for line in body.get("Line", [])
+                    if "SalesItemLineDetail" in line
+                ]
+                run.services.store.forget_mappings_to(run.realm_id, customer_id=customer_id, item_ids=item_ids)
+            raise
 
     return run.write_once(
         f"document:{kind}",

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, exc, func, or_, select, update
+from sqlalchemy import Engine, create_engine, delete, event, exc, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -600,19 +600,21 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(stmt)
 
-    def forget_customer_mapping(self, realm_id: str, contact_id: str) -> None:
-        """Drop a mapping whose customer no longer exists."""
+    def forget_mappings_to(self, realm_id: str, *, customer_id: str | None, item_ids: Sequence[str]) -> None:
+        """Drop mappings that point at a customer or items QuickBooks no longer knows."""
         with self.session() as session:
-            row = session.get(CustomerMapping, (realm_id, contact_id))
-            if row is not None:
-                session.delete(row)
-
-    def forget_product_mapping(self, realm_id: str, product_id: str) -> None:
-        """Drop a mapping whose item no longer exists."""
-        with self.session() as session:
-            row = session.get(ProductMapping, (realm_id, product_id))
-            if row is not None:
-                session.delete(row)
+            if customer_id:
+                session.execute(
+                    delete(CustomerMapping).where(
+                        CustomerMapping.realm_id == realm_id, CustomerMapping.quickbooks_customer_id == customer_id
+                    )
+                )
+            if item_ids:
+                session.execute(
+                    delete(ProductMapping).where(
+                        ProductMapping.realm_id == realm_id, ProductMapping.quickbooks_item_id.in_(list(item_ids))
+                    )
+                )
 
     # Payment documents (one per payment, kind and company) --------------------------------------
 

@@ -398,3 +398,20 @@ def test_the_first_associated_contact_is_the_customer(perform: Perform, sims: Si
     assert customer["PrimaryEmailAddr"]["Address"] == "first@x.example"
     v4_reads = [r for r in sims.hs_requests() if r["path"] == f"/crm/v4/objects/deals/{deal}/associations/contacts"]
     assert len(v4_reads) == 1
+
+
+def test_a_mapping_to_a_deleted_item_is_forgotten_so_a_retry_matches_again(
+    perform: Perform, sims: Simulators, settings: Any, services: Services
+) -> None:
+    item = sims.add_entity(
+        "Item", {"Name": "Consulting", "Type": "Service", "Sku": "CONS-1", "IncomeAccountRef": {"value": "1"}}
+    )
+    services.store.save_product_mapping(REALM_ID, "501", "9999")
+    line = {"name": "Consulting", "quantity": "1", "price": "150", "hs_sku": "CONS-1", "hs_product_id": "501"}
+
+    first = perform(seed_deal(sims, line_items=[line])["deal"])
+    second = perform(seed_deal(sims, line_items=[line])["deal"])
+
+    assert first.failure_reason == "QUICKBOOKS_REJECTED"
+    assert second.state == "succeeded", second.failure_message
+    assert services.store.product_mappings(REALM_ID, ["501"]) == {"501": item["Id"]}

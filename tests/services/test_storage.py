@@ -465,7 +465,7 @@ def test_product_mappings_are_upserted_per_company(store: Store) -> None:
 
     assert store.product_mappings(REALM_ID, ["p-1", "p-2", "p-3"]) == {"p-1": "12", "p-2": "21"}
     assert store.product_mappings(REALM_ID, []) == {}
-    store.forget_product_mapping(REALM_ID, "p-1")
+    store.forget_mappings_to(REALM_ID, customer_id=None, item_ids=["12"])
     assert store.product_mappings(REALM_ID, ["p-1", "p-2"]) == {"p-2": "21"}
 
 
@@ -475,7 +475,7 @@ def test_customer_mappings_are_upserted_per_company(store: Store) -> None:
 
     assert store.customer_mapping(REALM_ID, "c-51") == "59"
     assert store.customer_mapping("other-realm", "c-51") is None
-    store.forget_customer_mapping(REALM_ID, "c-51")
+    store.forget_mappings_to(REALM_ID, customer_id="59", item_ids=[])
     assert store.customer_mapping(REALM_ID, "c-51") is None
 
 
