@@ -111,10 +111,12 @@ class ExecutionRunner:
             self.store.finish_attempt(attempt_id, "abandoned")
             return "lease lost"
         except TransientError as error:
-            if attempt_number <= self._attempt_budget(error):
+            # Count only the retries since the last real ending, so an operator's retry starts afresh.
+            retries = self.store.trailing_retries(execution_id)
+            if retries < self._attempt_budget(error):
                 self.store.finish_attempt(attempt_id, "retrying", error=error)
                 self.store.release_for_retry(execution_id, token)
-                delay = self._retry_delay(error, attempt_number)
+                delay = self._retry_delay(error, retries + 1)
                 log.warning("execution %s: %s; retrying in %ss", execution_id, error, delay)
                 return Retry(max=RQ_RETRY_CEILING, interval=delay)
             return self._fail(execution, token, attempt_id, failure_for(error), error)
@@ -152,14 +154,14 @@ class ExecutionRunner:
         return handler(run)
 
     def _attempt_budget(self, error: TransientError) -> int:
-        """Return how many attempts may end in this error before the action fails."""
+        """Return how many retries an error may lead to before the action fails."""
         budget = len(self.config.retry_intervals)
         # Being throttled is not failing: a busy portal or company gets more patience.
         return budget + THROTTLE_ALLOWANCE if isinstance(error, RateLimitedError) else budget
 
-    def _retry_delay(self, error: TransientError, attempt_number: int) -> int:
+    def _retry_delay(self, error: TransientError, retry_number: int) -> int:
         intervals = self.config.retry_intervals
-        delay = intervals[min(attempt_number - 1, len(intervals) - 1)]
+        delay = intervals[min(retry_number - 1, len(intervals) - 1)]
         if isinstance(error, RateLimitedError):
             if error.retry_after is not None:
                 # The server said when to come back; never sooner.

@@ -378,6 +378,21 @@ class Store:
                 .order_by(ExecutionAttempt.id)
             ).all()
 
+    def trailing_retries(self, execution_id: str) -> int:
+        """Return how many runs in a row, counting back from the newest finished one, ended in a retry."""
+        query = (
+            select(ExecutionAttempt.outcome)
+            .where(ExecutionAttempt.execution_id == execution_id, ExecutionAttempt.outcome != "running")
+            .order_by(ExecutionAttempt.id.desc())
+        )
+        count = 0
+        with self.engine.connect() as conn:
+            for outcome in conn.execute(query).scalars():
+                if outcome == "failed" or outcome == "succeeded":
+                    break
+                count += outcome == "retrying"
+        return count
+
     def abandon_running_attempts(self, execution_id: str) -> None:
         """Mark runs that never reported back (their worker died) as abandoned."""
         stmt = (

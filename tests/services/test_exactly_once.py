@@ -250,3 +250,22 @@ def test_throttling_does_not_use_up_the_retries(
 
     assert execution.state == "succeeded", execution.failure_message
     assert [a.outcome for a in services.store.attempts(execution.id)].count("retrying") == retries + 2
+
+
+def test_an_operator_retry_gets_a_fresh_set_of_retries(
+    perform: Any, services: Services, sims: Simulators, settings: Any, env: dict[str, str], run_jobs: Any
+) -> None:
+    from actions.cli import cli
+
+    retries = len(services.config.retry_intervals)
+    sims.qbo_fault(method="POST", path="/invoice$", status=503, count=retries + 1)
+    execution = perform(seed_deal(sims)["deal"], inputs=sales_inputs(create_missing_products="yes"))
+    assert execution.failure_reason == "QUICKBOOKS_UNAVAILABLE"
+    sims.qbo_fault(method="POST", path="/invoice$", status=503, count=1)
+
+    assert CliRunner(env=env).invoke(cli, ["executions", "retry", execution.id]).exit_code == 0
+    run_jobs()
+
+    after = services.store.get_execution(execution.id)
+    assert after is not None and after.state == "succeeded", after.failure_message if after else None
+    assert [a.outcome for a in services.store.attempts(execution.id)][-2:] == ["retrying", "succeeded"]
