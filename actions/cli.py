@@ -11,6 +11,7 @@ from typing import Any
 import click
 from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
+from sqlalchemy.exc import SQLAlchemyError
 
 from services import bootstrap as bootstrap_module
 from services.bootstrap import Services
@@ -262,7 +263,11 @@ def _warm_up(svc: Services) -> None:
 
     importlib.import_module("services.jobs")
     configure_mappers()
-    svc.store.steps("warm-up")
+    try:
+        svc.store.steps("warm-up")
+    except SQLAlchemyError as exc:
+        # The release step may still be migrating (honcho starts every process at once); jobs will wait.
+        click.echo(f"Database not ready yet ({exc.__class__.__name__}); the worker starts anyway.", err=True)
 
 
 @cli.command("sweep")
