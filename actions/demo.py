@@ -100,7 +100,9 @@ def run_demo() -> int:
     for noisy in ("werkzeug", "rq.worker", "services.jobs"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     qbo_server = start_in_thread(quickbooks_sim.create_app())
-    hubspot_server = start_in_thread(hubspot_sim.create_app())
+    hubspot = hubspot_sim.HubSpotSimulator()
+    hubspot.client_secret = DEMO_SECRET  # HubSpot's app secret both signs requests and refreshes tokens
+    hubspot_server = start_in_thread(hubspot_sim.create_app(hubspot))
     sims = Simulators(qbo_server.base_url, hubspot_server.base_url)
     sims.add_company(REALM_ID, name="Demo Books Inc")
     sims.add_portal(PORTAL_ID)

@@ -53,7 +53,10 @@ def qbo_server() -> Iterator[RunningServer]:
 
 @pytest.fixture(scope="session")
 def hubspot_server() -> Iterator[RunningServer]:
-    server = start_in_thread(hubspot_sim.create_app())
+    simulator = hubspot_sim.HubSpotSimulator()
+    # HubSpot signs requests with the app's client secret, the same one the token endpoint checks.
+    simulator.client_secret = CLIENT_SECRET
+    server = start_in_thread(hubspot_sim.create_app(simulator))
     yield server
     server.stop()
 
