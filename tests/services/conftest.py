@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import responses
 
 from services import migrate
 from services.crypto import TokenCipher
@@ -24,3 +25,10 @@ def sqlite_store(tmp_path: Path, cipher: TokenCipher) -> Iterator[Store]:
     migrate.upgrade(store.engine)
     yield store
     store.engine.dispose()
+
+
+@pytest.fixture
+def http() -> Iterator[responses.RequestsMock]:
+    """Stubbed HTTP that fails on unexpected requests and on stubs that were never called."""
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        yield mock

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,38 +19,15 @@ from services.errors import (
     TransientError,
 )
 from services.hubspot import CrmObject, HubSpotClient
+from tests.fakes import FakeTokens
 
 BASE_URL = "https://api.hubapi.example"
 PORTAL_ID = 102670506
 
 
-class FakeTokens:
-    """A TokenProvider that hands out one token and a fresh one on refresh, recording each refresh."""
-
-    def __init__(self, token: str = "hs-access-1", fresh: str = "hs-access-2") -> None:
-        self.token = token
-        self.fresh = fresh
-        self.refreshed: list[str | None] = []
-
-    def access_token(self) -> str:
-        return self.token
-
-    def refresh(self, rejected_token: str | None) -> str:
-        self.refreshed.append(rejected_token)
-        self.token = self.fresh
-        return self.token
-
-
-@pytest.fixture
-def http() -> Iterator[responses.RequestsMock]:
-    """Stubbed HTTP that fails on unexpected requests and on stubs that were never called."""
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
-        yield mock
-
-
 @pytest.fixture
 def tokens() -> FakeTokens:
-    return FakeTokens()
+    return FakeTokens("hs-access-1", "hs-access-2")
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
@@ -25,13 +24,6 @@ INTUIT_TOKEN_URL = "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer"
 HUBSPOT_TOKEN_URL = "https://api.hubapi.com/oauth/v1/token"
 PORTAL_ID = 102670506
 REALM_ID = "9130355"
-
-
-@pytest.fixture
-def http() -> Iterator[responses.RequestsMock]:
-    """Stubbed HTTP that fails on unexpected requests and on stubs that were never called."""
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
-        yield mock
 
 
 def intuit_endpoint() -> OAuthTokenEndpoint:

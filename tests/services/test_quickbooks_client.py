@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,34 +19,11 @@ from services.errors import (
     TransientError,
 )
 from services.quickbooks import QuickBooksClient, quote
+from tests.fakes import FakeTokens
 
 BASE_URL = "https://sandbox-quickbooks.api.intuit.com/v3"
 REALM_ID = "9130355"
 COMPANY = f"{BASE_URL}/company/{REALM_ID}"
-
-
-class FakeTokens:
-    """A TokenProvider that hands out one token and a fresh one on refresh, recording each refresh."""
-
-    def __init__(self, token: str = "access-1", fresh: str = "access-2") -> None:
-        self.token = token
-        self.fresh = fresh
-        self.refreshed: list[str | None] = []
-
-    def access_token(self) -> str:
-        return self.token
-
-    def refresh(self, rejected_token: str | None) -> str:
-        self.refreshed.append(rejected_token)
-        self.token = self.fresh
-        return self.token
-
-
-@pytest.fixture
-def http() -> Iterator[responses.RequestsMock]:
-    """Stubbed HTTP that fails on unexpected requests and on stubs that were never called."""
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
-        yield mock
 
 
 @pytest.fixture
