@@ -9,7 +9,7 @@ import pytest
 
 from services.bootstrap import Services
 from services.models import Execution
-from simulators.scenario import Simulators, seed_deal
+from simulators.scenario import REALM_ID, Simulators, seed_deal
 from tests.builders import execution_body, sales_inputs, signed_post
 from tests.conftest import WorkerProcess, wait_for
 
@@ -126,3 +126,39 @@ def test_two_workers_booking_the_same_payment_at_once_book_one_document(
     # The two really overlapped: the later one waited for the first instead of booking.
     waits = [a for e in executions for a in services.store.attempts(e.id) if a.outcome == "retrying"]
     assert waits and all("is booking" in (a.message or "") for a in waits)
+
+
+def test_a_worker_process_books_each_payment_action(
+    server: str, services: Services, sims: Simulators, settings: Any, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    from simulators.scenario import seed_payment
+
+    start_worker()
+    checking = sims.account_id("Checking")
+    refunded = {"hs_latest_status": "refunded", "hs_refunds_amount": "399.5"}
+    cases = {
+        "create_paid_invoice": ({}, {"create_missing_products": "yes", "deposit_account": checking}),
+        "create_payment_sales_receipt": ({}, {"create_missing_products": "yes"}),
+        "create_fee_expense": (
+            {},
+            {"payment_account": checking, "expense_account": sims.account_id("Bank Charges & Fees")},
+        ),
+        "create_refund_receipt": (refunded, {"create_missing_products": "yes", "refund_account": checking}),
+    }
+    callbacks = {}
+    for action, (payment, inputs) in cases.items():
+        body = execution_body(
+            seed_payment(sims, payment=payment)["payment"],
+            object_type="0-101",
+            inputs={"quickbooks_account": REALM_ID, **inputs},
+        )
+        assert signed_post(server, f"/actions/{action}", body).status_code == 200
+        callbacks[action] = str(body["callbackId"])
+
+    for action, callback_id in callbacks.items():
+        execution = wait_for(lambda cid=callback_id: finished(services, cid), timeout=60)
+        assert execution.state == "succeeded", (action, execution.failure_message)
+        [completion] = wait_for(lambda cid=callback_id: reported(sims, cid))
+        assert completion["output_fields"]["hs_execution_state"] == "SUCCESS"
+    counts = {e: len(sims.entities(e)) for e in ("Invoice", "Payment", "SalesReceipt", "Purchase", "RefundReceipt")}
+    assert counts == {"Invoice": 1, "Payment": 1, "SalesReceipt": 1, "Purchase": 1, "RefundReceipt": 1}
