@@ -32,8 +32,7 @@ def create_app(config: Config | None = None, *, services: Services | None = None
     def health() -> Any:
         """Tell a load balancer whether the database and Redis answer."""
         services.redis.ping()
-        with services.store.engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
+        services.database.ping()
         return jsonify({"status": "ok"})
 
     return app

@@ -14,11 +14,12 @@ from flask.cli import FlaskGroup, with_appcontext
 from sqlalchemy.exc import SQLAlchemyError
 
 from services import bootstrap as bootstrap_module
+from services.books.settings import KNOWN_SETTINGS, SettingsError, validate_settings
 from services.bootstrap import Services
+from services.clock import utcnow
 from services.config import ConfigError
-from services.crypto import TokenCipher
-from services.models import utcnow
-from services.settings import KNOWN_SETTINGS, SettingsError, validate_settings
+from services.store.crypto import TokenCipher
+from services.store.records import FINAL_STATES, RUNNABLE_STATES, RUNNING
 
 MANIFESTS = Path(__file__).resolve().parent.parent / "manifests"
 BASE_URL_PLACEHOLDER = "{{PUBLIC_BASE_URL}}"
@@ -58,9 +59,9 @@ def db() -> None:
 @with_appcontext
 def db_upgrade(revision: str) -> None:
     """Bring the database schema up to date."""
-    from services import migrate
+    from services.store import migrate
 
-    migrate.upgrade(services().store.engine, revision)
+    migrate.upgrade(services().database.engine, revision)
     click.echo(f"Database at {revision}.")
 
 
@@ -80,7 +81,7 @@ def connections() -> None:
 @with_appcontext
 def add_hubspot(portal_id: int, refresh_token: str, access_token: str | None, expires_in: int | None) -> None:
     """Store a HubSpot portal's tokens (the OAuth install flow comes later)."""
-    services().store.save_hubspot_portal(portal_id, refresh_token, access_token, _expiry(expires_in))
+    services().connections.save_portal(portal_id, refresh_token, access_token, _expiry(expires_in))
     click.echo(f"HubSpot portal {portal_id} saved.")
 
 
@@ -101,9 +102,7 @@ def add_quickbooks(
     name: str | None,
 ) -> None:
     """Connect a QuickBooks company to a HubSpot portal with existing tokens."""
-    services().store.save_quickbooks_connection(
-        portal_id, realm_id, refresh_token, access_token, _expiry(expires_in), name
-    )
+    services().connections.save_quickbooks(portal_id, realm_id, refresh_token, access_token, _expiry(expires_in), name)
     click.echo(f"QuickBooks company {realm_id} connected to portal {portal_id}.")
 
 
@@ -111,10 +110,10 @@ def add_quickbooks(
 @with_appcontext
 def list_connections() -> None:
     """List portals and their QuickBooks companies."""
-    store = services().store
-    for portal_id in store.list_hubspot_portals():
+    connections = services().connections
+    for portal_id in connections.portals():
         click.echo(f"HubSpot portal {portal_id}")
-    for c in store.list_quickbooks_connections():
+    for c in connections.quickbooks_of():
         refreshed = c.refreshed_at.isoformat(timespec="seconds") if c.refreshed_at else "never"
         click.echo(
             f"QuickBooks {c.realm_id} ({c.name or 'unnamed'}) -> portal {c.portal_id}: {c.status}, "
@@ -135,7 +134,7 @@ def settings() -> None:
 @with_appcontext
 def settings_show(realm_id: str) -> None:
     """Print a company's settings as JSON, and the names that can be set."""
-    click.echo(json.dumps(services().store.company_settings(realm_id), indent=2, sort_keys=True))
+    click.echo(json.dumps(services().companies.settings(realm_id), indent=2, sort_keys=True))
     click.echo("\nKnown settings:", err=True)
     for key, meaning in KNOWN_SETTINGS.items():
         click.echo(f"  {key}: {meaning}", err=True)
@@ -153,7 +152,7 @@ def settings_set(realm_id: str, path: Any) -> None:
         raise click.ClickException(f"The file is not JSON: {exc}") from exc
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc
-    services().store.save_company_settings(realm_id, document)
+    services().companies.save_settings(realm_id, document)
     click.echo(f"Settings of {realm_id} saved.")
 
 
@@ -166,12 +165,12 @@ def executions() -> None:
 
 
 @executions.command("list")
-@click.option("--state", type=click.Choice(["queued", "running", "retrying", "succeeded", "failed"]))
+@click.option("--state", type=click.Choice([*RUNNABLE_STATES, RUNNING, *FINAL_STATES]))
 @click.option("--limit", type=int, default=50, show_default=True)
 @with_appcontext
 def executions_list(state: str | None, limit: int) -> None:
     """List the newest executions."""
-    for e in services().store.list_executions(state, limit):
+    for e in services().executions.newest(state, limit):
         reason = f" {e.failure_reason}" if e.failure_reason else ""
         click.echo(
             f"{e.id}  {e.created_at:%Y-%m-%d %H:%M:%S}  {e.action:<22} {e.state:<9}{reason}  "
@@ -184,8 +183,8 @@ def executions_list(state: str | None, limit: int) -> None:
 @with_appcontext
 def executions_show(execution_id: str) -> None:
     """Show an execution (by id or callbackId) with its attempts and steps."""
-    store = services().store
-    e = store.find_execution(execution_id)
+    svc = services()
+    e = svc.executions.find(execution_id)
     if e is None:
         raise click.ClickException(f"No execution {execution_id}")
     data = {
@@ -212,9 +211,9 @@ def executions_show(execution_id: str) -> None:
                 "intuit_tid": a.request_id,
                 "message": a.message,
             }
-            for a in store.attempts(e.id)
+            for a in svc.attempts.of(e.id)
         ],
-        "steps": {name: {"status": s.status, **s.data} for name, s in store.steps(e.id).items()},
+        "steps": {name: {"status": s.status, **s.data} for name, s in svc.bookkeeping.steps(e.id).items()},
     }
     click.echo(json.dumps(data, indent=2, default=str))
 
@@ -225,10 +224,10 @@ def executions_show(execution_id: str) -> None:
 def executions_retry(execution_id: str) -> None:
     """Run a failed execution again (once: a second retry is refused until it fails again)."""
     svc = services()
-    e = svc.store.find_execution(execution_id)
+    e = svc.executions.find(execution_id)
     if e is None:
         raise click.ClickException(f"No execution {execution_id}")
-    if not svc.store.requeue_failed(e.id):
+    if not svc.executions.requeue_failed(e.id):
         raise click.ClickException(f"Execution {e.id} is {e.state}, not failed; nothing to retry.")
     svc.queue.ensure_enqueued(e.id, force=True)
     click.echo(f"Execution {e.id} queued again.")
@@ -245,7 +244,7 @@ def worker(burst: bool, no_sweeper: bool) -> None:
     """Run an RQ worker with the scheduler (for retries) and the sweeper."""
     from rq import Worker
 
-    from services.sweeper import SweeperThread
+    from services.work.sweeper import SweeperThread
 
     svc = services()
     bootstrap_module.install(svc)
@@ -264,7 +263,7 @@ def _warm_up(svc: Services) -> None:
     importlib.import_module("services.jobs")
     configure_mappers()
     try:
-        svc.store.steps("warm-up")
+        svc.bookkeeping.steps("warm-up")
     except SQLAlchemyError as exc:
         # The release step may still be migrating (honcho starts every process at once); jobs will wait.
         click.echo(f"Database not ready yet ({exc.__class__.__name__}); the worker starts anyway.", err=True)
@@ -274,7 +273,7 @@ def _warm_up(svc: Services) -> None:
 @with_appcontext
 def sweep_once() -> None:
     """Re-enqueue lost executions and resend stuck callbacks, once."""
-    from services.sweeper import sweep
+    from services.work.sweeper import sweep
 
     report = sweep(services())
     click.echo(f"Re-enqueued {report.requeued} executions; flushed callbacks of {report.flushes} portals.")

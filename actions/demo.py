@@ -16,10 +16,11 @@ from rq import SimpleWorker
 from actions.app import create_app
 from actions.registry import all_actions
 from actions.signature import sign_v3
-from services import bootstrap, logs, migrate
+from services import bootstrap, logs
+from services.clock import utcnow
 from services.config import Config
-from services.crypto import TokenCipher
-from services.models import utcnow
+from services.store import migrate
+from services.store.crypto import TokenCipher
 from simulators import hubspot as hubspot_sim
 from simulators import quickbooks as quickbooks_sim
 from simulators.scenario import (
@@ -97,7 +98,7 @@ def _execution_for(sims: Simulators, action: str, callback_id: str) -> dict[str,
 def run_demo() -> int:
     """Run the demo and print what happened; return the exit status."""
     logs.configure(logging.WARNING)
-    for noisy in ("werkzeug", "rq.worker", "services.jobs"):
+    for noisy in ("werkzeug", "rq.worker", "services.work.runner"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     qbo_server = start_in_thread(quickbooks_sim.create_app())
     hubspot = hubspot_sim.HubSpotSimulator()
@@ -110,18 +111,18 @@ def run_demo() -> int:
     with tempfile.TemporaryDirectory(prefix="qbo-actions-demo-") as tmp:
         config = _config(Path(tmp), sims)
         services = bootstrap.bootstrap(config, redis_connection=fakeredis.FakeRedis())
-        migrate.upgrade(services.store.engine)
-        services.store.save_hubspot_portal(
+        migrate.upgrade(services.database.engine)
+        services.connections.save_portal(
             PORTAL_ID,
             f"{HUBSPOT_REFRESH_TOKEN}-{PORTAL_ID}",
             f"{HUBSPOT_ACCESS_TOKEN}-{PORTAL_ID}",
             utcnow() + timedelta(minutes=30),
         )
         # No access token stored: the first QuickBooks call refreshes it, as after a migration.
-        services.store.save_quickbooks_connection(
+        services.connections.save_quickbooks(
             PORTAL_ID, REALM_ID, f"{QBO_REFRESH_TOKEN}-{REALM_ID}", None, None, "Demo Books Inc"
         )
-        services.store.save_company_settings(
+        services.companies.save_settings(
             REALM_ID,
             {"contact_sync": {"mode": "legacy"}, "default_income_account": sims.account_id("Services")},
         )

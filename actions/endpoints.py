@@ -15,10 +15,10 @@ from actions.registry import ActionSpec, all_actions
 from actions.schemas import ExecutionRequestSchema
 from actions.signature import SignatureError, verify
 from services.bootstrap import Services
-from services.storage import NewExecution
+from services.hubspot import outputs
+from services.store.records import NewExecution
 
 log = logging.getLogger(__name__)
-BLOCKED = {"outputFields": {"hs_execution_state": "BLOCK", "hs_expiration_duration": "P1D"}}
 _envelope = ExecutionRequestSchema()
 
 
@@ -43,7 +43,7 @@ def public_uri() -> str:
 
 
 def verify_signature() -> None:
-    """Refuse requests that are not signed by HubSpot with our client secret."""
+    """Refuse requests that are not signed by HubSpot with our client secret (a blueprint's before_request)."""
     config = services().config
     try:
         verify(
@@ -77,7 +77,6 @@ def validation_error(error: ValidationError, where: str) -> ApiError:
 
 def execute(spec: ActionSpec) -> Any:
     """Accept one execution of ``spec``: record it, enqueue its job and tell HubSpot to wait."""
-    verify_signature()
     try:
         envelope = _envelope.load(json_body())
     except ValidationError as error:
@@ -105,7 +104,7 @@ def execute(spec: ActionSpec) -> Any:
     )
     svc = services()
     try:
-        execution_id, created = svc.store.accept_execution(new)
+        execution_id, created = svc.executions.accept(new)
     except SQLAlchemyError as exc:
         log.exception("could not record execution %s", new.callback_id)
         # A 5xx makes HubSpot deliver again later, so the action is not lost.
@@ -116,7 +115,7 @@ def execute(spec: ActionSpec) -> Any:
         except Exception:
             # The row is written: the sweeper enqueues it once the queue is back.
             log.exception("execution %s recorded but not enqueued; the sweeper will enqueue it", execution_id)
-    return jsonify(BLOCKED)
+    return jsonify(outputs.blocked())
 
 
 def _view(spec: ActionSpec) -> Any:
@@ -128,6 +127,7 @@ def _view(spec: ActionSpec) -> Any:
 
 
 bp = Blueprint("actions", __name__)
+bp.before_request(verify_signature)
 for _spec in all_actions():
     bp.add_url_rule(_spec.path, view_func=_view(_spec), methods=["POST"])
 

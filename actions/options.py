@@ -13,8 +13,9 @@ from actions.endpoints import json_body, services, validation_error, verify_sign
 from actions.errors import ApiError
 from actions.schemas import OptionsRequestSchema
 from services.bootstrap import Services
-from services.errors import ActionFailure, ServiceError
-from services.quickbooks import QuickBooksClient
+from services.quickbooks.client import QuickBooksClient
+from services.quickbooks.query import like_pattern
+from services.transport.errors import ServiceError
 
 PAGE_SIZE = 100
 
@@ -62,20 +63,20 @@ def company_client(svc: Services, query: OptionsQuery) -> QuickBooksClient | Non
     realm_id = str(query.inputs.get("quickbooks_account") or "").strip()
     if not realm_id:
         return None
-    try:
-        return svc.quickbooks(query.portal_id, realm_id)
-    except ActionFailure:
+    connection = svc.connections.quickbooks(query.portal_id, realm_id)
+    if connection is None or not connection.active:
         return None
+    return svc.quickbooks(connection)
 
 
 def quickbooks_accounts(svc: Services, query: OptionsQuery) -> OptionsPage:
     """List the QuickBooks companies connected to the calling portal (and no other portal's)."""
-    connections = svc.store.list_quickbooks_connections(query.portal_id)
+    connections = svc.connections.quickbooks_of(query.portal_id)
     return OptionsPage(
         [
             option(c.name or f"QuickBooks company {c.realm_id}", c.realm_id, f"Company ID {c.realm_id}")
             for c in connections
-            if c.status == "active"
+            if c.active
         ]
     )
 
@@ -91,8 +92,7 @@ def searched(
             return OptionsPage([], searchable=True)
         clauses = [where] if where else []
         if query.text:
-            escaped = query.text.replace("\\", "\\\\").replace("'", "\\'").replace("%", "")
-            clauses.append(f"{name_field} LIKE '%{escaped}%'")
+            clauses.append(f"{name_field} LIKE {like_pattern(query.text)}")
         rows = qbo.query_page(entity, " AND ".join(clauses), start=query.start, size=PAGE_SIZE + 1)
         more = len(rows) > PAGE_SIZE
         options = [
@@ -109,7 +109,7 @@ def payment_terms(svc: Services, query: OptionsQuery) -> OptionsPage:
     qbo = company_client(svc, query)
     if qbo is None:
         return OptionsPage([])
-    terms = qbo.query("SELECT * FROM Term MAXRESULTS 1000")
+    terms = qbo.terms()
     return OptionsPage(
         [
             option(str(t.get("Name")), str(t["Id"]), f"Due in {t['DueDays']} days" if t.get("DueDays") else None)
@@ -152,12 +152,12 @@ PROVIDERS: dict[str, Provider] = {
 
 
 bp = Blueprint("options", __name__)
+bp.before_request(verify_signature)
 
 
 @bp.post("/options/<field_name>")
 def options(field_name: str) -> Any:
     """Answer a dropdown's request for options."""
-    verify_signature()
     provider = PROVIDERS.get(field_name)
     if provider is None:
         raise ApiError(f"No options for field {field_name!r}.", 404)

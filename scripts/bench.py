@@ -54,7 +54,7 @@ import psycopg  # noqa: E402
 import redis  # noqa: E402
 import requests  # noqa: E402
 
-from services.crypto import TokenCipher  # noqa: E402
+from services.store.crypto import TokenCipher  # noqa: E402
 from simulators.scenario import (  # noqa: E402
     HUBSPOT_ACCESS_TOKEN,
     HUBSPOT_REFRESH_TOKEN,
@@ -724,38 +724,38 @@ def connect_standard(bench: Bench) -> None:
     from datetime import timedelta
 
     from services.bootstrap import bootstrap
+    from services.clock import utcnow
     from services.config import Config
-    from services.models import utcnow
 
     svc = bootstrap(Config.from_env(bench.env()))
     try:
-        store = svc.store
-        store.save_hubspot_portal(
+        repos = svc.repositories
+        repos.connections.save_portal(
             PORTAL_ID, f"{HUBSPOT_REFRESH_TOKEN}-{PORTAL_ID}", f"{HUBSPOT_ACCESS_TOKEN}-{PORTAL_ID}", None
         )
-        store.save_quickbooks_connection(
+        repos.connections.save_quickbooks(
             PORTAL_ID, REALM_ID, f"{QBO_REFRESH_TOKEN}-{REALM_ID}", f"{QBO_ACCESS_TOKEN}-{REALM_ID}", None, "Sim Co"
         )
-        connection = store.quickbooks_connection(PORTAL_ID, REALM_ID)
+        connection = repos.connections.quickbooks(PORTAL_ID, REALM_ID)
         assert connection is not None
-        store.save_quickbooks_tokens(
+        repos.connections.save_quickbooks_tokens(
             connection.id,
             f"{QBO_ACCESS_TOKEN}-{REALM_ID}",
             utcnow() + timedelta(hours=1),
             f"{QBO_REFRESH_TOKEN}-{REALM_ID}",
         )
-        store.save_hubspot_portal(
+        repos.connections.save_portal(
             PORTAL_ID,
             f"{HUBSPOT_REFRESH_TOKEN}-{PORTAL_ID}",
             f"{HUBSPOT_ACCESS_TOKEN}-{PORTAL_ID}",
             utcnow() + timedelta(minutes=30),
         )
-        store.save_company_settings(
+        repos.companies.save_settings(
             REALM_ID,
             {"contact_sync": {"mode": "legacy"}, "default_income_account": bench.sims.account_id("Services")},
         )
     finally:
-        svc.store.engine.dispose()
+        svc.database.engine.dispose()
         svc.redis.close()
 
 

@@ -1,4 +1,4 @@
-"""The one place that builds the concrete clients, queue and database from the configuration."""
+"""The composition root: the one place that builds the database, queue and API clients from the configuration."""
 
 from __future__ import annotations
 
@@ -11,15 +11,22 @@ import redis
 import requests
 
 from services.config import Config
-from services.crypto import TokenCipher
-from services.errors import ActionFailure
-from services.http import new_session
-from services.hubspot import HubSpotClient
-from services.oauth import HubSpotTokens, OAuthTokenEndpoint, QuickBooksTokens
-from services.queue import JobQueue
-from services.quickbooks import QuickBooksClient
-from services.ratelimit import WindowLimiter
-from services.storage import Store
+from services.hubspot.client import HubSpotClient
+from services.quickbooks.client import QuickBooksClient
+from services.store.attempts import AttemptRepository
+from services.store.bookkeeping import BookkeepingRepository
+from services.store.callbacks import CallbackRepository
+from services.store.companies import CompanyRepository
+from services.store.connections import ConnectionRepository
+from services.store.crypto import TokenCipher
+from services.store.engine import Database
+from services.store.executions import ExecutionRepository
+from services.store.records import Connection
+from services.store.repositories import Repositories
+from services.transport.http import new_session
+from services.transport.oauth import OAuthTokenEndpoint, RefreshingTokens
+from services.transport.ratelimit import WindowLimiter
+from services.work.queue import JobQueue
 
 LOCK_PREFIX = "qbo-actions:lock:"
 
@@ -29,37 +36,86 @@ class Services:
     """Everything a web request or a job needs, built once per process."""
 
     config: Config
-    store: Store
+    repositories: Repositories
     redis: redis.Redis
     queue: JobQueue
     session: requests.Session = field(default_factory=new_session)
+
+    @property
+    def database(self) -> Database:
+        """Return the database the repositories share."""
+        return self.repositories.database
+
+    @property
+    def executions(self) -> ExecutionRepository:
+        """Return the executions repository."""
+        return self.repositories.executions
+
+    @property
+    def attempts(self) -> AttemptRepository:
+        """Return the attempts repository."""
+        return self.repositories.attempts
+
+    @property
+    def callbacks(self) -> CallbackRepository:
+        """Return the callbacks repository."""
+        return self.repositories.callbacks
+
+    @property
+    def connections(self) -> ConnectionRepository:
+        """Return the connections repository."""
+        return self.repositories.connections
+
+    @property
+    def companies(self) -> CompanyRepository:
+        """Return the companies repository."""
+        return self.repositories.companies
+
+    @property
+    def bookkeeping(self) -> BookkeepingRepository:
+        """Return the bookkeeping repository (steps, mappings, payment claims)."""
+        return self.repositories.bookkeeping
 
     def lock(self, name: str, timeout: int = 60) -> AbstractContextManager[object]:
         """Return a Redis lock shared by every process of the deployment."""
         return self.redis.lock(LOCK_PREFIX + name, timeout=timeout, blocking_timeout=timeout)
 
-    def quickbooks(self, portal_id: int, realm_id: str) -> QuickBooksClient:
-        """Return a client for a company, which must be connected to the portal."""
-        connection = self.store.quickbooks_connection(portal_id, realm_id)
-        if connection is None or connection.status != "active":
-            state = "was disconnected" if connection else "is not connected to this HubSpot account"
-            raise ActionFailure(
-                "QUICKBOOKS_NOT_CONNECTED",
-                f"QuickBooks company {realm_id} {state}. Reconnect it in the app, then retry the action.",
-            )
+    def quickbooks(self, connection: Connection) -> QuickBooksClient:
+        """Return a client for a connected company, its tokens refreshed through the connection's vault."""
         endpoint = self._token_endpoint(
             "quickbooks",
             self.config.quickbooks_token_url,
             self.config.quickbooks_client_id,
             self.config.quickbooks_client_secret,
         )
-        tokens = QuickBooksTokens(self.store, connection.id, endpoint, self.lock)
+        tokens = RefreshingTokens(
+            self.connections.quickbooks_vault(connection.id), endpoint, self.lock, f"quickbooks:{connection.id}"
+        )
         return QuickBooksClient(
             self.config.quickbooks_api_base_url,
-            realm_id,
+            connection.realm_id,
             tokens,
             session=self.session,
             timeout=self.config.http_timeout,
+        )
+
+    def hubspot(self, portal_id: int) -> HubSpotClient:
+        """Return a client for a portal, under the portal's rate limit shared by every worker."""
+        endpoint = self._token_endpoint(
+            "hubspot",
+            self.config.hubspot_token_url,
+            self.config.hubspot_client_id,
+            self.config.hubspot_client_secret,
+        )
+        tokens = RefreshingTokens(self.connections.portal_vault(portal_id), endpoint, self.lock, f"hubspot:{portal_id}")
+        limiter = WindowLimiter(self.redis, f"hubspot:{portal_id}", limit=self.config.hubspot_calls_per_10s, window=10)
+        return HubSpotClient(
+            self.config.hubspot_api_base_url,
+            portal_id,
+            tokens,
+            session=self.session,
+            timeout=self.config.http_timeout,
+            before_call=limiter.acquire,
         )
 
     def _token_endpoint(self, service: str, url: str, client_id: str, client_secret: str) -> OAuthTokenEndpoint:
@@ -74,25 +130,6 @@ class Services:
             basic_auth=service == "quickbooks",
         )
 
-    def hubspot(self, portal_id: int) -> HubSpotClient:
-        """Return a client for a portal."""
-        endpoint = self._token_endpoint(
-            "hubspot",
-            self.config.hubspot_token_url,
-            self.config.hubspot_client_id,
-            self.config.hubspot_client_secret,
-        )
-        tokens = HubSpotTokens(self.store, portal_id, endpoint, self.lock)
-        limiter = WindowLimiter(self.redis, f"hubspot:{portal_id}", limit=self.config.hubspot_calls_per_10s, window=10)
-        return HubSpotClient(
-            self.config.hubspot_api_base_url,
-            portal_id,
-            tokens,
-            session=self.session,
-            timeout=self.config.http_timeout,
-            before_call=limiter.acquire,
-        )
-
 
 def connect_redis(url: str) -> redis.Redis:
     """Connect to Redis; ``fakeredis://`` gives an in-process server (the embedded demo)."""
@@ -103,12 +140,14 @@ def connect_redis(url: str) -> redis.Redis:
     return redis.Redis.from_url(url)
 
 
-def bootstrap(config: Config, *, redis_connection: redis.Redis | None = None, store: Store | None = None) -> Services:
+def bootstrap(
+    config: Config, *, redis_connection: redis.Redis | None = None, repositories: Repositories | None = None
+) -> Services:
     """Build the services from configuration; tests and the demo pass their own pieces."""
     connection = redis_connection if redis_connection is not None else connect_redis(config.redis_url)
     return Services(
         config=config,
-        store=store or Store.from_url(config.database_url, TokenCipher(config.token_encryption_key)),
+        repositories=repositories or Repositories.open(config.database_url, TokenCipher(config.token_encryption_key)),
         redis=connection,
         queue=JobQueue(connection, config),
     )

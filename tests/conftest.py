@@ -1,4 +1,11 @@
-"""Shared fixtures: simulators over HTTP, real Redis, a database, the app on a port, workers."""
+"""Shared fixtures: simulators over HTTP, real Redis, a database, the app on a port, workers.
+
+The suite is laid out like the code: ``unit/`` (pure rules, no Redis, database or sockets), ``integration/``
+(the store on both databases, the clients against the simulators, the command line), ``e2e/`` (HTTP through
+the queue and a worker). Each test is marked with its directory's name, so ``pytest -m unit`` runs the fast part.
+
+Under pytest-xdist every worker gets a Redis database and a PostgreSQL schema of its own.
+"""
 
 from __future__ import annotations
 
@@ -15,15 +22,20 @@ from typing import Any
 
 import pytest
 import redis
+import responses
 from rq import SimpleWorker
 from rq.registry import ScheduledJobRegistry
 
 from actions.app import create_app
-from services import bootstrap, migrate
+from services import bootstrap
 from services.bootstrap import Services
+from services.clock import utcnow
 from services.config import Config
-from services.crypto import TokenCipher
-from services.models import Execution, utcnow
+from services.store import migrate
+from services.store.crypto import TokenCipher
+from services.store.models import ExecutionRow
+from services.store.records import Execution
+from services.store.repositories import Repositories
 from simulators import hubspot as hubspot_sim
 from simulators import quickbooks as quickbooks_sim
 from simulators.scenario import (
@@ -39,9 +51,70 @@ from simulators.serve import RunningServer, start_in_thread
 from tests.builders import CLIENT_SECRET, execution_body, signed_post
 
 ROOT = Path(__file__).resolve().parent.parent
-REDIS_URL = os.environ.get("QBO_TEST_REDIS_URL", "redis://127.0.0.1:6390/0")
-POSTGRES_URL = os.environ.get("QBO_TEST_POSTGRES_URL")
+LAYERS = ("unit", "integration", "e2e")
+# "gw0", "gw1", ... under pytest-xdist; empty when the suite runs in one process.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+WORKER_NUMBER = int(XDIST_WORKER[2:]) + 1 if XDIST_WORKER.startswith("gw") else 0
+
+
+def _redis_url_of_worker(url: str) -> str:
+    """Return the Redis URL with this worker's database number (0 without xdist, 1 for gw0, ...)."""
+    base, _, _db = url.rpartition("/")
+    return f"{base}/{WORKER_NUMBER}"
+
+
+def _postgres_url_of_worker(url: str | None) -> str | None:
+    """Return the PostgreSQL URL that puts this worker's tables in a schema of its own."""
+    if not url:
+        return None
+    separator = "&" if "?" in url else "?"
+    return f"{url}{separator}options=-csearch_path%3D{POSTGRES_SCHEMA}"
+
+
+REDIS_URL = _redis_url_of_worker(os.environ.get("QBO_TEST_REDIS_URL", "redis://127.0.0.1:6390/0"))
+POSTGRES_SCHEMA = f"test_{XDIST_WORKER or 'main'}"
+POSTGRES_URL = _postgres_url_of_worker(os.environ.get("QBO_TEST_POSTGRES_URL"))
 TOKEN_KEY = TokenCipher.generate_key()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with the layer its directory names (unit, integration or e2e)."""
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(ROOT / "tests").parts
+        if parts and parts[0] in LAYERS:
+            item.add_marker(getattr(pytest.mark, parts[0]))
+
+
+@pytest.fixture(scope="session")
+def cipher() -> TokenCipher:
+    return TokenCipher(TokenCipher.generate_key())
+
+
+@pytest.fixture
+def http() -> Iterator[responses.RequestsMock]:
+    """Stubbed HTTP that fails on unexpected requests and on stubs that were never called."""
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        yield mock
+
+
+@pytest.fixture
+def sqlite_repos(tmp_path: Path, cipher: TokenCipher) -> Iterator[Repositories]:
+    """The repositories on a migrated SQLite file of their own."""
+    repos = Repositories.open(f"sqlite:///{tmp_path / 'store.sqlite3'}", cipher)
+    migrate.upgrade(repos.database.engine)
+    yield repos
+    repos.database.dispose()
+
+
+def fresh_postgres(cipher: TokenCipher) -> Repositories:
+    """Return the repositories on this worker's PostgreSQL schema, emptied and migrated."""
+    assert POSTGRES_URL, "QBO_TEST_POSTGRES_URL is not set"
+    repos = Repositories.open(POSTGRES_URL, cipher)
+    with repos.database.engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {POSTGRES_SCHEMA} CASCADE")
+        conn.exec_driver_sql(f"CREATE SCHEMA {POSTGRES_SCHEMA}")
+    migrate.upgrade(repos.database.engine)
+    return repos
 
 
 @pytest.fixture(scope="session")
@@ -122,33 +195,33 @@ def env(sims: Simulators, database_url: str) -> dict[str, str]:
 def services(env: dict[str, str], redis_connection: redis.Redis) -> Iterator[Services]:
     """The server's services on a migrated database, with the standard portal and company connected."""
     svc = bootstrap.bootstrap(Config.from_env(env), redis_connection=redis_connection)
-    migrate.upgrade(svc.store.engine)
+    migrate.upgrade(svc.database.engine)
     connect_standard(svc)
     with bootstrap.installed(svc):
         yield svc
-    svc.store.engine.dispose()
+    svc.database.engine.dispose()
 
 
 def connect_standard(svc: Services, portal_id: int = PORTAL_ID, realm_id: str = REALM_ID) -> None:
     """Store the tokens the simulators issued for the standard portal and company."""
-    svc.store.save_hubspot_portal(
+    svc.connections.save_portal(
         portal_id, f"{HUBSPOT_REFRESH_TOKEN}-{portal_id}", f"{HUBSPOT_ACCESS_TOKEN}-{portal_id}", None
     )
-    svc.store.save_quickbooks_connection(
+    svc.connections.save_quickbooks(
         portal_id, realm_id, f"{QBO_REFRESH_TOKEN}-{realm_id}", f"{QBO_ACCESS_TOKEN}-{realm_id}", None, "Sim Co"
     )
     # The stored access tokens have no expiry recorded; mark them valid for an hour.
     from datetime import timedelta
 
-    connection = svc.store.quickbooks_connection(portal_id, realm_id)
+    connection = svc.connections.quickbooks(portal_id, realm_id)
     assert connection is not None
-    svc.store.save_quickbooks_tokens(
+    svc.connections.save_quickbooks_tokens(
         connection.id,
         f"{QBO_ACCESS_TOKEN}-{realm_id}",
         utcnow() + timedelta(hours=1),
         f"{QBO_REFRESH_TOKEN}-{realm_id}",
     )
-    svc.store.save_hubspot_portal(
+    svc.connections.save_portal(
         portal_id,
         f"{HUBSPOT_REFRESH_TOKEN}-{portal_id}",
         f"{HUBSPOT_ACCESS_TOKEN}-{portal_id}",
@@ -278,7 +351,7 @@ def wait_for(condition: Callable[[], Any], timeout: float = 30, interval: float 
 
 def execution_by_callback(svc: Services, callback_id: str) -> Execution | None:
     """Return the execution recorded for a callbackId."""
-    return svc.store.find_execution(callback_id)
+    return svc.executions.find(callback_id)
 
 
 def age_executions(svc: Services, seconds: int) -> None:
@@ -287,8 +360,16 @@ def age_executions(svc: Services, seconds: int) -> None:
 
     from sqlalchemy import update
 
-    with svc.store.engine.begin() as conn:
-        conn.execute(update(Execution).values(updated_at=utcnow() - timedelta(seconds=seconds)))
+    with svc.database.engine.begin() as conn:
+        conn.execute(update(ExecutionRow).values(updated_at=utcnow() - timedelta(seconds=seconds)))
+
+
+def set_execution(svc: Services, execution_id: str, **values: Any) -> None:
+    """Change an execution's columns directly, as an outage or an old release might have left them."""
+    from sqlalchemy import update
+
+    with svc.database.engine.begin() as conn:
+        conn.execute(update(ExecutionRow).where(ExecutionRow.id == execution_id).values(**values))
 
 
 Perform = Callable[..., Execution]
@@ -303,7 +384,7 @@ def perform(server: str, services: Services, run_jobs: Callable[..., None]) -> P
         response = signed_post(server, f"/actions/{action}", payload)
         assert response.status_code == 200, response.text
         run_jobs()
-        execution = services.store.find_execution(payload["callbackId"])
+        execution = services.executions.find(payload["callbackId"])
         assert execution is not None
         return execution
 
@@ -317,7 +398,7 @@ def settings(services: Services, sims: Simulators) -> Callable[..., None]:
     def apply(**values: Any) -> None:
         document = {"contact_sync": {"mode": "legacy"}, "default_income_account": sims.account_id("Services")}
         document.update(values)
-        services.store.save_company_settings(REALM_ID, document)
+        services.companies.save_settings(REALM_ID, document)
 
     apply()
     return apply

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import services.models
+import services.store.models
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -24,14 +24,14 @@ def upgrade() -> None:
         "company_profiles",
         sa.Column("realm_id", sa.String(length=32), nullable=False),
         sa.Column("profile", sa.JSON(), nullable=False),
-        sa.Column("fetched_at", services.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("fetched_at", services.store.models.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("realm_id"),
     )
     op.create_table(
         "company_settings",
         sa.Column("realm_id", sa.String(length=32), nullable=False),
         sa.Column("settings", sa.JSON(), nullable=False),
-        sa.Column("updated_at", services.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", services.store.models.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("realm_id"),
     )
     op.create_table(
@@ -39,7 +39,7 @@ def upgrade() -> None:
         sa.Column("realm_id", sa.String(length=32), nullable=False),
         sa.Column("hubspot_contact_id", sa.String(length=64), nullable=False),
         sa.Column("quickbooks_customer_id", sa.String(length=32), nullable=False),
-        sa.Column("created_at", services.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", services.store.models.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("realm_id", "hubspot_contact_id"),
     )
     op.create_table(
@@ -55,16 +55,16 @@ def upgrade() -> None:
         sa.Column("object_properties", sa.JSON(), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("lease_token", sa.String(length=32), nullable=True),
-        sa.Column("lease_expires_at", services.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("lease_expires_at", services.store.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("attempt_count", sa.Integer(), nullable=False),
         sa.Column("failure_reason", sa.String(length=64), nullable=True),
         sa.Column("failure_message", sa.Text(), nullable=True),
         sa.Column("output_fields", sa.JSON(), nullable=True),
         sa.Column("callback_state", sa.String(length=16), nullable=False),
-        sa.Column("callback_sent_at", services.models.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("created_at", services.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", services.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("finished_at", services.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("callback_sent_at", services.store.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", services.store.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", services.store.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", services.store.models.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("callback_id"),
     )
@@ -77,10 +77,10 @@ def upgrade() -> None:
         "hubspot_portals",
         sa.Column("portal_id", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("access_token", sa.Text(), nullable=True),
-        sa.Column("access_expires_at", services.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("access_expires_at", services.store.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("refresh_token", sa.Text(), nullable=False),
-        sa.Column("created_at", services.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", services.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", services.store.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", services.store.models.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("portal_id"),
     )
     op.create_table(
@@ -88,7 +88,7 @@ def upgrade() -> None:
         sa.Column("realm_id", sa.String(length=32), nullable=False),
         sa.Column("hubspot_product_id", sa.String(length=64), nullable=False),
         sa.Column("quickbooks_item_id", sa.String(length=32), nullable=False),
-        sa.Column("created_at", services.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", services.store.models.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("realm_id", "hubspot_product_id"),
     )
     op.create_table(
@@ -99,11 +99,11 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=255), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("access_token", sa.Text(), nullable=True),
-        sa.Column("access_expires_at", services.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("access_expires_at", services.store.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("refresh_token", sa.Text(), nullable=False),
-        sa.Column("refreshed_at", services.models.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("created_at", services.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", services.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("refreshed_at", services.store.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", services.store.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", services.store.models.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("portal_id", "realm_id", name="uq_connection_portal_realm"),
     )
@@ -116,8 +116,8 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("execution_id", sa.String(length=32), nullable=False),
         sa.Column("number", sa.Integer(), nullable=False),
-        sa.Column("started_at", services.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("finished_at", services.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("started_at", services.store.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", services.store.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("outcome", sa.String(length=16), nullable=False),
         sa.Column("error_service", sa.String(length=16), nullable=True),
         sa.Column("error_code", sa.String(length=64), nullable=True),
@@ -139,7 +139,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=128), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("data", sa.JSON(), nullable=False),
-        sa.Column("updated_at", services.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", services.store.models.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["execution_id"],
             ["executions.id"],
@@ -153,7 +153,7 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(length=32), nullable=False),
         sa.Column("execution_id", sa.String(length=32), nullable=False),
         sa.Column("output_fields", sa.JSON(), nullable=True),
-        sa.Column("created_at", services.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", services.store.models.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["execution_id"],
             ["executions.id"],

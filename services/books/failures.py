@@ -1,0 +1,132 @@
+"""How an action fails: stable reasons reported to HubSpot, the sentence a workflow builder sees for each,
+and the failure a remote error that no retry will fix turns into."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.transport.errors import (
+    ConnectionRevokedError,
+    NotFoundError,
+    ServiceError,
+    TransientError,
+)
+
+REASONS: dict[str, str] = {
+    "QUICKBOOKS_NOT_CONNECTED": (
+        "The QuickBooks company chosen in this action is not connected to this HubSpot account, "
+        "or its connection was revoked. Reconnect QuickBooks, then retry."
+    ),
+    "HUBSPOT_NOT_CONNECTED": "The app lost its access to this HubSpot account. Reinstall the app, then retry.",
+    "CONTACT_NOT_ELIGIBLE": (
+        "The record's contact does not match the QuickBooks contact sync filters, so nothing was created. "
+        "Enroll only records whose contact matches the sync filters."
+    ),
+    "NO_CONTACT": (
+        "The record has no associated contact, so there is no QuickBooks customer to bill. "
+        "Associate a contact or choose a customer in the action."
+    ),
+    "NO_LINE_ITEMS": (
+        "The record has no line items, so nothing was created. Add line items, or choose a QuickBooks "
+        "product in the action to bill the record's amount."
+    ),
+    "LINE_ITEM_NOT_MATCHED": (
+        "Some line items match no QuickBooks product, so nothing was created. Sync the products, or set "
+        "'Create a product in QuickBooks if it doesn't exist' to Yes."
+    ),
+    "AMOUNT_MISSING": "The record has no amount to bill with the chosen QuickBooks product.",
+    "TAX_CODE_NOT_SET": (
+        "This QuickBooks company is outside the US and needs a tax code on every line, but no default tax "
+        "code is set for it. Set default_tax_code in the company settings."
+    ),
+    "SETTINGS_INCOMPLETE": "A company setting this action needs is missing; the failure message names it.",
+    "CURRENCY_MISMATCH": (
+        "The record's currency differs from the QuickBooks company's home currency and multicurrency is off "
+        "in QuickBooks."
+    ),
+    "PAYMENT_TERM_NOT_FOUND": "The payment terms chosen in the action no longer exist in QuickBooks.",
+    "RECORD_NOT_FOUND": "The enrolled record could not be read from HubSpot; it may have been deleted.",
+    "QUICKBOOKS_REJECTED": "QuickBooks rejected the document; the failure message gives QuickBooks' reason.",
+    "HUBSPOT_REJECTED": "HubSpot refused a request the action needed; the failure message says which.",
+    "QUICKBOOKS_UNAVAILABLE": "QuickBooks could not be reached after several attempts. Retry later.",
+    "HUBSPOT_UNAVAILABLE": "HubSpot could not be reached after several attempts. Retry later.",
+    "INTERNAL_ERROR": "The action stopped on an unexpected error. The operator can see it and retry.",
+    # Payment-based actions
+    "TAXABLE_LINE_ITEMS": (
+        "Only payments whose line items are not taxable can become a paid invoice. Use the sales receipt "
+        "action for taxable items."
+    ),
+    "PAYMENT_FROM_INVOICE": (
+        "This payment was collected through an invoice that is already in QuickBooks, so booking it again "
+        "would duplicate it."
+    ),
+    "PAYMENT_NOT_SETTLED": "The payment has not succeeded, so nothing was booked.",
+    "PAYMENT_NOT_REFUNDED": "The payment has not been refunded, so no refund receipt was booked.",
+    "DOCUMENT_IN_PROGRESS": (
+        "Another execution was booking this payment's document and did not finish in time. Retry later."
+    ),
+    "PARTIAL_REFUND": (
+        "The payment was only partly refunded. Allow partial refunds in the action to book them as one line."
+    ),
+}
+
+
+def describe(reason: str) -> str:
+    """Return the sentence for a reason code."""
+    return REASONS.get(reason, REASONS["INTERNAL_ERROR"])
+
+
+class ActionFailure(Exception):
+    """The action ends in failure with a stable reason code and a sentence for people."""
+
+    def __init__(self, reason: str, message: str, **details: Any) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+        self.details = details
+
+
+class DocumentBusyError(TransientError):
+    """Another execution is booking the same payment document right now; look again later."""
+
+
+def not_connected(realm_id: str, *, was_connected: bool) -> ActionFailure:
+    """Return the failure of an action whose QuickBooks company is not (or no longer) connected to the portal."""
+    state = "was disconnected" if was_connected else "is not connected to this HubSpot account"
+    return ActionFailure(
+        "QUICKBOOKS_NOT_CONNECTED",
+        f"QuickBooks company {realm_id} {state}. Reconnect it in the app, then retry the action.",
+    )
+
+
+def failure_for(error: ServiceError) -> ActionFailure:
+    """Turn a remote error that no retry will fix into the action's failure."""
+    if isinstance(error, ConnectionRevokedError):
+        if error.service == "quickbooks":
+            return ActionFailure(
+                "QUICKBOOKS_NOT_CONNECTED",
+                "The QuickBooks connection was revoked or has expired. Reconnect QuickBooks in the app, "
+                "then retry the action.",
+            )
+        return ActionFailure("HUBSPOT_NOT_CONNECTED", describe("HUBSPOT_NOT_CONNECTED"))
+    if isinstance(error, DocumentBusyError):
+        return ActionFailure("DOCUMENT_IN_PROGRESS", f"{describe('DOCUMENT_IN_PROGRESS')} ({error})")
+    if isinstance(error, TransientError):
+        reason = "QUICKBOOKS_UNAVAILABLE" if error.service == "quickbooks" else "HUBSPOT_UNAVAILABLE"
+        return ActionFailure(reason, f"{describe(reason)} Last error: {error}")
+    if error.service == "quickbooks":
+        code = f" (code {error.code})" if error.code else ""
+        detail = error.detail or ""
+        message = error.message.removeprefix("QuickBooks: ")
+        sentence = f"QuickBooks rejected the request{code}: {message}" + (
+            f" {detail}" if detail and detail not in message else ""
+        )
+        return ActionFailure("QUICKBOOKS_REJECTED", sentence, quickbooks_code=error.code)
+    if isinstance(error, NotFoundError):
+        return ActionFailure("RECORD_NOT_FOUND", f"HubSpot could not find a record the action needs: {error}")
+    return ActionFailure("HUBSPOT_REJECTED", f"HubSpot refused a request the action needed: {error}")
+
+
+def internal_error(error: Exception) -> ActionFailure:
+    """Return the failure of an action stopped by an unexpected error (a bug)."""
+    return ActionFailure("INTERNAL_ERROR", f"{describe('INTERNAL_ERROR')} ({error.__class__.__name__})")

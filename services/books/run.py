@@ -1,0 +1,109 @@
+"""One run of an execution: its clients, settings, ports and the steps it already completed."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.books.company import CompanyProfile, company_profile
+from services.books.ports import Ledger, LockFactory, ProfileCache
+from services.hubspot.client import HubSpotClient
+from services.quickbooks.client import QuickBooksClient
+from services.store.records import Execution, Step
+
+# Fixed namespace so that requestids derived from the same execution are the same in every process.
+REQUEST_ID_NAMESPACE = uuid.UUID("6f1d3c56-3c2a-4b8e-9a51-0c2f7c1e9b10")
+
+
+class LeaseLostError(Exception):
+    """Another run took this execution over; this one must stop without writing."""
+
+
+@dataclass
+class Run:
+    """What a handler works with while it holds an execution's lease."""
+
+    execution: Execution
+    qbo: QuickBooksClient
+    hubspot: HubSpotClient
+    settings: dict[str, Any]
+    ledger: Ledger
+    locks: LockFactory
+    profiles: ProfileCache
+    # Extends the run's lease on the execution; False when another run took it over.
+    keep_lease: Callable[[], bool]
+    # QuickBooks' web app, for links to the documents.
+    app_url: str
+    steps: dict[str, Step] = field(default_factory=dict)
+    # What requestids and document notes are derived from: the execution, unless several executions
+    # share one document (a payment's paid invoice), in which case they share the scope too.
+    scope: str = ""
+    _profile: CompanyProfile | None = None
+
+    @property
+    def marker(self) -> str:
+        """Return the key that identifies this run's documents in QuickBooks."""
+        return self.scope or self.execution.id
+
+    @property
+    def realm_id(self) -> str:
+        """Return the QuickBooks company the execution writes to."""
+        return self.qbo.realm_id
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        """Return the validated input fields of the action."""
+        return self.execution.inputs
+
+    def profile(self, *, refresh: bool = False) -> CompanyProfile:
+        """Return the company's profile, read at most once per run."""
+        if self._profile is None or refresh:
+            self._profile = company_profile(self.profiles, self.qbo, refresh=refresh)
+        return self._profile
+
+    def requestid(self, step: str) -> str:
+        """Return the deterministic QuickBooks requestid of a step (36 characters)."""
+        return str(uuid.uuid5(REQUEST_ID_NAMESPACE, f"{self.realm_id}|{self.marker}|{step}"))
+
+    def renew_lease(self) -> None:
+        """Extend the lease before a write; stop if another run owns the execution now."""
+        if not self.keep_lease():
+            raise LeaseLostError(self.execution.id)
+
+    def record(self, step: str, status: str, data: dict[str, Any]) -> None:
+        """Record a step's progress."""
+        self.ledger.save_step(self.execution.id, step, status, data)
+        self.steps[step] = Step(execution_id=self.execution.id, name=step, status=status, data=data)
+
+    def write_once(
+        self,
+        step: str,
+        create: Callable[[str], dict[str, Any]],
+        *,
+        find_existing: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+        context: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Perform a QuickBooks write at most once across runs and return its recorded result.
+
+        ``create`` gets the step's requestid and returns what to remember. When an earlier run sent the
+        write without learning its outcome, ``find_existing`` looks for it in QuickBooks first (the
+        requestid alone is not relied on: Intuit does not document how long it remembers one).
+        ``context`` is stored with the started step and handed to ``find_existing`` on the next run.
+        """
+        previous = self.steps.get(step)
+        if previous is not None and previous.status == "done":
+            return previous.data
+        if previous is not None and previous.status == "started" and find_existing is not None:
+            existing = find_existing(previous.data)
+            if existing is not None:
+                self.record(step, "done", existing)
+                return existing
+        self.renew_lease()
+        started = dict(previous.data) if previous is not None else dict(context or {})
+        started["requestid"] = self.requestid(step)
+        self.record(step, "started", started)
+        result = create(started["requestid"])
+        self.record(step, "done", result)
+        return result

@@ -1,0 +1,198 @@
+"""HubSpot API client (CRM reads and workflow callbacks): one session, timeouts, errors classified here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from services.transport.errors import (
+    AuthenticationError,
+    NotFoundError,
+    PermanentError,
+    ServiceError,
+    TransientError,
+)
+from services.transport.http import json_or_none, rate_limited, send
+from services.transport.oauth import TokenProvider
+
+SERVICE = "hubspot"
+BATCH_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class CrmObject:
+    """A CRM record: its id, the properties asked for, and associated ids in association order."""
+
+    id: str
+    properties: dict[str, Any]
+    associations: dict[str, list[str]] = field(default_factory=dict)
+
+
+def chunks(items: Sequence[Any], size: int = BATCH_LIMIT) -> Iterable[Sequence[Any]]:
+    """Split a sequence into batches of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class HubSpotClient:
+    """Talks to HubSpot on behalf of one portal."""
+
+    def __init__(
+        self,
+        base_url: str,
+        portal_id: int,
+        tokens: TokenProvider,
+        *,
+        session: requests.Session,
+        timeout: float = 30.0,
+        before_call: Callable[[], object] | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.portal_id = portal_id
+        # Called before every request: the portal's shared rate limit.
+        self.before_call = before_call
+        self.tokens = tokens
+        self.session = session
+        self.timeout = timeout
+        self.calls = 0
+
+    # CRM reads ----------------------------------------------------------------------------------
+
+    def read_object(
+        self,
+        object_type: str,
+        object_id: str,
+        properties: Sequence[str],
+        associations: Sequence[str] = (),
+    ) -> CrmObject:
+        """Read one record with its properties and the ids of its associated records."""
+        params = {"properties": ",".join(properties)}
+        if associations:
+            params["associations"] = ",".join(associations)
+        body = self._request("GET", f"/crm/v3/objects/{object_type}/{object_id}", params=params)
+        linked = {
+            name: [str(item["id"]) for item in value.get("results", [])]
+            for name, value in (body.get("associations") or {}).items()
+        }
+        # HubSpot may key associations by a type name that differs from the one asked for.
+        for name in associations:
+            linked.setdefault(name, linked.pop(name.replace("_", " "), []))
+        return CrmObject(str(body["id"]), body.get("properties") or {}, linked)
+
+    def batch_read(self, object_type: str, ids: Sequence[str], properties: Sequence[str]) -> list[CrmObject]:
+        """Read records in batches of 100, in the order of ``ids``; missing ones are left out."""
+        found: dict[str, CrmObject] = {}
+        for batch in chunks(list(dict.fromkeys(ids))):
+            body = self._request(
+                "POST",
+                f"/crm/v3/objects/{object_type}/batch/read",
+                json={"inputs": [{"id": str(i)} for i in batch], "properties": list(properties)},
+                partial_ok=True,
+            )
+            for result in body.get("results", []):
+                found[str(result["id"])] = CrmObject(str(result["id"]), result.get("properties") or {})
+        return [found[str(i)] for i in ids if str(i) in found]
+
+    def associations(self, from_type: str, object_id: str, to_type: str) -> list[str]:
+        """Return the ids associated with a record (v4), in association order."""
+        ids: list[str] = []
+        after: str | None = None
+        while True:
+            params = {"limit": "500", **({"after": after} if after else {})}
+            body = self._request(
+                "GET", f"/crm/v4/objects/{from_type}/{object_id}/associations/{to_type}", params=params
+            )
+            ids.extend(str(item["toObjectId"]) for item in body.get("results", []))
+            after = ((body.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                return ids
+
+    # Workflow callbacks -------------------------------------------------------------------------
+
+    def complete_callbacks(self, completions: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Complete blocked executions, 100 per request (one call for one callback)."""
+        if len(completions) == 1:
+            callback_id, output_fields = completions[0]
+            self._request(
+                "POST",
+                f"/automation/v4/actions/callbacks/{callback_id}/complete",
+                json={"outputFields": output_fields},
+            )
+            return
+        for batch in chunks(list(completions)):
+            self._request(
+                "POST",
+                "/automation/v4/actions/callbacks/complete",
+                json={"inputs": [{"callbackId": cid, "outputFields": fields} for cid, fields in batch]},
+            )
+
+    # Transport -----------------------------------------------------------------------------------
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        json: Any = None,
+        partial_ok: bool = False,
+    ) -> dict[str, Any]:
+        url = self.base_url + path
+        token = self.tokens.access_token()
+        response = self._send(method, url, params, json, token)
+        if response.status_code == 401:
+            token = self.tokens.refresh(token)
+            response = self._send(method, url, params, json, token)
+        if response.status_code in (200, 201) or (partial_ok and response.status_code == 207):
+            return json_or_none(response) or {}
+        if response.status_code == 204:
+            return {}
+        raise self._error(response)
+
+    def _send(self, method: str, url: str, params: dict[str, str] | None, body: Any, token: str) -> requests.Response:
+        if self.before_call is not None:
+            self.before_call()
+        self.calls += 1
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        return send(
+            self.session,
+            SERVICE,
+            method,
+            url,
+            params=params,
+            json=body,
+            headers=headers,
+            timeout=self.timeout,
+        )
+
+    @staticmethod
+    def _error(response: requests.Response) -> ServiceError:
+        body = json_or_none(response)
+        info = body if isinstance(body, dict) else {}
+        message = f"HubSpot: {info.get('message') or response.reason or response.status_code}"
+        kwargs: dict[str, Any] = {
+            "service": SERVICE,
+            "http_status": response.status_code,
+            "code": info.get("category") or info.get("errorType"),
+            "request_id": info.get("correlationId") or response.headers.get("X-HubSpot-Correlation-Id"),
+            "body": body if body is not None else response.text[:2000],
+        }
+        if response.status_code == 429:
+            return rate_limited(
+                SERVICE,
+                response,
+                message,
+                code=kwargs["code"],
+                request_id=kwargs["request_id"],
+                body=kwargs["body"],
+            )
+        if response.status_code >= 500:
+            return TransientError(message, **kwargs)
+        if response.status_code == 401:
+            return AuthenticationError(message, **kwargs)
+        if response.status_code == 404:
+            return NotFoundError(message, **kwargs)
+        return PermanentError(message, **kwargs)

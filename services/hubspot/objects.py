@@ -1,0 +1,78 @@
+"""HubSpot's object types and the properties the actions read from each."""
+
+from __future__ import annotations
+
+CONTACT_PROPERTIES = (
+    "firstname",
+    "lastname",
+    "email",
+    "company",
+    "phone",
+    "address",
+    "city",
+    "state",
+    "zip",
+    "country",
+    "lifecyclestage",
+)
+LINE_ITEM_PROPERTIES = (
+    "name",
+    "quantity",
+    "price",
+    "amount",
+    "discount",
+    "hs_discount_percentage",
+    "hs_sku",
+    "hs_product_id",
+    "description",
+    "hs_line_item_currency_code",
+    "hs_tax_rate",
+    "hs_tax_amount",
+)
+# What each supported object type calls its title, amount and currency.
+OBJECT_FIELDS: dict[str, dict[str, str]] = {
+    "deals": {"title": "dealname", "amount": "amount", "currency": "deal_currency_code"},
+    "quotes": {"title": "hs_title", "amount": "hs_quote_amount", "currency": "hs_currency"},
+    "commerce_payments": {
+        "title": "hs_payment_source_name",
+        "amount": "hs_initial_amount",
+        "currency": "hs_currency_code",
+    },
+}
+OBJECT_TYPE_NAMES = {
+    "DEAL": "deals",
+    "0-3": "deals",
+    "QUOTE": "quotes",
+    "0-14": "quotes",
+    "COMMERCE_PAYMENT": "commerce_payments",
+    "COMMERCE_PAYMENTS": "commerce_payments",
+    "0-101": "commerce_payments",
+}
+
+
+def object_type_name(object_type: str) -> str:
+    """Return the CRM path name of an object type as HubSpot sends it (DEAL, 0-3, deals ...)."""
+    return OBJECT_TYPE_NAMES.get(object_type.upper(), object_type.lower())
+
+
+# HubSpot's commerce payment properties. Several names are not settled by HubSpot's documentation
+# (fees, refunds, method, source), so every name is kept here, with the alternatives seen in the field;
+# `GET /crm/v3/properties/commerce_payments` on a real portal confirms them.
+PAYMENT_PROPERTIES: dict[str, tuple[str, ...]] = {
+    "amount": ("hs_initial_amount",),
+    "currency": ("hs_currency_code",),
+    "status": ("hs_latest_status",),
+    "fee": ("hs_fees_amount", "hs_processing_fees_amount"),
+    "refunded": ("hs_refunds_amount",),
+    "net": ("hs_net_amount",),
+    "method": ("hs_payment_method_type",),
+    "source_type": ("hs_payment_source_type",),
+    "source_name": ("hs_payment_source_name",),
+    "date": ("hs_initiated_date",),
+    "email": ("hs_customer_email",),
+}
+
+
+def payment_properties() -> list[str]:
+    """Return every payment property the actions read, alternatives included."""
+    return [name for names in PAYMENT_PROPERTIES.values() for name in names]

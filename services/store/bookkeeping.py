@@ -1,0 +1,180 @@
+"""Bookkeeping: what was written to the books for which HubSpot record.
+
+The steps of each execution (so a re-run resumes instead of writing again), which QuickBooks customer and
+item each HubSpot contact and product is, and which execution books each payment's document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, select, update
+
+from services.clock import utcnow
+from services.store.engine import Database
+from services.store.models import CustomerMappingRow, ExecutionRow, PaymentDocumentRow, ProductMappingRow, StepRow
+from services.store.records import PaymentClaim, Step, from_row
+
+
+class BookkeepingRepository:
+    """Reads and writes of the step, mapping and payment-document tables: the ledger the rules keep."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    # Steps ---------------------------------------------------------------------------------------
+
+    def steps(self, execution_id: str) -> dict[str, Step]:
+        """Return the recorded steps of an execution by name."""
+        with self.database.session() as session:
+            rows = session.scalars(select(StepRow).where(StepRow.execution_id == execution_id))
+            return {row.name: from_row(Step, row) for row in rows}
+
+    def save_step(self, execution_id: str, name: str, status: str, data: dict[str, Any]) -> None:
+        """Insert or update one step."""
+        now = utcnow()
+        stmt = self.database.insert(StepRow).values(
+            execution_id=execution_id, name=name, status=status, data=data, updated_at=now
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["execution_id", "name"], set_={"status": status, "data": data, "updated_at": now}
+        )
+        with self.database.engine.begin() as conn:
+            conn.execute(stmt)
+
+    # Customer and product mappings ---------------------------------------------------------------
+
+    def customer_mapping(self, realm_id: str, contact_id: str) -> str | None:
+        """Return the QuickBooks customer known for a contact."""
+        query = select(CustomerMappingRow.quickbooks_customer_id).where(
+            CustomerMappingRow.realm_id == realm_id, CustomerMappingRow.hubspot_contact_id == contact_id
+        )
+        with self.database.engine.connect() as conn:
+            return conn.execute(query).scalar_one_or_none()
+
+    def save_customer_mapping(self, realm_id: str, contact_id: str, customer_id: str) -> None:
+        """Remember which customer a contact is."""
+        stmt = self.database.insert(CustomerMappingRow).values(
+            realm_id=realm_id, hubspot_contact_id=contact_id, quickbooks_customer_id=customer_id, created_at=utcnow()
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["realm_id", "hubspot_contact_id"], set_={"quickbooks_customer_id": customer_id}
+        )
+        with self.database.engine.begin() as conn:
+            conn.execute(stmt)
+
+    def product_mappings(self, realm_id: str, product_ids: Sequence[str]) -> dict[str, str]:
+        """Return {HubSpot product id: QuickBooks item id} for the known ones."""
+        if not product_ids:
+            return {}
+        query = select(ProductMappingRow.hubspot_product_id, ProductMappingRow.quickbooks_item_id).where(
+            ProductMappingRow.realm_id == realm_id, ProductMappingRow.hubspot_product_id.in_(list(product_ids))
+        )
+        with self.database.engine.connect() as conn:
+            return {row.hubspot_product_id: row.quickbooks_item_id for row in conn.execute(query)}
+
+    def save_product_mapping(self, realm_id: str, product_id: str, item_id: str) -> None:
+        """Remember which item a product is."""
+        stmt = self.database.insert(ProductMappingRow).values(
+            realm_id=realm_id, hubspot_product_id=product_id, quickbooks_item_id=item_id, created_at=utcnow()
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["realm_id", "hubspot_product_id"], set_={"quickbooks_item_id": item_id}
+        )
+        with self.database.engine.begin() as conn:
+            conn.execute(stmt)
+
+    def forget_mappings_to(self, realm_id: str, *, customer_id: str | None, item_ids: Sequence[str]) -> None:
+        """Drop mappings that point at a customer or items QuickBooks no longer knows."""
+        with self.database.session() as session:
+            if customer_id:
+                session.execute(
+                    delete(CustomerMappingRow).where(
+                        CustomerMappingRow.realm_id == realm_id,
+                        CustomerMappingRow.quickbooks_customer_id == customer_id,
+                    )
+                )
+            if item_ids:
+                session.execute(
+                    delete(ProductMappingRow).where(
+                        ProductMappingRow.realm_id == realm_id, ProductMappingRow.quickbooks_item_id.in_(list(item_ids))
+                    )
+                )
+
+    # Payment documents: one per payment, kind and company ----------------------------------------
+
+    def claim_payment_document(self, realm_id: str, payment_id: str, kind: str, execution_id: str) -> PaymentClaim:
+        """Claim the right to book a payment's document; answer with whoever holds it now."""
+        stmt = (
+            self.database.insert(PaymentDocumentRow)
+            .values(realm_id=realm_id, payment_id=payment_id, kind=kind, execution_id=execution_id, created_at=utcnow())
+            .on_conflict_do_nothing(index_elements=["realm_id", "payment_id", "kind"])
+        )
+        with self.database.engine.begin() as conn:
+            conn.execute(stmt)
+        claim = self.payment_document(realm_id, payment_id, kind)
+        assert claim is not None  # inserted above, and claims are never deleted
+        return claim
+
+    def payment_document(self, realm_id: str, payment_id: str, kind: str) -> PaymentClaim | None:
+        """Return the claim on a payment's document, with its holder's state and outputs."""
+        query = (
+            select(PaymentDocumentRow, ExecutionRow.state, ExecutionRow.output_fields)
+            .outerjoin(ExecutionRow, ExecutionRow.id == PaymentDocumentRow.execution_id)
+            .where(
+                PaymentDocumentRow.realm_id == realm_id,
+                PaymentDocumentRow.payment_id == payment_id,
+                PaymentDocumentRow.kind == kind,
+            )
+        )
+        with self.database.session() as session:
+            found = session.execute(query).first()
+            if found is None:
+                return None
+            row, state, outputs = found
+            return PaymentClaim(
+                realm_id=row.realm_id,
+                payment_id=row.payment_id,
+                kind=row.kind,
+                execution_id=row.execution_id,
+                holder_state=state,
+                holder_outputs=outputs,
+                document_outputs=row.output_fields,
+            )
+
+    def take_over_payment_document(
+        self, realm_id: str, payment_id: str, kind: str, failed_execution_id: str, execution_id: str
+    ) -> bool:
+        """Move a claim from a failed execution to another one, carrying over the steps it completed."""
+        with self.database.session() as session:
+            claimed = session.execute(
+                update(PaymentDocumentRow)
+                .where(
+                    PaymentDocumentRow.realm_id == realm_id,
+                    PaymentDocumentRow.payment_id == payment_id,
+                    PaymentDocumentRow.kind == kind,
+                    PaymentDocumentRow.execution_id == failed_execution_id,
+                )
+                .values(execution_id=execution_id)
+            )
+            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            for step in session.scalars(select(StepRow).where(StepRow.execution_id == failed_execution_id)):
+                if session.get(StepRow, (execution_id, step.name)) is None:
+                    session.add(StepRow(execution_id=execution_id, name=step.name, status=step.status, data=step.data))
+            return True
+
+    def save_payment_document_outputs(self, realm_id: str, payment_id: str, kind: str, outputs: dict[str, Any]) -> None:
+        """Remember what the booked document was, for later executions on the same payment."""
+        stmt = (
+            update(PaymentDocumentRow)
+            .where(
+                PaymentDocumentRow.realm_id == realm_id,
+                PaymentDocumentRow.payment_id == payment_id,
+                PaymentDocumentRow.kind == kind,
+            )
+            .values(output_fields=outputs)
+        )
+        with self.database.engine.begin() as conn:
+            conn.execute(stmt)

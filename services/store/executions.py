@@ -1,0 +1,193 @@
+"""Executions: accepting them once per callbackId, leasing them to one run at a time, recording outcomes."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+
+from services.clock import utcnow
+from services.store.engine import Database
+from services.store.models import ExecutionRow
+from services.store.records import (
+    FAILED,
+    QUEUED,
+    RETRYING,
+    RUNNABLE_STATES,
+    RUNNING,
+    SUCCEEDED,
+    Execution,
+    NewExecution,
+    from_row,
+)
+
+
+class ExecutionRepository:
+    """Reads and writes of the executions table, except callbacks (see callbacks.py)."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        # Built once: the hot path of every execution request only binds parameters to it.
+        # RETURNING, not rowcount: drivers do not all report rows for INSERT ... ON CONFLICT.
+        table = ExecutionRow.__table__
+        self._accept_statement = (
+            database.insert(table).on_conflict_do_nothing(index_elements=["callback_id"]).returning(table.c.id)
+        )
+
+    def accept(self, new: NewExecution) -> tuple[str, bool]:
+        """Record an execution once per callbackId; return its id and whether this call created it."""
+        execution_id = uuid.uuid4().hex
+        now = utcnow()
+        params = {
+            "id": execution_id,
+            "callback_id": new.callback_id,
+            "action": new.action,
+            "portal_id": new.portal_id,
+            "realm_id": new.realm_id,
+            "object_type": new.object_type,
+            "object_id": new.object_id,
+            "inputs": new.inputs,
+            "object_properties": new.object_properties,
+            "state": QUEUED,
+            "attempt_count": 0,
+            "callback_state": "none",
+            "created_at": now,
+            "updated_at": now,
+        }
+        with self.database.autocommit.connect() as conn:
+            if conn.execute(self._accept_statement, params).first() is not None:
+                return execution_id, True
+            existing = conn.execute(
+                select(ExecutionRow.id).where(ExecutionRow.callback_id == new.callback_id)
+            ).scalar_one()
+        return existing, False
+
+    def get(self, execution_id: str) -> Execution | None:
+        """Return an execution by id."""
+        with self.database.session() as session:
+            row = session.get(ExecutionRow, execution_id)
+            return from_row(Execution, row) if row else None
+
+    def find(self, id_or_callback: str) -> Execution | None:
+        """Return an execution by its id or its HubSpot callbackId."""
+        query = select(ExecutionRow).where(
+            or_(ExecutionRow.id == id_or_callback, ExecutionRow.callback_id == id_or_callback)
+        )
+        with self.database.session() as session:
+            row = session.scalars(query).first()
+            return from_row(Execution, row) if row else None
+
+    def newest(self, state: str | None = None, limit: int = 50) -> list[Execution]:
+        """Return the newest executions, optionally of one state."""
+        query = select(ExecutionRow).order_by(ExecutionRow.created_at.desc()).limit(limit)
+        if state:
+            query = query.where(ExecutionRow.state == state)
+        with self.database.session() as session:
+            return [from_row(Execution, row) for row in session.scalars(query)]
+
+    # Leases: one run at a time -------------------------------------------------------------------
+
+    def acquire_lease(self, execution_id: str, seconds: int) -> str | None:
+        """Take an execution for one run; None when it is finished or another live run holds it."""
+        token = secrets.token_hex(16)
+        now = utcnow()
+        stmt = (
+            update(ExecutionRow)
+            .where(ExecutionRow.id == execution_id)
+            .where(
+                or_(
+                    ExecutionRow.state.in_(RUNNABLE_STATES),
+                    (ExecutionRow.state == RUNNING) & (ExecutionRow.lease_expires_at < now),
+                )
+            )
+            .values(
+                state=RUNNING,
+                lease_token=token,
+                lease_expires_at=now + timedelta(seconds=seconds),
+                attempt_count=ExecutionRow.attempt_count + 1,
+                updated_at=now,
+            )
+        )
+        return token if self._changed(stmt) else None
+
+    def renew_lease(self, execution_id: str, token: str, seconds: int) -> bool:
+        """Extend a held lease; False means another run took the execution over."""
+        now = utcnow()
+        stmt = (
+            update(ExecutionRow)
+            .where(ExecutionRow.id == execution_id, ExecutionRow.lease_token == token)
+            .values(lease_expires_at=now + timedelta(seconds=seconds), updated_at=now)
+        )
+        return self._changed(stmt)
+
+    def release_for_retry(self, execution_id: str, token: str) -> bool:
+        """Hand a leased execution back to the queue after a transient failure."""
+        stmt = (
+            update(ExecutionRow)
+            .where(ExecutionRow.id == execution_id, ExecutionRow.lease_token == token)
+            .values(state=RETRYING, lease_token=None, lease_expires_at=None, updated_at=utcnow())
+        )
+        return self._changed(stmt)
+
+    # Outcomes ------------------------------------------------------------------------------------
+
+    def finish(
+        self,
+        execution_id: str,
+        token: str,
+        *,
+        succeeded: bool,
+        output_fields: dict[str, Any],
+        failure_reason: str | None = None,
+        failure_message: str | None = None,
+    ) -> bool:
+        """Record the outcome and queue its callback; False when the lease was lost."""
+        with self.database.session() as session:
+            row = session.get(ExecutionRow, execution_id, with_for_update=True)
+            if row is None or row.lease_token != token:
+                return False
+            row.state = SUCCEEDED if succeeded else FAILED
+            row.output_fields = output_fields
+            row.failure_reason = failure_reason
+            row.failure_message = failure_message
+            row.lease_token = None
+            row.lease_expires_at = None
+            row.finished_at = utcnow()
+            # An operator's retry of an execution HubSpot already heard about has nobody to tell.
+            if row.callback_state != "sent":
+                row.callback_state = "pending"
+            return True
+
+    def requeue_failed(self, execution_id: str) -> bool:
+        """Move a failed execution back to the queue, once; False when it was not failed."""
+        stmt = (
+            update(ExecutionRow)
+            .where(ExecutionRow.id == execution_id, ExecutionRow.state == FAILED)
+            .values(state=QUEUED, failure_reason=None, failure_message=None, updated_at=utcnow())
+        )
+        return self._changed(stmt)
+
+    def to_sweep(self, *, queued_before: datetime, limit: int = 500) -> list[Execution]:
+        """Return executions that may have lost their job: runnable and untouched, or with an expired lease."""
+        now = utcnow()
+        query = (
+            select(ExecutionRow)
+            .where(
+                or_(
+                    ExecutionRow.state.in_(RUNNABLE_STATES) & (ExecutionRow.updated_at < queued_before),
+                    (ExecutionRow.state == RUNNING) & (ExecutionRow.lease_expires_at < now),
+                )
+            )
+            .order_by(ExecutionRow.updated_at)
+            .limit(limit)
+        )
+        with self.database.session() as session:
+            return [from_row(Execution, row) for row in session.scalars(query)]
+
+    def _changed(self, stmt: Any) -> bool:
+        """Run an UPDATE of one execution; tell whether it matched."""
+        with self.database.engine.begin() as conn:
+            return bool(conn.execute(stmt).rowcount == 1)

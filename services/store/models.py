@@ -1,0 +1,185 @@
+"""Database tables (SQLAlchemy 2 declarative). Only the repositories in this package touch them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from services.clock import utcnow
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as UTC and always read back timezone-aware (SQLite forgets the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    """Base of all tables."""
+
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+
+
+class PortalRow(Base):
+    """A HubSpot account that installed the app, with its OAuth tokens (encrypted)."""
+
+    __tablename__ = "hubspot_portals"
+
+    portal_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    access_token: Mapped[str | None] = mapped_column(Text)
+    access_expires_at: Mapped[datetime | None]
+    refresh_token: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ConnectionRow(Base):
+    """A QuickBooks Online company connected to a HubSpot portal, with its OAuth tokens (encrypted)."""
+
+    __tablename__ = "quickbooks_connections"
+    __table_args__ = (UniqueConstraint("portal_id", "realm_id", name="uq_connection_portal_realm"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    portal_id: Mapped[int] = mapped_column(Integer, index=True)
+    realm_id: Mapped[str] = mapped_column(String(32), index=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    access_token: Mapped[str | None] = mapped_column(Text)
+    access_expires_at: Mapped[datetime | None]
+    refresh_token: Mapped[str] = mapped_column(Text)
+    refreshed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class CompanySettingsRow(Base):
+    """Per-company settings chosen by the operator (contact sync, default accounts, tax code)."""
+
+    __tablename__ = "company_settings"
+
+    realm_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class CompanyProfileRow(Base):
+    """What we last read about a company from QuickBooks (country, currency, preferences, terms)."""
+
+    __tablename__ = "company_profiles"
+
+    realm_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    profile: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    fetched_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ExecutionRow(Base):
+    """One execution request from HubSpot, from acceptance to the callback."""
+
+    __tablename__ = "executions"
+    __table_args__ = (Index("ix_executions_state_updated", "state", "updated_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    callback_id: Mapped[str] = mapped_column(String(255), unique=True)
+    action: Mapped[str] = mapped_column(String(64))
+    portal_id: Mapped[int] = mapped_column(Integer, index=True)
+    realm_id: Mapped[str | None] = mapped_column(String(32))
+    object_type: Mapped[str] = mapped_column(String(64))
+    object_id: Mapped[str] = mapped_column(String(64))
+    inputs: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    object_properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # queued -> running -> (retrying -> running)* -> succeeded | failed
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    lease_token: Mapped[str | None] = mapped_column(String(32))
+    lease_expires_at: Mapped[datetime | None]
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0)
+    failure_reason: Mapped[str | None] = mapped_column(String(64))
+    failure_message: Mapped[str | None] = mapped_column(Text)
+    output_fields: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # pending: HubSpot still waits for the outcome; sent: the callback was completed; none: nothing to send
+    callback_state: Mapped[str] = mapped_column(String(16), default="none", index=True)
+    callback_sent_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[datetime | None]
+
+
+class StepRow(Base):
+    """A step of an execution that wrote to QuickBooks, so a re-run resumes instead of repeating."""
+
+    __tablename__ = "execution_steps"
+
+    execution_id: Mapped[str] = mapped_column(ForeignKey("executions.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    # started: the write was sent and its outcome is uncertain; done: its result is in data
+    status: Mapped[str] = mapped_column(String(16))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AttemptRow(Base):
+    """One run of an execution's job, with how it ended."""
+
+    __tablename__ = "execution_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    execution_id: Mapped[str] = mapped_column(ForeignKey("executions.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    # running, succeeded, failed, retrying, abandoned
+    outcome: Mapped[str] = mapped_column(String(16), default="running")
+    error_service: Mapped[str | None] = mapped_column(String(16))
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    message: Mapped[str | None] = mapped_column(Text)
+
+
+class ProductMappingRow(Base):
+    """A HubSpot product known to be a given QuickBooks item."""
+
+    __tablename__ = "product_mappings"
+
+    realm_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    hubspot_product_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    quickbooks_item_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CustomerMappingRow(Base):
+    """A HubSpot contact known to be a given QuickBooks customer."""
+
+    __tablename__ = "customer_mappings"
+
+    realm_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    hubspot_contact_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    quickbooks_customer_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PaymentDocumentRow(Base):
+    """The one QuickBooks document of a kind booked for a HubSpot payment (paid invoice, fee, ...)."""
+
+    __tablename__ = "payment_documents"
+
+    realm_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    payment_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    execution_id: Mapped[str] = mapped_column(ForeignKey("executions.id"))
+    output_fields: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

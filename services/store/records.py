@@ -1,0 +1,144 @@
+"""What the repositories answer with: small frozen dataclasses, never live database rows.
+
+This module imports no database code, so every layer may use these types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any, TypeVar
+
+# Execution states. queued -> running -> (retrying -> running)* -> succeeded | failed
+QUEUED, RUNNING, RETRYING, SUCCEEDED, FAILED = "queued", "running", "retrying", "succeeded", "failed"
+# A job may take an execution in these states; 'running' qualifies only once its lease has run out.
+RUNNABLE_STATES = (QUEUED, RETRYING)
+FINAL_STATES = (SUCCEEDED, FAILED)
+
+Record = TypeVar("Record")
+
+
+def from_row(record_type: type[Record], row: Any) -> Record:
+    """Copy a row's columns into a record of the same field names."""
+    return record_type(**{f.name: getattr(row, f.name) for f in fields(record_type)})  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class NewExecution:
+    """What the edge accepted from HubSpot."""
+
+    callback_id: str
+    action: str
+    portal_id: int
+    realm_id: str | None
+    object_type: str
+    object_id: str
+    inputs: dict[str, Any]
+    object_properties: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Execution:
+    """One execution request from HubSpot, from acceptance to the callback."""
+
+    id: str
+    callback_id: str
+    action: str
+    portal_id: int
+    realm_id: str | None
+    object_type: str
+    object_id: str
+    inputs: dict[str, Any]
+    object_properties: dict[str, Any]
+    state: str
+    attempt_count: int
+    failure_reason: str | None
+    failure_message: str | None
+    output_fields: dict[str, Any] | None
+    # none: nothing to send; pending: HubSpot still waits; sent: completed; rejected: HubSpot refused it
+    callback_state: str
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    lease_token: str | None
+    lease_expires_at: datetime | None
+    callback_sent_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One run of an execution's job, with how it ended."""
+
+    id: int
+    execution_id: str
+    number: int
+    started_at: datetime
+    finished_at: datetime | None
+    # running, succeeded, failed, retrying, abandoned
+    outcome: str
+    error_service: str | None
+    error_code: str | None
+    http_status: int | None
+    # The remote request id: QuickBooks' intuit_tid, HubSpot's correlation id.
+    request_id: str | None
+    message: str | None
+
+
+@dataclass(frozen=True)
+class Step:
+    """A QuickBooks write of an execution: 'started' (outcome unknown) or 'done' (its result in data)."""
+
+    execution_id: str
+    name: str
+    status: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PendingCallback:
+    """A finished execution whose outcome HubSpot has not been told yet."""
+
+    execution_id: str
+    callback_id: str
+    output_fields: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A QuickBooks company connected to a HubSpot portal, without its tokens."""
+
+    id: int
+    portal_id: int
+    realm_id: str
+    name: str | None
+    status: str
+    refreshed_at: datetime | None
+
+    @property
+    def active(self) -> bool:
+        """Tell whether the grant still works as far as we know."""
+        return self.status == "active"
+
+
+@dataclass(frozen=True)
+class CachedProfile:
+    """What was last read about a company from QuickBooks, and when."""
+
+    realm_id: str
+    profile: dict[str, Any]
+    fetched_at: datetime
+
+
+@dataclass(frozen=True)
+class PaymentClaim:
+    """Which execution books a payment's document of a kind, and how that execution stands."""
+
+    realm_id: str
+    payment_id: str
+    kind: str
+    execution_id: str
+    # The holding execution's state and output fields (None when it no longer exists).
+    holder_state: str | None
+    holder_outputs: dict[str, Any] | None
+    # What the booked document was, once it is booked.
+    document_outputs: dict[str, Any] | None

@@ -1,0 +1,1 @@
+"""Transport: the HTTP session, error classes, rate limiting and OAuth token endpoints. No database, no rules."""

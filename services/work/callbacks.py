@@ -1,0 +1,65 @@
+"""Reporting finished executions back to HubSpot, in batches, so the waiting workflows go on."""
+
+from __future__ import annotations
+
+import logging
+
+from rq import Retry
+
+from services.bootstrap import Services
+from services.hubspot.client import HubSpotClient
+from services.store.callbacks import REJECTED
+from services.store.records import PendingCallback
+from services.transport.errors import ConnectionRevokedError, PermanentError, RateLimitedError, TransientError
+from services.work.queue import retry_in
+
+log = logging.getLogger(__name__)
+BATCH = 100
+
+
+class CallbackFlusher:
+    """Sends pending callback completions of one portal."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.callbacks = services.callbacks
+
+    def flush(self, portal_id: int) -> str | Retry:
+        """Send every pending completion; return a Retry on a transient HubSpot error."""
+        self.services.queue.clear_flush_request(portal_id)
+        hubspot = self.services.hubspot(portal_id)
+        sent = 0
+        # One flusher per portal at a time, so no completion is sent twice.
+        with self.services.lock(f"flush:{portal_id}", timeout=self.services.config.job_timeout):
+            while pending := self.callbacks.pending(portal_id, limit=BATCH):
+                completions = [(p.callback_id, p.output_fields) for p in pending]
+                try:
+                    hubspot.complete_callbacks(completions)
+                except TransientError as error:
+                    log.warning("portal %s: callbacks not sent: %s", portal_id, error)
+                    delay = error.retry_after if isinstance(error, RateLimitedError) and error.retry_after else 10
+                    return retry_in(delay)
+                except (PermanentError, ConnectionRevokedError):
+                    if len(pending) == 1:
+                        log.error("portal %s: HubSpot refused callback %s", portal_id, pending[0].callback_id)
+                        self.callbacks.mark([pending[0].execution_id], state=REJECTED)
+                        continue
+                    sent += self._one_by_one(hubspot, pending)
+                    continue
+                self.callbacks.mark([p.execution_id for p in pending])
+                sent += len(pending)
+        return f"sent {sent}"
+
+    def _one_by_one(self, hubspot: HubSpotClient, pending: list[PendingCallback]) -> int:
+        """Send a refused batch one by one, so one bad callback does not hold back the others."""
+        sent = 0
+        for callback in pending:
+            try:
+                hubspot.complete_callbacks([(callback.callback_id, callback.output_fields)])
+            except (PermanentError, ConnectionRevokedError) as error:
+                log.error("callback %s refused by HubSpot: %s", callback.callback_id, error)
+                self.callbacks.mark([callback.execution_id], state=REJECTED)
+                continue
+            self.callbacks.mark([callback.execution_id])
+            sent += 1
+        return sent

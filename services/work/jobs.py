@@ -1,0 +1,20 @@
+"""RQ jobs. They take ids, build their clients through the bootstrap (never at import time), and return
+what happened, or a Retry for a transient failure."""
+
+from __future__ import annotations
+
+from rq import Retry
+
+from services import bootstrap
+from services.work.callbacks import CallbackFlusher
+from services.work.runner import ExecutionRunner
+
+
+def run_execution(execution_id: str) -> str | Retry:
+    """Run one execution to its outcome, or hand it back for a later retry."""
+    return ExecutionRunner(bootstrap.current()).run(execution_id)
+
+
+def flush_callbacks(portal_id: int) -> str | Retry:
+    """Report every finished execution of a portal to HubSpot, in batches."""
+    return CallbackFlusher(bootstrap.current()).flush(portal_id)
