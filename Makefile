@@ -1,6 +1,9 @@
 # Developer entry points. Everything installs/starts what it needs by itself:
-#   make test      venv + private Redis (127.0.0.1:6390) and PostgreSQL (127.0.0.1:5439) + pytest
-#   make check     lint + typecheck + test
+#   make test              venv + private Redis (127.0.0.1:6390) and PostgreSQL (127.0.0.1:5439) + the whole suite
+#   make test-unit         the pure rules and clients (tests/unit): no Redis or database, a few seconds
+#   make test-integration  the store on both databases, clients against the simulators, the CLI
+#   make test-e2e          HTTP through the queue and real workers
+#   make check             lint + typecheck + test
 # Pass pytest arguments with ARGS, e.g. `make test ARGS="-x -k crypto"`.
 
 SHELL := /bin/bash
@@ -8,10 +11,10 @@ VENV  := .venv
 ARGS  ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install services stop test lint typecheck check demo bench clean distclean
+.PHONY: help install services stop test test-unit test-integration test-e2e lint typecheck check demo bench clean distclean
 
 help:
-	@echo "targets: install services stop test lint typecheck check demo bench clean distclean"
+	@echo "targets: install services stop test test-unit test-integration test-e2e lint typecheck check demo bench clean distclean"
 
 install:
 	bash scripts/bootstrap.sh
@@ -24,6 +27,15 @@ stop:
 
 test:
 	bash scripts/test.sh $(ARGS)
+
+test-unit: install
+	$(VENV)/bin/python -m pytest tests/unit -q $(ARGS)
+
+test-integration:
+	bash scripts/test.sh tests/integration $(ARGS)
+
+test-e2e:
+	bash scripts/test.sh tests/e2e $(ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

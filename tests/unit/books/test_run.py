@@ -1,0 +1,84 @@
+"""Writing to QuickBooks exactly once across runs: steps, requestids, look-ups and the lease."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from services.books.run import LeaseLostError
+from tests.fakes import FakeLedger, FakeQuickBooks
+from tests.unit.books.conftest import Lease, MakeRun
+
+
+class Writes:
+    """A create function that records each requestid it was called with."""
+
+    def __init__(self) -> None:
+        self.requestids: list[str] = []
+
+    def __call__(self, requestid: str) -> dict[str, Any]:
+        self.requestids.append(requestid)
+        return {"id": "145"}
+
+
+def test_a_write_is_recorded_as_started_then_done(make_run: MakeRun, ledger: FakeLedger) -> None:
+    create = Writes()
+    result = make_run().write_once("document:Invoice", create, context={"txn_date": "2026-12-01"})
+
+    assert result == {"id": "145"} and len(create.requestids) == 1
+    assert [e for e in ledger.saved if e[0] == "step"] == [
+        ("step", "document:Invoice", "started"),
+        ("step", "document:Invoice", "done"),
+    ]
+
+
+def test_a_done_step_is_not_written_again_by_a_later_run(make_run: MakeRun) -> None:
+    make_run().write_once("document:Invoice", Writes())
+    again = Writes()
+    assert make_run().write_once("document:Invoice", again) == {"id": "145"}
+    assert again.requestids == []
+
+
+def test_a_write_of_unknown_outcome_is_looked_up_before_anything_is_sent_again(
+    make_run: MakeRun, ledger: FakeLedger
+) -> None:
+    ledger.save_step("e-1", "document:Invoice", "started", {"txn_date": "2026-12-01", "requestid": "r-1"})
+    seen: list[dict[str, Any]] = []
+
+    def find_existing(started: dict[str, Any]) -> dict[str, Any] | None:
+        seen.append(started)
+        return {"id": "99"}
+
+    create = Writes()
+    assert make_run().write_once("document:Invoice", create, find_existing=find_existing) == {"id": "99"}
+    assert create.requestids == [] and seen == [{"txn_date": "2026-12-01", "requestid": "r-1"}]
+    assert ledger.steps("e-1")["document:Invoice"].status == "done"
+
+
+def test_a_write_not_found_is_sent_again_with_the_same_requestid(make_run: MakeRun, ledger: FakeLedger) -> None:
+    first = make_run()
+    ledger.save_step("e-1", "document:Invoice", "started", {"requestid": first.requestid("document:Invoice")})
+    create = Writes()
+    make_run().write_once("document:Invoice", create, find_existing=lambda _started: None)
+    assert create.requestids == [first.requestid("document:Invoice")]
+
+
+def test_requestids_are_deterministic_short_and_differ_per_step_company_and_scope(make_run: MakeRun) -> None:
+    run = make_run()
+    assert run.requestid("a") == make_run().requestid("a") and len(run.requestid("a")) == 36
+    assert run.requestid("a") != run.requestid("b")
+    other_company = make_run()
+    other_company.qbo = FakeQuickBooks("4620816365")  # type: ignore[assignment]
+    assert other_company.requestid("a") != run.requestid("a")
+    run.scope = "payment-7-fee_expense"
+    assert run.marker == "payment-7-fee_expense" and run.requestid("a") != make_run().requestid("a")
+
+
+def test_a_run_that_lost_its_lease_writes_nothing(make_run: MakeRun, lease: Lease, ledger: FakeLedger) -> None:
+    lease.held = False
+    create = Writes()
+    with pytest.raises(LeaseLostError):
+        make_run().write_once("document:Invoice", create)
+    assert create.requestids == [] and ledger.saved == []
+    assert lease.renewals == 1
