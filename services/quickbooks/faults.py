@@ -12,8 +12,6 @@ OBJECT_NOT_FOUND = "610"
 INVALID_REFERENCE = "2500"
 # Another customer, vendor or employee (or item) already uses this name.
 DUPLICATE_NAME = "6240"
-# Another document already carries this DocNumber.
-DUPLICATE_DOC_NUMBER = "6140"
 
 # Codes that only reconnecting the company can fix.
 RECONNECT = (NO_LONGER_ADMIN, AUTHORIZATION_FAILED)
