@@ -106,14 +106,14 @@ def sqlite_repos(tmp_path: Path, cipher: TokenCipher) -> Iterator[Repositories]:
     repos.database.dispose()
 
 
-def fresh_postgres(cipher: TokenCipher) -> Repositories:
-    """Return the repositories on this worker's PostgreSQL schema, emptied and migrated."""
+def fresh_postgres(cipher: TokenCipher, revision: str = "head") -> Repositories:
+    """Return the repositories on this worker's PostgreSQL schema, emptied and migrated to ``revision``."""
     assert POSTGRES_URL, "QBO_TEST_POSTGRES_URL is not set"
     repos = Repositories.open(POSTGRES_URL, cipher)
     with repos.database.engine.begin() as conn:
         conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {POSTGRES_SCHEMA} CASCADE")
         conn.exec_driver_sql(f"CREATE SCHEMA {POSTGRES_SCHEMA}")
-    migrate.upgrade(repos.database.engine)
+    migrate.upgrade(repos.database.engine, revision)
     return repos
 
 

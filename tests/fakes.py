@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from services.clock import utcnow
-from services.store.records import CachedProfile, PaymentClaim, Step
+from services.store.records import CachedProfile, PaymentClaim, Step, Tenant
 from services.transport.errors import PermanentError
 from simulators.quickbooks import QueryParser, run_query
 
@@ -36,10 +36,10 @@ class FakeLedger:
 
     def __init__(self) -> None:
         self.step_rows: dict[tuple[str, str], Step] = {}
-        self.customers: dict[tuple[str, str], str] = {}
-        self.products: dict[tuple[str, str], str] = {}
-        self.claims: dict[tuple[str, str, str], str] = {}
-        self.document_outputs: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.customers: dict[tuple[Tenant, str], str] = {}
+        self.products: dict[tuple[Tenant, str], str] = {}
+        self.claims: dict[tuple[Tenant, str, str], str] = {}
+        self.document_outputs: dict[tuple[Tenant, str, str], dict[str, Any]] = {}
         self.states: dict[str, str] = {}
         self.saved: list[tuple[str, ...]] = []
 
@@ -50,39 +50,45 @@ class FakeLedger:
         self.step_rows[(execution_id, name)] = Step(execution_id, name, status, dict(data))
         self.saved.append(("step", name, status))
 
-    def customer_mapping(self, realm_id: str, contact_id: str) -> str | None:
-        return self.customers.get((realm_id, contact_id))
+    def customer_mapping(self, tenant: Tenant, contact_id: str) -> str | None:
+        return self.customers.get((tenant, contact_id))
 
-    def save_customer_mapping(self, realm_id: str, contact_id: str, customer_id: str) -> None:
-        self.customers[(realm_id, contact_id)] = customer_id
+    def save_customer_mapping(self, tenant: Tenant, contact_id: str, customer_id: str) -> None:
+        self.customers[(tenant, contact_id)] = customer_id
         self.saved.append(("customer", contact_id, customer_id))
 
-    def product_mappings(self, realm_id: str, product_ids: Sequence[str]) -> dict[str, str]:
-        return {p: self.products[(realm_id, p)] for p in product_ids if (realm_id, p) in self.products}
+    def product_mappings(self, tenant: Tenant, product_ids: Sequence[str]) -> dict[str, str]:
+        return {p: self.products[(tenant, p)] for p in product_ids if (tenant, p) in self.products}
 
-    def save_product_mapping(self, realm_id: str, product_id: str, item_id: str) -> None:
-        self.products[(realm_id, product_id)] = item_id
+    def save_product_mapping(self, tenant: Tenant, product_id: str, item_id: str) -> None:
+        self.products[(tenant, product_id)] = item_id
         self.saved.append(("product", product_id, item_id))
 
     def forget_mappings_to(self, realm_id: str, *, customer_id: str | None, item_ids: Sequence[str]) -> None:
-        self.customers = {k: v for k, v in self.customers.items() if not (k[0] == realm_id and v == customer_id)}
-        self.products = {k: v for k, v in self.products.items() if not (k[0] == realm_id and v in item_ids)}
+        def stale(tenant: Tenant, target: str, targets: Sequence[str | None]) -> bool:
+            return tenant.realm_id == realm_id and target in targets
+
+        self.customers = {k: v for k, v in self.customers.items() if not stale(k[0], v, [customer_id])}
+        self.products = {k: v for k, v in self.products.items() if not stale(k[0], v, item_ids)}
         self.saved.append(("forget", customer_id or "", ",".join(item_ids)))
 
-    def claim_payment_document(self, realm_id: str, payment_id: str, kind: str, execution_id: str) -> PaymentClaim:
-        holder = self.claims.setdefault((realm_id, payment_id, kind), execution_id)
-        return PaymentClaim(realm_id, payment_id, kind, holder, self.states.get(holder, "running"), None, None)
+    def claim_payment_document(self, tenant: Tenant, payment_id: str, kind: str, execution_id: str) -> PaymentClaim:
+        holder = self.claims.setdefault((tenant, payment_id, kind), execution_id)
+        state = self.states.get(holder, "running")
+        return PaymentClaim(tenant.portal_id, tenant.realm_id, payment_id, kind, holder, state, None, None)
 
     def take_over_payment_document(
-        self, realm_id: str, payment_id: str, kind: str, failed_execution_id: str, execution_id: str
+        self, tenant: Tenant, payment_id: str, kind: str, failed_execution_id: str, execution_id: str
     ) -> bool:
-        if self.claims.get((realm_id, payment_id, kind)) != failed_execution_id:
+        if self.claims.get((tenant, payment_id, kind)) != failed_execution_id:
             return False
-        self.claims[(realm_id, payment_id, kind)] = execution_id
+        self.claims[(tenant, payment_id, kind)] = execution_id
         return True
 
-    def save_payment_document_outputs(self, realm_id: str, payment_id: str, kind: str, outputs: dict[str, Any]) -> None:
-        self.document_outputs[(realm_id, payment_id, kind)] = outputs
+    def save_payment_document_outputs(
+        self, tenant: Tenant, payment_id: str, kind: str, outputs: dict[str, Any]
+    ) -> None:
+        self.document_outputs[(tenant, payment_id, kind)] = outputs
 
 
 class FakeLocks:

@@ -34,7 +34,7 @@ def customer_for(run: Run, contact_id: str | None) -> str:
             "customer in the action.",
         )
     mode, _ = contact_sync_mode(run.settings)
-    mapped = run.ledger.customer_mapping(run.realm_id, contact_id)
+    mapped = run.ledger.customer_mapping(run.tenant, contact_id)
     # In legacy mode a known contact needs no further look-up; filters must be checked every time.
     if mapped and mode == "legacy":
         return mapped
@@ -44,9 +44,9 @@ def customer_for(run: Run, contact_id: str | None) -> str:
     check_contact_eligible(run.settings, contact.id, contact.properties)
     if mapped:
         return mapped
-    with run.locks(f"customer:{run.realm_id}:{_email(contact) or contact.id}"):
+    with run.locks(f"customer:{run.tenant}:{_email(contact) or contact.id}"):
         customer_id = _find_customer(run, contact) or _create_customer(run, contact)
-    run.ledger.save_customer_mapping(run.realm_id, contact.id, customer_id)
+    run.ledger.save_customer_mapping(run.tenant, contact.id, customer_id)
     return customer_id
 
 

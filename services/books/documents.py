@@ -59,7 +59,8 @@ def find_document(run: Run, kind: str, started: dict[str, Any]) -> dict[str, Any
     else:
         customer = f"CustomerRef = {quote(started['customer_id'])} AND " if started.get("customer_id") else ""
         found = run.qbo.query(select(kind, f"{customer}{equals('TxnDate', started['txn_date'])}", size=MAX_RESULTS))
-        found = [doc for doc in found if run.marker in str(doc.get("PrivateNote") or "")]
+        markers = run.markers(started)
+        found = [doc for doc in found if any(f"({m})" in str(doc.get("PrivateNote") or "") for m in markers)]
     return document_summary(found[0]) if found else None
 
 

@@ -35,9 +35,9 @@ def _query_items(run: Run, field: str, values: Sequence[str]) -> list[dict[str, 
 
 def match_line_items(run: Run, line_items: Sequence[CrmObject], *, create_missing: bool) -> dict[str, str]:
     """Return {line item id: QuickBooks item id}: by product mapping, then SKU, then exact name."""
-    ledger, realm = run.ledger, run.realm_id
+    ledger, tenant = run.ledger, run.tenant
     product_of = {li.id: text(li.properties.get("hs_product_id")) for li in line_items}
-    mapped = ledger.product_mappings(realm, [p for p in product_of.values() if p])
+    mapped = ledger.product_mappings(tenant, [p for p in product_of.values() if p])
     matched = {li.id: mapped[product_of[li.id]] for li in line_items if product_of[li.id] in mapped}
 
     remaining = [li for li in line_items if li.id not in matched]
@@ -74,7 +74,7 @@ def match_line_items(run: Run, line_items: Sequence[CrmObject], *, create_missin
     for li in line_items:
         product_id = product_of[li.id]
         if product_id and product_id not in mapped:
-            ledger.save_product_mapping(realm, product_id, matched[li.id])
+            ledger.save_product_mapping(tenant, product_id, matched[li.id])
     return matched
 
 
@@ -121,5 +121,5 @@ def _create_item(run: Run, line_item: CrmObject) -> str:
             return existing
 
     # Two executions must not both create the same product: one waits for the other, then finds it.
-    with run.locks(f"item:{run.realm_id}:{name.casefold()}"):
+    with run.locks(f"item:{run.tenant}:{name.casefold()}"):
         return str(run.write_once(f"item:{line_item.id}", create, find_existing=find_by_name)["id"])

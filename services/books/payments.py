@@ -162,9 +162,12 @@ def claim(run: Run, payment: Payment, kind: str) -> dict[str, Any] | None:
     """Claim the payment's document of this kind; return the outputs of an existing one instead."""
     ledger, execution = run.ledger, run.execution
     for _ in range(3):
-        holder = ledger.claim_payment_document(run.realm_id, payment.id, kind, execution.id)
+        holder = ledger.claim_payment_document(run.tenant, payment.id, kind, execution.id)
         if holder.execution_id == execution.id:
-            run.scope = f"payment-{payment.id}-{kind}"
+            # Every execution of this payment's document shares its requestids and note; payment ids repeat
+            # across portals, so the portal is part of the scope.
+            run.scope = f"payment-{execution.portal_id}-{payment.id}-{kind}"
+            run.legacy_scope = f"payment-{payment.id}-{kind}"
             run.steps = ledger.steps(execution.id)
             return None
         if holder.holder_state == SUCCEEDED:
@@ -176,7 +179,7 @@ def claim(run: Run, payment: Payment, kind: str) -> dict[str, Any] | None:
             }
         if holder.holder_state in (None, FAILED):
             # The earlier execution gave up: carry on where it stopped, with what it already booked.
-            ledger.take_over_payment_document(run.realm_id, payment.id, kind, holder.execution_id, execution.id)
+            ledger.take_over_payment_document(run.tenant, payment.id, kind, holder.execution_id, execution.id)
             continue
         raise DocumentBusyError(
             f"Execution {holder.execution_id} is booking the {KIND_LABELS[kind]} of HubSpot payment {payment.id}",
@@ -237,7 +240,7 @@ def _prepare(run: Run, kind: str) -> tuple[EnrolledRecord, Payment, CompanyProfi
 
 
 def _finish(run: Run, payment: Payment, kind: str, outputs: dict[str, Any]) -> dict[str, Any]:
-    run.ledger.save_payment_document_outputs(run.realm_id, payment.id, kind, outputs)
+    run.ledger.save_payment_document_outputs(run.tenant, payment.id, kind, outputs)
     return outputs
 
 

@@ -11,7 +11,7 @@ from services.books.company import CompanyProfile, company_profile
 from services.books.ports import Ledger, LockFactory, ProfileCache
 from services.hubspot.client import HubSpotClient
 from services.quickbooks.client import QuickBooksClient
-from services.store.records import Execution, Step
+from services.store.records import Execution, Step, Tenant
 
 # Fixed namespace so that requestids derived from the same execution are the same in every process.
 REQUEST_ID_NAMESPACE = uuid.UUID("6f1d3c56-3c2a-4b8e-9a51-0c2f7c1e9b10")
@@ -40,6 +40,8 @@ class Run:
     # What requestids and document notes are derived from: the execution, unless several executions
     # share one document (a payment's paid invoice), in which case they share the scope too.
     scope: str = ""
+    # The scope an older release gave the same document, to find writes it started before an upgrade.
+    legacy_scope: str = ""
     _profile: CompanyProfile | None = None
 
     @property
@@ -53,6 +55,11 @@ class Run:
         return self.qbo.realm_id
 
     @property
+    def tenant(self) -> Tenant:
+        """Return whose books these are: the calling portal and the company it writes to."""
+        return Tenant(self.execution.portal_id, self.realm_id)
+
+    @property
     def inputs(self) -> dict[str, Any]:
         """Return the validated input fields of the action."""
         return self.execution.inputs
@@ -64,8 +71,14 @@ class Run:
         return self._profile
 
     def requestid(self, step: str) -> str:
-        """Return the deterministic QuickBooks requestid of a step (36 characters)."""
-        return str(uuid.uuid5(REQUEST_ID_NAMESPACE, f"{self.realm_id}|{self.marker}|{step}"))
+        """Return the deterministic QuickBooks requestid of a step (36 characters), unique per tenant."""
+        return str(uuid.uuid5(REQUEST_ID_NAMESPACE, f"{self.tenant}|{self.marker}|{step}"))
+
+    def markers(self, started: dict[str, Any]) -> list[str]:
+        """Return the markers a started write may have left on its document (the one it recorded, if any)."""
+        if started.get("marker"):
+            return [str(started["marker"])]
+        return [m for m in (self.marker, self.legacy_scope) if m]
 
     def renew_lease(self) -> None:
         """Extend the lease before a write; stop if another run owns the execution now."""
@@ -102,7 +115,9 @@ class Run:
                 return existing
         self.renew_lease()
         started = dict(previous.data) if previous is not None else dict(context or {})
-        started["requestid"] = self.requestid(step)
+        # A write sent again keeps the requestid it was first sent with, so QuickBooks can replay its answer.
+        started.setdefault("requestid", self.requestid(step))
+        started.setdefault("marker", self.marker)
         self.record(step, "started", started)
         result = create(started["requestid"])
         self.record(step, "done", result)

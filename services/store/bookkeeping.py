@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, select, update
 
 from services.clock import utcnow
 from services.store.engine import Database
 from services.store.models import CustomerMappingRow, ExecutionRow, PaymentDocumentRow, ProductMappingRow, StepRow
-from services.store.records import PaymentClaim, Step, from_row
+from services.store.records import PaymentClaim, Step, Tenant, from_row
 
 
 class BookkeepingRepository:
@@ -45,48 +45,61 @@ class BookkeepingRepository:
 
     # Customer and product mappings ---------------------------------------------------------------
 
-    def customer_mapping(self, realm_id: str, contact_id: str) -> str | None:
-        """Return the QuickBooks customer known for a contact."""
+    def customer_mapping(self, tenant: Tenant, contact_id: str) -> str | None:
+        """Return the QuickBooks customer known for a portal's contact."""
         query = select(CustomerMappingRow.quickbooks_customer_id).where(
-            CustomerMappingRow.realm_id == realm_id, CustomerMappingRow.hubspot_contact_id == contact_id
+            CustomerMappingRow.portal_id == tenant.portal_id,
+            CustomerMappingRow.realm_id == tenant.realm_id,
+            CustomerMappingRow.hubspot_contact_id == contact_id,
         )
         with self.database.engine.connect() as conn:
             return conn.execute(query).scalar_one_or_none()
 
-    def save_customer_mapping(self, realm_id: str, contact_id: str, customer_id: str) -> None:
-        """Remember which customer a contact is."""
+    def save_customer_mapping(self, tenant: Tenant, contact_id: str, customer_id: str) -> None:
+        """Remember which customer a portal's contact is."""
         stmt = self.database.insert(CustomerMappingRow).values(
-            realm_id=realm_id, hubspot_contact_id=contact_id, quickbooks_customer_id=customer_id, created_at=utcnow()
+            portal_id=tenant.portal_id,
+            realm_id=tenant.realm_id,
+            hubspot_contact_id=contact_id,
+            quickbooks_customer_id=customer_id,
+            created_at=utcnow(),
         )
         stmt = stmt.on_conflict_do_update(
-            index_elements=["realm_id", "hubspot_contact_id"], set_={"quickbooks_customer_id": customer_id}
+            index_elements=["portal_id", "realm_id", "hubspot_contact_id"],
+            set_={"quickbooks_customer_id": customer_id},
         )
         with self.database.engine.begin() as conn:
             conn.execute(stmt)
 
-    def product_mappings(self, realm_id: str, product_ids: Sequence[str]) -> dict[str, str]:
-        """Return {HubSpot product id: QuickBooks item id} for the known ones."""
+    def product_mappings(self, tenant: Tenant, product_ids: Sequence[str]) -> dict[str, str]:
+        """Return {HubSpot product id: QuickBooks item id} for the portal's known products."""
         if not product_ids:
             return {}
         query = select(ProductMappingRow.hubspot_product_id, ProductMappingRow.quickbooks_item_id).where(
-            ProductMappingRow.realm_id == realm_id, ProductMappingRow.hubspot_product_id.in_(list(product_ids))
+            ProductMappingRow.portal_id == tenant.portal_id,
+            ProductMappingRow.realm_id == tenant.realm_id,
+            ProductMappingRow.hubspot_product_id.in_(list(product_ids)),
         )
         with self.database.engine.connect() as conn:
             return {row.hubspot_product_id: row.quickbooks_item_id for row in conn.execute(query)}
 
-    def save_product_mapping(self, realm_id: str, product_id: str, item_id: str) -> None:
-        """Remember which item a product is."""
+    def save_product_mapping(self, tenant: Tenant, product_id: str, item_id: str) -> None:
+        """Remember which item a portal's product is."""
         stmt = self.database.insert(ProductMappingRow).values(
-            realm_id=realm_id, hubspot_product_id=product_id, quickbooks_item_id=item_id, created_at=utcnow()
+            portal_id=tenant.portal_id,
+            realm_id=tenant.realm_id,
+            hubspot_product_id=product_id,
+            quickbooks_item_id=item_id,
+            created_at=utcnow(),
         )
         stmt = stmt.on_conflict_do_update(
-            index_elements=["realm_id", "hubspot_product_id"], set_={"quickbooks_item_id": item_id}
+            index_elements=["portal_id", "realm_id", "hubspot_product_id"], set_={"quickbooks_item_id": item_id}
         )
         with self.database.engine.begin() as conn:
             conn.execute(stmt)
 
     def forget_mappings_to(self, realm_id: str, *, customer_id: str | None, item_ids: Sequence[str]) -> None:
-        """Drop mappings that point at a customer or items QuickBooks no longer knows."""
+        """Drop every portal's mappings to a customer or items the company no longer knows."""
         with self.database.session() as session:
             if customer_id:
                 session.execute(
@@ -104,29 +117,32 @@ class BookkeepingRepository:
 
     # Payment documents: one per payment, kind and company ----------------------------------------
 
-    def claim_payment_document(self, realm_id: str, payment_id: str, kind: str, execution_id: str) -> PaymentClaim:
-        """Claim the right to book a payment's document; answer with whoever holds it now."""
+    def claim_payment_document(self, tenant: Tenant, payment_id: str, kind: str, execution_id: str) -> PaymentClaim:
+        """Claim the right to book a portal's payment's document; answer with whoever holds it now."""
         stmt = (
             self.database.insert(PaymentDocumentRow)
-            .values(realm_id=realm_id, payment_id=payment_id, kind=kind, execution_id=execution_id, created_at=utcnow())
-            .on_conflict_do_nothing(index_elements=["realm_id", "payment_id", "kind"])
+            .values(
+                portal_id=tenant.portal_id,
+                realm_id=tenant.realm_id,
+                payment_id=payment_id,
+                kind=kind,
+                execution_id=execution_id,
+                created_at=utcnow(),
+            )
+            .on_conflict_do_nothing(index_elements=["portal_id", "realm_id", "payment_id", "kind"])
         )
         with self.database.engine.begin() as conn:
             conn.execute(stmt)
-        claim = self.payment_document(realm_id, payment_id, kind)
+        claim = self.payment_document(tenant, payment_id, kind)
         assert claim is not None  # inserted above, and claims are never deleted
         return claim
 
-    def payment_document(self, realm_id: str, payment_id: str, kind: str) -> PaymentClaim | None:
+    def payment_document(self, tenant: Tenant, payment_id: str, kind: str) -> PaymentClaim | None:
         """Return the claim on a payment's document, with its holder's state and outputs."""
         query = (
             select(PaymentDocumentRow, ExecutionRow.state, ExecutionRow.output_fields)
             .outerjoin(ExecutionRow, ExecutionRow.id == PaymentDocumentRow.execution_id)
-            .where(
-                PaymentDocumentRow.realm_id == realm_id,
-                PaymentDocumentRow.payment_id == payment_id,
-                PaymentDocumentRow.kind == kind,
-            )
+            .where(self._document(tenant, payment_id, kind))
         )
         with self.database.session() as session:
             found = session.execute(query).first()
@@ -134,6 +150,7 @@ class BookkeepingRepository:
                 return None
             row, state, outputs = found
             return PaymentClaim(
+                portal_id=row.portal_id,
                 realm_id=row.realm_id,
                 payment_id=row.payment_id,
                 kind=row.kind,
@@ -144,16 +161,14 @@ class BookkeepingRepository:
             )
 
     def take_over_payment_document(
-        self, realm_id: str, payment_id: str, kind: str, failed_execution_id: str, execution_id: str
+        self, tenant: Tenant, payment_id: str, kind: str, failed_execution_id: str, execution_id: str
     ) -> bool:
         """Move a claim from a failed execution to another one, carrying over the steps it completed."""
         with self.database.session() as session:
             claimed = session.execute(
                 update(PaymentDocumentRow)
                 .where(
-                    PaymentDocumentRow.realm_id == realm_id,
-                    PaymentDocumentRow.payment_id == payment_id,
-                    PaymentDocumentRow.kind == kind,
+                    self._document(tenant, payment_id, kind),
                     PaymentDocumentRow.execution_id == failed_execution_id,
                 )
                 .values(execution_id=execution_id)
@@ -165,16 +180,20 @@ class BookkeepingRepository:
                     session.add(StepRow(execution_id=execution_id, name=step.name, status=step.status, data=step.data))
             return True
 
-    def save_payment_document_outputs(self, realm_id: str, payment_id: str, kind: str, outputs: dict[str, Any]) -> None:
+    def save_payment_document_outputs(
+        self, tenant: Tenant, payment_id: str, kind: str, outputs: dict[str, Any]
+    ) -> None:
         """Remember what the booked document was, for later executions on the same payment."""
-        stmt = (
-            update(PaymentDocumentRow)
-            .where(
-                PaymentDocumentRow.realm_id == realm_id,
-                PaymentDocumentRow.payment_id == payment_id,
-                PaymentDocumentRow.kind == kind,
-            )
-            .values(output_fields=outputs)
-        )
+        stmt = update(PaymentDocumentRow).where(self._document(tenant, payment_id, kind)).values(output_fields=outputs)
         with self.database.engine.begin() as conn:
             conn.execute(stmt)
+
+    @staticmethod
+    def _document(tenant: Tenant, payment_id: str, kind: str) -> Any:
+        """Return the condition that selects one payment document of a tenant."""
+        return and_(
+            PaymentDocumentRow.portal_id == tenant.portal_id,
+            PaymentDocumentRow.realm_id == tenant.realm_id,
+            PaymentDocumentRow.payment_id == payment_id,
+            PaymentDocumentRow.kind == kind,
+        )

@@ -151,10 +151,11 @@ class AttemptRow(Base):
 
 
 class ProductMappingRow(Base):
-    """A HubSpot product known to be a given QuickBooks item."""
+    """A HubSpot product of a portal known to be a given QuickBooks item of a company."""
 
     __tablename__ = "product_mappings"
 
+    portal_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     realm_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     hubspot_product_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     quickbooks_item_id: Mapped[str] = mapped_column(String(32))
@@ -162,10 +163,11 @@ class ProductMappingRow(Base):
 
 
 class CustomerMappingRow(Base):
-    """A HubSpot contact known to be a given QuickBooks customer."""
+    """A HubSpot contact of a portal known to be a given QuickBooks customer of a company."""
 
     __tablename__ = "customer_mappings"
 
+    portal_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     realm_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     hubspot_contact_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     quickbooks_customer_id: Mapped[str] = mapped_column(String(32))
@@ -173,10 +175,11 @@ class CustomerMappingRow(Base):
 
 
 class PaymentDocumentRow(Base):
-    """The one QuickBooks document of a kind booked for a HubSpot payment (paid invoice, fee, ...)."""
+    """The one QuickBooks document of a kind booked for a portal's HubSpot payment (paid invoice, fee, ...)."""
 
     __tablename__ = "payment_documents"
 
+    portal_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     realm_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     payment_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     kind: Mapped[str] = mapped_column(String(32), primary_key=True)

@@ -24,6 +24,21 @@ def from_row(record_type: type[Record], row: Any) -> Record:
 
 
 @dataclass(frozen=True)
+class Tenant:
+    """Whose books: a HubSpot portal and the QuickBooks company it writes to.
+
+    One company may be connected to several portals, and HubSpot record ids repeat across portals, so what
+    is remembered about records (mappings, payment claims) is kept per tenant, never per company alone.
+    """
+
+    portal_id: int
+    realm_id: str
+
+    def __str__(self) -> str:
+        return f"{self.portal_id}:{self.realm_id}"
+
+
+@dataclass(frozen=True)
 class NewExecution:
     """What the edge accepted from HubSpot."""
 
@@ -133,6 +148,7 @@ class CachedProfile:
 class PaymentClaim:
     """Which execution books a payment's document of a kind, and how that execution stands."""
 
+    portal_id: int
     realm_id: str
     payment_id: str
     kind: str

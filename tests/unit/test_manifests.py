@@ -165,6 +165,7 @@ def payment_output_names(spec: ActionSpec, monkeypatch: pytest.MonkeyPatch) -> l
     monkeypatch.setattr(payments, "_finish", lambda run, payment, kind, outputs: outputs)
     run = SimpleNamespace(
         realm_id="9130355",
+        tenant=None,
         inputs={"payment_account": "35", "expense_account": "80", "refund_account": "35"},
         qbo=SimpleNamespace(query=lambda _: [{"Id": "35", "AccountType": "Bank"}]),
         app_url="https://qbo",
@@ -181,7 +182,7 @@ def payment_output_names(spec: ActionSpec, monkeypatch: pytest.MonkeyPatch) -> l
         names += [key for key in outputs if key not in names]
     # An execution for a payment whose document another execution booked answers with that one's outputs.
     holder = PaymentClaim(
-        "9130355", "7", kinds[0], "e-1", "succeeded", {"hs_execution_state": "SUCCESS", **outputs}, None
+        102670506, "9130355", "7", kinds[0], "e-1", "succeeded", {"hs_execution_state": "SUCCESS", **outputs}, None
     )
     run.ledger = SimpleNamespace(claim_payment_document=lambda *_: holder)
     monkeypatch.undo()

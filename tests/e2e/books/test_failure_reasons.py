@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from services.bootstrap import Services
-from services.store.records import NewExecution
+from services.store.records import NewExecution, Tenant
 from services.work.jobs import run_execution
 from simulators.scenario import PORTAL_ID, REALM_ID, Simulators, seed_deal, seed_payment
 from tests.builders import sales_inputs
 from tests.conftest import Perform, only_callback
+
+TENANT = Tenant(PORTAL_ID, REALM_ID)
 
 
 def test_hubspot_access_lost_fails_with_hubspot_not_connected(
@@ -86,7 +88,7 @@ def test_a_document_another_execution_never_finishes_fails_with_document_in_prog
         NewExecution("ap-stuck-1", "create_paid_invoice", PORTAL_ID, REALM_ID, "0-101", payment["payment"], {}, {})
     )
     assert services.executions.acquire_lease(stuck_id, 3600) is not None
-    services.bookkeeping.claim_payment_document(REALM_ID, payment["payment"], "paid_invoice", stuck_id)
+    services.bookkeeping.claim_payment_document(TENANT, payment["payment"], "paid_invoice", stuck_id)
 
     execution = perform(
         payment["payment"],

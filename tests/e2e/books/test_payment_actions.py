@@ -8,11 +8,13 @@ from typing import Any
 import pytest
 
 from services.bootstrap import Services
-from services.store.records import Execution
+from services.store.records import Execution, Tenant
 from simulators.scenario import PORTAL_ID, REALM_ID, Simulators, seed_payment
 from tests.conftest import only_callback, qbo_writes
 
 PaymentAction = Callable[..., Execution]
+
+TENANT = Tenant(PORTAL_ID, REALM_ID)
 
 
 @pytest.fixture
@@ -260,7 +262,7 @@ def test_the_same_payment_enrolled_three_times_books_one_document(
     first, *later = (only_callback(sims, e) for e in executions)
     assert "duplicate_of" not in first
     assert all(o["duplicate_of"] == first["quickbooks_id"] == o["quickbooks_id"] for o in later)
-    claim = services.bookkeeping.payment_document(REALM_ID, payment["payment"], "paid_invoice")
+    claim = services.bookkeeping.payment_document(TENANT, payment["payment"], "paid_invoice")
     assert claim is not None and claim.execution_id == executions[0].id
 
 

@@ -7,9 +7,12 @@ from typing import Any
 import pytest
 
 from services.bootstrap import Services
+from services.store.records import Tenant
 from simulators.scenario import PORTAL_ID, REALM_ID, Simulators, seed_deal
 from tests.builders import sales_inputs
 from tests.conftest import Perform, only_callback, qbo_writes
+
+TENANT = Tenant(PORTAL_ID, REALM_ID)
 
 
 def test_invoice_is_created_with_matched_items_terms_and_a_new_customer(
@@ -233,7 +236,7 @@ def test_missing_products_are_created_once_and_remembered(
     [item] = sims.entities("Item")
     assert (item["Name"], item["Type"], item["Sku"]) == ("Gadget", "Service", "GD-1")
     assert item["IncomeAccountRef"]["value"] == sims.account_id("Services")
-    assert services.bookkeeping.product_mappings(REALM_ID, ["900"]) == {"900": item["Id"]}
+    assert services.bookkeeping.product_mappings(TENANT, ["900"]) == {"900": item["Id"]}
     assert len(qbo_writes(sims, "item")) == 1
 
 
@@ -406,7 +409,7 @@ def test_a_mapping_to_a_deleted_item_is_forgotten_so_a_retry_matches_again(
     item = sims.add_entity(
         "Item", {"Name": "Consulting", "Type": "Service", "Sku": "CONS-1", "IncomeAccountRef": {"value": "1"}}
     )
-    services.bookkeeping.save_product_mapping(REALM_ID, "501", "9999")
+    services.bookkeeping.save_product_mapping(TENANT, "501", "9999")
     line = {"name": "Consulting", "quantity": "1", "price": "150", "hs_sku": "CONS-1", "hs_product_id": "501"}
 
     first = perform(seed_deal(sims, line_items=[line])["deal"])
@@ -414,4 +417,4 @@ def test_a_mapping_to_a_deleted_item_is_forgotten_so_a_retry_matches_again(
 
     assert first.failure_reason == "QUICKBOOKS_REJECTED"
     assert second.state == "succeeded", second.failure_message
-    assert services.bookkeeping.product_mappings(REALM_ID, ["501"]) == {"501": item["Id"]}
+    assert services.bookkeeping.product_mappings(TENANT, ["501"]) == {"501": item["Id"]}

@@ -18,13 +18,14 @@ from services.clock import utcnow
 from services.store import migrate
 from services.store.crypto import TokenCipher
 from services.store.models import Base, ExecutionRow
-from services.store.records import Execution, NewExecution
+from services.store.records import Execution, NewExecution, Tenant
 from services.store.repositories import Repositories
 from services.transport.errors import TransientError
 from tests.conftest import POSTGRES_URL, fresh_postgres
 
 PORTAL_ID = 102670506
 REALM_ID = "9130355"
+TENANT = Tenant(PORTAL_ID, REALM_ID)
 
 
 @pytest.fixture(
@@ -460,35 +461,35 @@ def test_connecting_a_company_again_replaces_its_connection(repos: Repositories)
 
 
 def test_product_mappings_are_upserted_per_company(repos: Repositories) -> None:
-    repos.bookkeeping.save_product_mapping(REALM_ID, "p-1", "11")
-    repos.bookkeeping.save_product_mapping(REALM_ID, "p-1", "12")
-    repos.bookkeeping.save_product_mapping(REALM_ID, "p-2", "21")
-    repos.bookkeeping.save_product_mapping("other-realm", "p-3", "31")
+    repos.bookkeeping.save_product_mapping(TENANT, "p-1", "11")
+    repos.bookkeeping.save_product_mapping(TENANT, "p-1", "12")
+    repos.bookkeeping.save_product_mapping(TENANT, "p-2", "21")
+    repos.bookkeeping.save_product_mapping(Tenant(PORTAL_ID, "other-realm"), "p-3", "31")
 
-    assert repos.bookkeeping.product_mappings(REALM_ID, ["p-1", "p-2", "p-3"]) == {"p-1": "12", "p-2": "21"}
-    assert repos.bookkeeping.product_mappings(REALM_ID, []) == {}
+    assert repos.bookkeeping.product_mappings(TENANT, ["p-1", "p-2", "p-3"]) == {"p-1": "12", "p-2": "21"}
+    assert repos.bookkeeping.product_mappings(TENANT, []) == {}
     repos.bookkeeping.forget_mappings_to(REALM_ID, customer_id=None, item_ids=["12"])
-    assert repos.bookkeeping.product_mappings(REALM_ID, ["p-1", "p-2"]) == {"p-2": "21"}
+    assert repos.bookkeeping.product_mappings(TENANT, ["p-1", "p-2"]) == {"p-2": "21"}
 
 
 def test_customer_mappings_are_upserted_per_company(repos: Repositories) -> None:
-    repos.bookkeeping.save_customer_mapping(REALM_ID, "c-51", "58")
-    repos.bookkeeping.save_customer_mapping(REALM_ID, "c-51", "59")
+    repos.bookkeeping.save_customer_mapping(TENANT, "c-51", "58")
+    repos.bookkeeping.save_customer_mapping(TENANT, "c-51", "59")
 
-    assert repos.bookkeeping.customer_mapping(REALM_ID, "c-51") == "59"
-    assert repos.bookkeeping.customer_mapping("other-realm", "c-51") is None
+    assert repos.bookkeeping.customer_mapping(TENANT, "c-51") == "59"
+    assert repos.bookkeeping.customer_mapping(Tenant(PORTAL_ID, "other-realm"), "c-51") is None
     repos.bookkeeping.forget_mappings_to(REALM_ID, customer_id="59", item_ids=[])
-    assert repos.bookkeeping.customer_mapping(REALM_ID, "c-51") is None
+    assert repos.bookkeeping.customer_mapping(TENANT, "c-51") is None
 
 
 def test_a_payment_document_belongs_to_the_first_execution_that_claims_it(repos: Repositories) -> None:
     first, second = accepted(repos), accepted(repos)
 
     claim = repos.bookkeeping.claim_payment_document
-    assert claim(REALM_ID, "pay-1", "sales_receipt", first).execution_id == first
-    assert claim(REALM_ID, "pay-1", "sales_receipt", second).execution_id == first
-    assert claim(REALM_ID, "pay-1", "fee", second).execution_id == second
-    assert claim("other-realm", "pay-1", "sales_receipt", second).execution_id == second
+    assert claim(TENANT, "pay-1", "sales_receipt", first).execution_id == first
+    assert claim(TENANT, "pay-1", "sales_receipt", second).execution_id == first
+    assert claim(TENANT, "pay-1", "fee", second).execution_id == second
+    assert claim(Tenant(PORTAL_ID, "other-realm"), "pay-1", "sales_receipt", second).execution_id == second
 
 
 # Company settings and profile --------------------------------------------------------------------
@@ -525,16 +526,16 @@ def test_the_migrated_schema_matches_the_models(repos: Repositories) -> None:
 
 def test_a_claim_tells_how_its_holder_stands_and_what_it_booked(repos: Repositories) -> None:
     holder = finished(repos, succeeded=True)
-    first = repos.bookkeeping.claim_payment_document(REALM_ID, "pay-2", "paid_invoice", holder)
-    later = repos.bookkeeping.claim_payment_document(REALM_ID, "pay-2", "paid_invoice", accepted(repos))
+    first = repos.bookkeeping.claim_payment_document(TENANT, "pay-2", "paid_invoice", holder)
+    later = repos.bookkeeping.claim_payment_document(TENANT, "pay-2", "paid_invoice", accepted(repos))
 
     assert (later.execution_id, later.holder_state) == (holder, "succeeded")
     assert later.holder_outputs == execution(repos, holder).output_fields == first.holder_outputs
     assert later.document_outputs is None
-    repos.bookkeeping.save_payment_document_outputs(REALM_ID, "pay-2", "paid_invoice", {"quickbooks_id": "145"})
-    stored = repos.bookkeeping.payment_document(REALM_ID, "pay-2", "paid_invoice")
+    repos.bookkeeping.save_payment_document_outputs(TENANT, "pay-2", "paid_invoice", {"quickbooks_id": "145"})
+    stored = repos.bookkeeping.payment_document(TENANT, "pay-2", "paid_invoice")
     assert stored is not None and stored.document_outputs == {"quickbooks_id": "145"}
-    assert repos.bookkeeping.payment_document(REALM_ID, "pay-3", "paid_invoice") is None
+    assert repos.bookkeeping.payment_document(TENANT, "pay-3", "paid_invoice") is None
 
 
 # What the repositories answer with ---------------------------------------------------------------
@@ -551,7 +552,7 @@ def test_repositories_answer_with_frozen_records_not_database_rows(repos: Reposi
         *repos.attempts.of(execution_id),
         *repos.callbacks.pending(PORTAL_ID),
         *repos.bookkeeping.steps(execution_id).values(),
-        repos.bookkeeping.claim_payment_document(REALM_ID, "pay-4", "fee", execution_id),
+        repos.bookkeeping.claim_payment_document(TENANT, "pay-4", "fee", execution_id),
         repos.connections.quickbooks_of()[0] if repos.connections.quickbooks_of() else None,
     ]
     assert len([a for a in answers if a is not None]) >= 7

@@ -9,10 +9,12 @@ import pytest
 
 from services.books.run import Run
 from services.clock import utcnow
-from services.store.records import Execution
+from services.store.records import Execution, Tenant
 from tests.fakes import FakeLedger, FakeLocks, FakeProfiles, FakeQuickBooks
 
 REALM_ID = "9130355"
+PORTAL_ID = 102670506
+TENANT = Tenant(PORTAL_ID, REALM_ID)
 US_PROFILE = {
     "country": "US",
     "home_currency": "USD",
@@ -29,7 +31,7 @@ def execution(**overrides: Any) -> Execution:
         "id": "e-1",
         "callback_id": "ap-1",
         "action": "create_invoice",
-        "portal_id": 102670506,
+        "portal_id": PORTAL_ID,
         "realm_id": REALM_ID,
         "object_type": "DEAL",
         "object_id": "614",

@@ -11,7 +11,7 @@ from services.books.documents import create_document, currency_ref, doc_number, 
 from services.books.failures import ActionFailure
 from services.transport.errors import PermanentError
 from tests.fakes import FakeLedger, FakeQuickBooks
-from tests.unit.books.conftest import REALM_ID, MakeRun
+from tests.unit.books.conftest import TENANT, MakeRun
 
 US = CompanyProfile("US", "USD", False, False, {})
 NUMBERING = CompanyProfile("US", "USD", False, True, {})
@@ -66,9 +66,9 @@ def test_a_company_that_numbers_its_documents_gets_a_fixed_number(
 def test_a_reference_quickbooks_no_longer_knows_makes_the_mappings_to_it_forgotten(
     make_run: MakeRun, qbo: FakeQuickBooks, ledger: FakeLedger
 ) -> None:
-    ledger.customers[(REALM_ID, "51")] = "58"
-    ledger.products[(REALM_ID, "p-1")] = "21"
-    ledger.products[(REALM_ID, "p-2")] = "22"
+    ledger.customers[(TENANT, "51")] = "58"
+    ledger.products[(TENANT, "p-1")] = "21"
+    ledger.products[(TENANT, "p-2")] = "22"
     qbo.refuse["Invoice"] = "2500"
     line = {"DetailType": "SalesItemLineDetail", "Amount": 10, "SalesItemLineDetail": {"ItemRef": {"value": "21"}}}
 
@@ -77,7 +77,7 @@ def test_a_reference_quickbooks_no_longer_knows_makes_the_mappings_to_it_forgott
             make_run(), "Invoice", {"Line": [line]}, customer_id="58", txn_date=date(2026, 12, 1), profile=US
         )
 
-    assert ledger.customers == {} and ledger.products == {(REALM_ID, "p-2"): "22"}
+    assert ledger.customers == {} and ledger.products == {(TENANT, "p-2"): "22"}
 
 
 def test_outside_the_us_lines_are_sent_tax_excluded(make_run: MakeRun, qbo: FakeQuickBooks) -> None:

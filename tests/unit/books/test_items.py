@@ -10,7 +10,7 @@ from services.books.failures import ActionFailure
 from services.books.items import item_name, match_line_items
 from services.hubspot.client import CrmObject
 from tests.fakes import FakeLedger, FakeLocks, FakeQuickBooks
-from tests.unit.books.conftest import REALM_ID, MakeRun
+from tests.unit.books.conftest import TENANT, MakeRun
 
 
 def line_item(line_id: str, name: str, **props: Any) -> CrmObject:
@@ -22,7 +22,7 @@ def item(item_id: str, name: str, **fields: Any) -> dict[str, Any]:
 
 
 def test_a_known_product_needs_no_query(make_run: MakeRun, ledger: FakeLedger, qbo: FakeQuickBooks) -> None:
-    ledger.products[(REALM_ID, "p-1")] = "21"
+    ledger.products[(TENANT, "p-1")] = "21"
     matched = match_line_items(make_run(), [line_item("1", "Consulting", hs_product_id="p-1")], create_missing=False)
     assert matched == {"1": "21"}
     assert qbo.queries == [] and qbo.created == []
@@ -44,7 +44,7 @@ def test_what_a_look_up_found_is_remembered_for_the_product(
 ) -> None:
     qbo.entities["Item"] = [item("22", "Setup fee")]
     match_line_items(make_run(), [line_item("2", "Setup fee", hs_product_id="p-2")], create_missing=False)
-    assert ledger.products == {(REALM_ID, "p-2"): "22"}
+    assert ledger.products == {(TENANT, "p-2"): "22"}
 
 
 def test_unmatched_line_items_fail_the_action_naming_each_one(make_run: MakeRun, qbo: FakeQuickBooks) -> None:
@@ -72,7 +72,7 @@ def test_a_missing_item_is_created_once_under_a_lock_as_a_service_booking_to_the
         "Description": "Small",
         "UnitPrice": 10.0,
     }
-    assert locks.taken == [f"item:{REALM_ID}:gad-get"]
+    assert locks.taken == [f"item:{TENANT}:gad-get"]
     assert (
         ledger.steps("e-1")["item:1"].data == {"id": matched["1"], "requestid": requestid}
         or ledger.steps("e-1")["item:1"].status == "done"

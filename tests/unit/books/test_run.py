@@ -82,3 +82,18 @@ def test_a_run_that_lost_its_lease_writes_nothing(make_run: MakeRun, lease: Leas
         make_run().write_once("document:Invoice", create)
     assert create.requestids == [] and ledger.saved == []
     assert lease.renewals == 1
+
+
+def test_the_same_step_of_the_same_scope_in_two_portals_gets_two_requestids(make_run: MakeRun) -> None:
+    ours, theirs = make_run(), make_run(portal_id=243199551)
+    ours.scope = theirs.scope = "payment-7-paid_invoice"
+    assert ours.requestid("document:Invoice") != theirs.requestid("document:Invoice")
+
+
+def test_a_write_sent_again_keeps_the_requestid_and_marker_it_was_first_sent_with(
+    make_run: MakeRun, ledger: FakeLedger
+) -> None:
+    ledger.save_step("e-1", "document:Invoice", "started", {"requestid": "sent-by-an-older-release"})
+    create = Writes()
+    make_run().write_once("document:Invoice", create, find_existing=lambda _started: None)
+    assert create.requestids == ["sent-by-an-older-release"]
