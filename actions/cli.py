@@ -238,20 +238,15 @@ def executions_retry(execution_id: str) -> None:
 
 @cli.command("worker")
 @click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
-@click.option("--no-sweeper", is_flag=True, help="Do not run the sweeper beside the worker.")
 @with_appcontext
-def worker(burst: bool, no_sweeper: bool) -> None:
-    """Run an RQ worker with the scheduler (for retries) and the sweeper."""
-    from rq import Worker
-
-    from services.work.sweeper import SweeperThread
+def worker(burst: bool) -> None:
+    """Run an RQ worker with the scheduler (for retries); it waits for Redis when Redis is away."""
+    from services.work.worker import work
 
     svc = services()
     bootstrap_module.install(svc)
     _warm_up(svc)
-    if not no_sweeper:
-        SweeperThread(svc).start()
-    Worker([svc.queue.queue], connection=svc.redis).work(with_scheduler=True, burst=burst)
+    work(svc, burst=burst)
 
 
 def _warm_up(svc: Services) -> None:
@@ -270,13 +265,26 @@ def _warm_up(svc: Services) -> None:
 
 
 @cli.command("sweep")
+@click.option("--forever", is_flag=True, help="Sweep every SWEEP_INTERVAL seconds until stopped (the sweeper process).")
 @with_appcontext
-def sweep_once() -> None:
-    """Re-enqueue lost executions and resend stuck callbacks, once."""
-    from services.work.sweeper import sweep
+def sweep(forever: bool) -> None:
+    """Re-enqueue lost executions and resend stuck callbacks (once, or as a process of its own)."""
+    import signal
+    import threading
 
-    report = sweep(services())
-    click.echo(f"Re-enqueued {report.requeued} executions; flushed callbacks of {report.flushes} portals.")
+    from services.work.sweeper import sweep as sweep_once
+    from services.work.sweeper import sweep_forever
+
+    svc = services()
+    if not forever:
+        report = sweep_once(svc)
+        click.echo(f"Re-enqueued {report.requeued} executions; flushed callbacks of {report.flushes} portals.")
+        return
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    click.echo(f"Sweeping every {svc.config.sweep_interval} s.", err=True)
+    sweep_forever(svc, stopping)
 
 
 # Manifests and keys (no configuration needed) ---------------------------------------------------

@@ -280,17 +280,18 @@ def descendants(pid: int) -> list[int]:
 
 
 class WorkerProcess:
-    """A real `qbo-actions worker` process."""
+    """A real `qbo-actions worker` process (or another command of the Procfile, such as the sweeper)."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, command: tuple[str, ...] = ("worker",)) -> None:
         self.env = {**os.environ, **env}
         self.log_path = log_path
+        self.command = command
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "actions.cli", "worker"],
+            [sys.executable, "-m", "actions.cli", *self.command],
             cwd=ROOT,
             env=self.env,
             stdout=log,
@@ -325,10 +326,13 @@ class WorkerProcess:
 
 @pytest.fixture
 def start_worker(env: dict[str, str], services: Services, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
-    """Start real worker processes (with scheduler and sweeper) on the test's queue and database."""
+    """Start real worker processes (with their scheduler) on the test's queue and database, and a sweeper."""
     workers: list[WorkerProcess] = []
 
     def start(**extra: str) -> WorkerProcess:
+        if not workers:
+            sweeper = WorkerProcess({**env, **extra}, tmp_path / "sweeper.log", ("sweep", "--forever"))
+            workers.append(sweeper.start())
         worker = WorkerProcess({**env, **extra}, tmp_path / f"worker-{len(workers)}.log").start()
         workers.append(worker)
         return worker

@@ -7,6 +7,7 @@ from typing import Any
 
 from services.transport.errors import (
     ConnectionRevokedError,
+    InfrastructureError,
     NotFoundError,
     ServiceError,
     TransientError,
@@ -50,6 +51,9 @@ REASONS: dict[str, str] = {
     "HUBSPOT_REJECTED": "HubSpot refused a request the action needed; the failure message says which.",
     "QUICKBOOKS_UNAVAILABLE": "QuickBooks could not be reached after several attempts. Retry later.",
     "HUBSPOT_UNAVAILABLE": "HubSpot could not be reached after several attempts. Retry later.",
+    "SERVER_UNAVAILABLE": (
+        "The server's own database or queue kept failing over several attempts; nothing was booked twice. Retry later."
+    ),
     "INTERNAL_ERROR": "The action stopped on an unexpected error. The operator can see it and retry.",
     # Payment-based actions
     "TAXABLE_LINE_ITEMS": (
@@ -109,6 +113,8 @@ def failure_for(error: ServiceError) -> ActionFailure:
                 "then retry the action.",
             )
         return ActionFailure("HUBSPOT_NOT_CONNECTED", describe("HUBSPOT_NOT_CONNECTED"))
+    if isinstance(error, InfrastructureError):
+        return ActionFailure("SERVER_UNAVAILABLE", f"{describe('SERVER_UNAVAILABLE')} Last error: {error}")
     if isinstance(error, DocumentBusyError):
         return ActionFailure("DOCUMENT_IN_PROGRESS", f"{describe('DOCUMENT_IN_PROGRESS')} ({error})")
     if isinstance(error, TransientError):

@@ -2,7 +2,8 @@
 
 ServiceError                 a remote API answered badly or not at all
 ├── TransientError           worth another attempt later: connection errors, timeouts, 5xx
-│   └── RateLimitedError     429; carries the server's Retry-After when it sent one
+│   ├── RateLimitedError     429; carries the server's Retry-After when it sent one
+│   └── InfrastructureError  our own database, Redis or job time limit failed (service "database", "redis", "worker")
 ├── AuthenticationError      401 that survived a token refresh
 ├── ConnectionRevokedError   the OAuth grant is gone (invalid_grant, 403): the user must reconnect
 └── PermanentError           any other 4xx, or a fault in a 200: the request itself is wrong
@@ -56,6 +57,10 @@ class RateLimitedError(TransientError):
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
+
+
+class InfrastructureError(TransientError):
+    """The server's own database or Redis failed, or a job ran out of time: try again once they are back."""
 
 
 class AuthenticationError(ServiceError):

@@ -16,6 +16,7 @@ from services.hubspot import outputs
 from services.store.attempts import ABANDONED, FAILED, RETRYING, SUCCEEDED
 from services.store.records import Execution
 from services.transport.errors import RateLimitedError, ServiceError, TransientError
+from services.work.faults import INFRASTRUCTURE_FAULTS, REDIS_FAULTS, infrastructure_error
 from services.work.handlers import HANDLERS
 from services.work.queue import retry_in
 
@@ -35,7 +36,10 @@ class ExecutionRunner:
 
     def run(self, execution_id: str) -> str | Retry:
         """Run the execution once; return a Retry when a transient error should be tried again."""
-        execution = self.executions.get(execution_id)
+        try:
+            execution = self.executions.get(execution_id)
+        except INFRASTRUCTURE_FAULTS as fault:
+            return self._retry_blind(execution_id, infrastructure_error(fault))
         if execution is None:
             return "missing"
         with logs.bound(
@@ -45,7 +49,11 @@ class ExecutionRunner:
             realm=execution.realm_id,
             action=execution.action,
         ):
-            return self._run(execution)
+            try:
+                return self._run(execution)
+            except INFRASTRUCTURE_FAULTS as fault:
+                # Recording the outcome failed too: the lease runs out and the sweeper hands the execution on.
+                return self._retry_blind(execution_id, infrastructure_error(fault))
 
     def _run(self, execution: Execution) -> str | Retry:
         execution_id = execution.id
@@ -57,19 +65,16 @@ class ExecutionRunner:
         attempt_id = self.attempts.start(execution_id, execution.attempt_count + 1)
         try:
             result = self._handle(execution, token)
+            finished = self.executions.finish(
+                execution_id, token, succeeded=True, output_fields=outputs.succeeded(result)
+            )
         except LeaseLostError:
             self.attempts.finish(attempt_id, ABANDONED)
             return "lease lost"
+        except INFRASTRUCTURE_FAULTS as fault:
+            return self._transient(execution, token, attempt_id, infrastructure_error(fault))
         except TransientError as error:
-            # Count only the retries since the last real ending, so an operator's retry starts afresh.
-            retries = self.attempts.trailing_retries(execution_id)
-            if retries < self._attempt_budget(error):
-                self.attempts.finish(attempt_id, RETRYING, error=error)
-                self.executions.release_for_retry(execution_id, token)
-                delay = self._retry_delay(error, retries + 1)
-                log.warning("execution %s: %s; retrying in %ss", execution_id, error, delay)
-                return retry_in(delay)
-            return self._fail(execution, token, attempt_id, failure_for(error), error)
+            return self._transient(execution, token, attempt_id, error)
         except ServiceError as error:
             return self._fail(execution, token, attempt_id, failure_for(error), error)
         except ActionFailure as failure:
@@ -77,13 +82,38 @@ class ExecutionRunner:
         except Exception as error:
             self._fail(execution, token, attempt_id, internal_error(error), error)
             raise  # so RQ keeps the traceback in its failed-job registry
-        if not self.executions.finish(execution_id, token, succeeded=True, output_fields=outputs.succeeded(result)):
+        if not finished:
             # Another run took the execution over while this one was slow; that run reports the outcome.
             self.attempts.finish(attempt_id, ABANDONED)
             return "lease lost"
         self.attempts.finish(attempt_id, SUCCEEDED)
-        self.services.queue.request_callback_flush(execution.portal_id)
+        self._request_callback_flush(execution.portal_id)
         return "succeeded"
+
+    def _transient(self, execution: Execution, token: str, attempt_id: int, error: TransientError) -> str | Retry:
+        """Hand the execution back for a later attempt, or fail it once the error has used up its retries."""
+        # Count only the retries since the last real ending, so an operator's retry starts afresh.
+        retries = self.attempts.trailing_retries(execution.id)
+        if retries >= self._attempt_budget(error):
+            return self._fail(execution, token, attempt_id, failure_for(error), error)
+        self.attempts.finish(attempt_id, RETRYING, error=error)
+        self.executions.release_for_retry(execution.id, token)
+        delay = self._retry_delay(error, retries + 1)
+        log.warning("execution %s: %s; retrying in %ss", execution.id, error, delay)
+        return retry_in(delay)
+
+    def _retry_blind(self, execution_id: str, error: TransientError) -> Retry:
+        """Ask RQ to try again when nothing could be recorded (the database or Redis is down)."""
+        delay = self.config.retry_intervals[0]
+        log.warning("execution %s: %s; trying again in %ss", execution_id, error, delay)
+        return retry_in(delay)
+
+    def _request_callback_flush(self, portal_id: int) -> None:
+        """Ask for the callbacks to be sent; when Redis is down the sweeper asks again later."""
+        try:
+            self.services.queue.request_callback_flush(portal_id)
+        except REDIS_FAULTS as fault:
+            log.warning("portal %s: callback flush not requested (%s); the sweeper will", portal_id, fault)
 
     def _handle(self, execution: Execution, token: str) -> dict[str, Any]:
         handler = HANDLERS.get(execution.action)
@@ -140,6 +170,6 @@ class ExecutionRunner:
             self.attempts.finish(attempt_id, ABANDONED, error=error)
             return "lease lost"
         self.attempts.finish(attempt_id, FAILED, error=error)
-        self.services.queue.request_callback_flush(execution.portal_id)
+        self._request_callback_flush(execution.portal_id)
         log.info("execution %s failed: %s", execution.id, failure)
         return "failed"

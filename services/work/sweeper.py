@@ -10,6 +10,7 @@ from datetime import timedelta
 from services.bootstrap import Services
 from services.clock import utcnow
 from services.store.records import RUNNING
+from services.work.faults import INFRASTRUCTURE_FAULTS, infrastructure_error
 
 log = logging.getLogger(__name__)
 # An execution must sit this long without its job before the sweeper acts, so it never races the
@@ -35,24 +36,25 @@ def sweep(services: Services) -> SweepReport:
             if queue.ensure_enqueued(execution.id, force=execution.state == RUNNING):
                 requeued += 1
                 log.warning("execution %s (%s) had no live job; enqueued it again", execution.id, execution.state)
-        portals = services.callbacks.portals_waiting(utcnow() - timedelta(seconds=60))
+        # A flush normally follows within moments; give it two sweeps (a minute by default) before forcing one.
+        waiting_since = utcnow() - timedelta(seconds=max(5, 2 * services.config.sweep_interval))
+        portals = services.callbacks.portals_waiting(waiting_since)
         for portal_id in portals:
             queue.request_callback_flush(portal_id, force=True)
     return SweepReport(requeued, len(portals))
 
 
-class SweeperThread(threading.Thread):
-    """Runs the sweeper every few seconds beside a worker."""
+def sweep_forever(services: Services, stopping: threading.Event) -> None:
+    """Sweep every SWEEP_INTERVAL seconds until ``stopping`` is set (the `sweeper` process of the Procfile).
 
-    def __init__(self, services: Services) -> None:
-        super().__init__(name="sweeper", daemon=True)
-        self.services = services
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        """Sweep until stopped; a failed sweep is logged and tried again next time."""
-        while not self.stopping.wait(self.services.config.sweep_interval):
-            try:
-                sweep(self.services)
-            except Exception:
-                log.exception("sweep failed")
+    It runs in a process of its own, never as a thread of the RQ worker: the worker forks a work horse per
+    job, and a fork taken while this thread held a lock (logging's, a pool's) could hang the horse.
+    """
+    interval = services.config.sweep_interval
+    while not stopping.wait(interval):
+        try:
+            sweep(services)
+        except INFRASTRUCTURE_FAULTS as fault:
+            log.warning("sweep skipped: %s; trying again in %s s", infrastructure_error(fault), interval)
+        except Exception:
+            log.exception("sweep failed")

@@ -1,0 +1,44 @@
+"""The RQ worker process: a worker with its scheduler, started again whenever Redis comes back."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import redis
+from rq import Worker
+
+from services.bootstrap import Services
+from services.work.faults import REDIS_FAULTS
+
+log = logging.getLogger(__name__)
+# Seconds between two pings while Redis does not answer, doubling up to the second figure.
+FIRST_WAIT, LONGEST_WAIT = 0.5, 10.0
+
+
+def wait_for_redis(connection: redis.Redis) -> None:
+    """Return once Redis answers, asking again with a growing pause (forever: the worker has nothing else to do)."""
+    pause = FIRST_WAIT
+    while True:
+        try:
+            connection.ping()
+            return
+        except REDIS_FAULTS as fault:
+            log.warning("Redis does not answer (%s); asking again in %.1f s", fault, pause)
+            time.sleep(pause)
+            pause = min(pause * 2, LONGEST_WAIT)
+
+
+def work(services: Services, *, burst: bool = False) -> None:
+    """Run an RQ worker with the scheduler (it runs the retries) until it is told to stop.
+
+    RQ's worker quits when Redis goes away while it reports a job; its jobs are safe (the database knows every
+    execution, and the sweeper enqueues again what Redis lost), so a new worker starts as soon as Redis answers.
+    """
+    while True:
+        wait_for_redis(services.redis)
+        try:
+            Worker([services.queue.queue], connection=services.redis).work(with_scheduler=True, burst=burst)
+            return
+        except REDIS_FAULTS as fault:
+            log.error("the worker lost Redis (%s); starting a new one once it answers", fault)
