@@ -15,6 +15,7 @@ from actions.registry import ActionSpec, all_actions
 from actions.schemas import ExecutionRequestSchema
 from actions.signature import SignatureError, verify
 from services.bootstrap import Services
+from services.clock import utcnow
 from services.hubspot import outputs
 from services.store.records import NewExecution
 
@@ -101,6 +102,7 @@ def execute(spec: ActionSpec) -> Any:
         object_id=str(record["objectId"]).strip(),
         inputs=inputs,
         object_properties=record["properties"],
+        expires_at=utcnow() + services().config.callback_expiry,
     )
     svc = services()
     try:
@@ -115,7 +117,7 @@ def execute(spec: ActionSpec) -> Any:
         except Exception:
             # The row is written: the sweeper enqueues it once the queue is back.
             log.exception("execution %s recorded but not enqueued; the sweeper will enqueue it", execution_id)
-    return jsonify(outputs.blocked())
+    return jsonify(outputs.blocked(svc.config.callback_expiration))
 
 
 def _view(spec: ActionSpec) -> Any:

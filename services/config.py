@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any
 
 QUICKBOOKS_API_BASE_URLS = {
@@ -31,6 +33,21 @@ REQUIRED = (
 
 class ConfigError(Exception):
     """The environment does not hold a usable configuration."""
+
+
+# ISO 8601 durations as HubSpot takes them for hs_expiration_duration: P1D, PT12H, P1WT1H.
+_DURATION = re.compile(
+    r"P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
+    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?"
+)
+
+
+def parse_duration(text: str) -> timedelta:
+    """Return the length of an ISO 8601 duration of weeks, days, hours, minutes and seconds."""
+    match = _DURATION.fullmatch(text.strip().upper())
+    if not match or text.strip().upper() in ("P", "PT"):
+        raise ValueError(f"{text!r} is not an ISO 8601 duration such as P7D, PT12H or P1WT1H")
+    return timedelta(**{unit: int(value) for unit, value in match.groupdict().items() if value})
 
 
 @dataclass(frozen=True)
@@ -64,6 +81,8 @@ class Config:
     hubspot_calls_per_10s: int = 90
     http_timeout: float = 30.0
     signature_max_age: int = 300
+    # How long HubSpot waits for our callback before the workflow goes on without us (HubSpot's default).
+    callback_expiration: str = "P7D"
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -97,6 +116,12 @@ class Config:
             http_timeout = float(env.get("HTTP_TIMEOUT", "30"))
         except ValueError as exc:
             raise ConfigError(f"A numeric setting is not a number: {exc}") from exc
+        callback_expiration = env.get("CALLBACK_EXPIRATION") or cls.callback_expiration
+        try:
+            if parse_duration(callback_expiration) <= timedelta(0):
+                raise ValueError("it must be longer than nothing")
+        except ValueError as exc:
+            raise ConfigError(f"CALLBACK_EXPIRATION: {exc}") from exc
         public_base_url = env.get("PUBLIC_BASE_URL") or None
         return cls(
             hubspot_client_id=env["HUBSPOT_CLIENT_ID"],
@@ -118,12 +143,18 @@ class Config:
             queue_name=env.get("QUEUE_NAME", cls.queue_name),
             retry_intervals=intervals,
             http_timeout=http_timeout,
+            callback_expiration=callback_expiration.strip().upper(),
             **numbers,
         )
 
     def with_overrides(self, **changes: object) -> Config:
         """Return a copy with some settings changed (tests and the demo)."""
         return replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def callback_expiry(self) -> timedelta:
+        """Return how long HubSpot waits for an execution's callback."""
+        return parse_duration(self.callback_expiration)
 
     @property
     def hubspot_token_url(self) -> str:

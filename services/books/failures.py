@@ -3,6 +3,7 @@ and the failure a remote error that no retry will fix turns into."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from services.transport.errors import (
@@ -55,6 +56,10 @@ REASONS: dict[str, str] = {
         "The server's own database or queue kept failing over several attempts; nothing was booked twice. Retry later."
     ),
     "INTERNAL_ERROR": "The action stopped on an unexpected error. The operator can see it and retry.",
+    "EXPIRED": (
+        "HubSpot stopped waiting for this action before it could start booking, so nothing was booked. "
+        "An operator may still retry it."
+    ),
     # Payment-based actions
     "TAXABLE_LINE_ITEMS": (
         "Only payments whose line items are not taxable can become a paid invoice. Use the sales receipt "
@@ -75,6 +80,10 @@ REASONS: dict[str, str] = {
 }
 
 
+# Reasons HubSpot never hears: by the time they happen it has stopped waiting for the callback.
+NOT_REPORTED = frozenset({"EXPIRED"})
+
+
 def describe(reason: str) -> str:
     """Return the sentence for a reason code."""
     return REASONS.get(reason, REASONS["INTERNAL_ERROR"])
@@ -92,6 +101,16 @@ class ActionFailure(Exception):
 
 class DocumentBusyError(TransientError):
     """Another execution is booking the same payment document right now; look again later."""
+
+
+def expired(expires_at: datetime | None) -> ActionFailure:
+    """Return the failure of an execution HubSpot stopped waiting for before its first write."""
+    when = f" at {expires_at.isoformat(timespec='minutes')}" if expires_at else ""
+    return ActionFailure(
+        "EXPIRED",
+        f"HubSpot stopped waiting for this action{when} (the action's expiration) before anything was booked, so "
+        "nothing was booked and the workflow went on without it. An operator may retry it to book it anyway.",
+    )
 
 
 def not_connected(realm_id: str, *, was_connected: bool) -> ActionFailure:

@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.books.company import CompanyProfile, company_profile
+from services.books.failures import expired
 from services.books.ports import Ledger, LockFactory, ProfileCache
+from services.clock import utcnow
 from services.hubspot.client import HubSpotClient
 from services.quickbooks.client import QuickBooksClient
 from services.store.records import Execution, Step, Tenant
@@ -113,6 +115,9 @@ class Run:
             if existing is not None:
                 self.record(step, "done", existing)
                 return existing
+        if not self.steps and self.execution.expired(utcnow()):
+            # HubSpot has resumed the workflow without us; a first write now would book what nobody waits for.
+            raise expired(self.execution.expires_at)
         self.renew_lease()
         started = dict(previous.data) if previous is not None else dict(context or {})
         # A write sent again keeps the requestid it was first sent with, so QuickBooks can replay its answer.

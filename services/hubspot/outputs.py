@@ -13,12 +13,10 @@ EXPIRATION = "hs_expiration_duration"
 BLOCK = "BLOCK"
 SUCCESS = "SUCCESS"
 FAIL_CONTINUE = "FAIL_CONTINUE"
-# How long HubSpot waits for the callback before it resumes the workflow without us (ISO 8601 duration).
-DEFAULT_EXPIRATION = "P1D"
 
 
-def blocked(expiration: str = DEFAULT_EXPIRATION) -> dict[str, Any]:
-    """Return the answer to an execution request that tells HubSpot to wait for the callback."""
+def blocked(expiration: str) -> dict[str, Any]:
+    """Return the answer that tells HubSpot to wait for the callback, at most ``expiration`` (ISO 8601)."""
     return {"outputFields": {STATE: BLOCK, EXPIRATION: expiration}}
 
 

@@ -12,7 +12,9 @@ from services.store.engine import Database
 from services.store.models import ExecutionRow
 from services.store.records import PendingCallback
 
-PENDING, SENT, REJECTED = "pending", "sent", "rejected"
+# none: nothing to send yet; pending: to send; sent: HubSpot took it; rejected: HubSpot refused it;
+# expired: HubSpot stopped waiting (hs_expiration_duration passed), so it is not sent.
+NONE, PENDING, SENT, REJECTED, EXPIRED = "none", "pending", "sent", "rejected", "expired"
 
 
 class CallbackRepository:
@@ -31,6 +33,22 @@ class CallbackRepository:
         )
         with self.database.engine.connect() as conn:
             return [PendingCallback(row.id, row.callback_id, row.output_fields or {}) for row in conn.execute(query)]
+
+    def expire_overdue(self, portal_id: int) -> int:
+        """Give up the pending callbacks of a portal that HubSpot no longer waits for; return how many."""
+        now = utcnow()
+        stmt = (
+            update(ExecutionRow)
+            .where(
+                ExecutionRow.portal_id == portal_id,
+                ExecutionRow.callback_state == PENDING,
+                ExecutionRow.expires_at.is_not(None),
+                ExecutionRow.expires_at <= now,
+            )
+            .values(callback_state=EXPIRED)
+        )
+        with self.database.engine.begin() as conn:
+            return int(conn.execute(stmt).rowcount)
 
     def portals_waiting(self, finished_before: datetime) -> list[int]:
         """Return portals with callbacks that should have been sent by now."""

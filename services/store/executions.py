@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 
 from services.clock import utcnow
+from services.store.callbacks import EXPIRED, PENDING, SENT
 from services.store.engine import Database
 from services.store.models import ExecutionRow
 from services.store.records import (
@@ -54,6 +55,7 @@ class ExecutionRepository:
             "state": QUEUED,
             "attempt_count": 0,
             "callback_state": "none",
+            "expires_at": new.expires_at,
             "created_at": now,
             "updated_at": now,
         }
@@ -155,18 +157,23 @@ class ExecutionRepository:
             row.failure_message = failure_message
             row.lease_token = None
             row.lease_expires_at = None
-            row.finished_at = utcnow()
-            # An operator's retry of an execution HubSpot already heard about has nobody to tell.
-            if row.callback_state != "sent":
-                row.callback_state = "pending"
+            row.finished_at = now = utcnow()
+            # An operator's retry of an execution HubSpot already heard about has nobody to tell, and neither
+            # has an execution HubSpot stopped waiting for: a late completion is not sent.
+            if row.callback_state not in (SENT, EXPIRED):
+                row.callback_state = EXPIRED if row.expires_at is not None and now >= row.expires_at else PENDING
             return True
 
     def requeue_failed(self, execution_id: str) -> bool:
-        """Move a failed execution back to the queue, once; False when it was not failed."""
+        """Move a failed execution back to the queue, once; False when it was not failed.
+
+        This is an operator's explicit retry: it may book after HubSpot stopped waiting (the expiry is waived;
+        the callback state still says whether HubSpot can be told).
+        """
         stmt = (
             update(ExecutionRow)
             .where(ExecutionRow.id == execution_id, ExecutionRow.state == FAILED)
-            .values(state=QUEUED, failure_reason=None, failure_message=None, updated_at=utcnow())
+            .values(state=QUEUED, failure_reason=None, failure_message=None, expires_at=None, updated_at=utcnow())
         )
         return self._changed(stmt)
 

@@ -113,6 +113,8 @@ class ExecutionRow(Base):
     # pending: HubSpot still waits for the outcome; sent: the callback was completed; none: nothing to send
     callback_state: Mapped[str] = mapped_column(String(16), default="none", index=True)
     callback_sent_at: Mapped[datetime | None]
+    # When HubSpot stops waiting for the callback (hs_expiration_duration after acceptance).
+    expires_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     finished_at: Mapped[datetime | None]

@@ -50,6 +50,8 @@ class NewExecution:
     object_id: str
     inputs: dict[str, Any]
     object_properties: dict[str, Any]
+    # When HubSpot stops waiting for the callback and resumes the workflow without us.
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,8 @@ class Execution:
     failure_reason: str | None
     failure_message: str | None
     output_fields: dict[str, Any] | None
-    # none: nothing to send; pending: HubSpot still waits; sent: completed; rejected: HubSpot refused it
+    # none: nothing to send; pending: HubSpot still waits; sent: completed; rejected: HubSpot refused it;
+    # expired: HubSpot stopped waiting before there was an outcome to send
     callback_state: str
     created_at: datetime
     updated_at: datetime
@@ -78,6 +81,12 @@ class Execution:
     lease_token: str | None
     lease_expires_at: datetime | None
     callback_sent_at: datetime | None
+    # When HubSpot stops waiting (None: never recorded, or waived by an operator's retry).
+    expires_at: datetime | None
+
+    def expired(self, now: datetime) -> bool:
+        """Tell whether HubSpot has stopped waiting for this execution's callback."""
+        return self.expires_at is not None and now >= self.expires_at
 
 
 @dataclass(frozen=True)

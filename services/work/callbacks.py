@@ -27,6 +27,8 @@ class CallbackFlusher:
     def flush(self, portal_id: int) -> str | Retry:
         """Send every pending completion; return a Retry on a transient HubSpot error."""
         self.services.queue.clear_flush_request(portal_id)
+        if expired := self.callbacks.expire_overdue(portal_id):
+            log.warning("portal %s: %s callbacks not sent: HubSpot stopped waiting for them", portal_id, expired)
         hubspot = self.services.hubspot(portal_id)
         sent = 0
         # One flusher per portal at a time, so no completion is sent twice.

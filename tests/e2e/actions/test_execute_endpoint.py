@@ -14,7 +14,7 @@ from simulators.scenario import Simulators
 from tests.builders import execution_body, sales_inputs, signed_headers, signed_post
 from tests.conftest import age_executions
 
-BLOCK = {"outputFields": {"hs_execution_state": "BLOCK", "hs_expiration_duration": "P1D"}}
+BLOCK = {"outputFields": {"hs_execution_state": "BLOCK", "hs_expiration_duration": "P7D"}}
 
 
 def queued_job_ids(services: Services) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,20 @@ def test_tenant_keys_can_be_rolled_back_and_forward(at_0001: Repositories) -> No
     assert rows(at_0001, "SELECT realm_id, payment_id, execution_id FROM payment_documents") == [(SHARED, "7", "e-b")]
     migrate.upgrade(at_0001.database.engine)
     assert rows(at_0001, "SELECT portal_id FROM payment_documents") == [(PORTAL_B,)]
+
+
+def test_executions_hubspot_may_still_wait_for_get_the_day_they_were_promised(at_0001: Repositories) -> None:
+    with at_0001.database.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO executions (id, callback_id, action, portal_id, realm_id, object_type, object_id, inputs, "
+                "object_properties, state, attempt_count, callback_state, created_at, updated_at) VALUES ('e-q', "
+                f"'cb-q', 'create_invoice', {PORTAL_A}, '{SINGLE}', 'DEAL', '9', '{{}}', '{{}}', 'queued', 0, 'none', "
+                "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+    migrate.upgrade(at_0001.database.engine)
+
+    waiting, reported = at_0001.executions.get("e-q"), at_0001.executions.get("e-b")
+    assert waiting is not None and waiting.expires_at == waiting.created_at + timedelta(days=1)
+    assert reported is not None and reported.expires_at is None

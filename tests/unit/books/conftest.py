@@ -49,6 +49,7 @@ def execution(**overrides: Any) -> Execution:
         "lease_token": "t",
         "lease_expires_at": None,
         "callback_sent_at": None,
+        "expires_at": None,
     }
     values.update(overrides)
     return Execution(**values)

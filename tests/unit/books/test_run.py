@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from services.books.failures import ActionFailure
 from services.books.run import LeaseLostError
+from services.clock import utcnow
 from tests.fakes import FakeLedger, FakeQuickBooks
 from tests.unit.books.conftest import Lease, MakeRun
 
@@ -97,3 +100,26 @@ def test_a_write_sent_again_keeps_the_requestid_and_marker_it_was_first_sent_wit
     create = Writes()
     make_run().write_once("document:Invoice", create, find_existing=lambda _started: None)
     assert create.requestids == ["sent-by-an-older-release"]
+
+
+def test_no_first_write_starts_once_hubspot_stopped_waiting(make_run: MakeRun, ledger: FakeLedger) -> None:
+    create = Writes()
+    run = make_run(expires_at=utcnow() - timedelta(minutes=1))
+    with pytest.raises(ActionFailure) as failure:
+        run.write_once("customer:0", create)
+    assert failure.value.reason == "EXPIRED" and "nothing was booked" in failure.value.message
+    assert create.requestids == [] and ledger.saved == []
+
+
+def test_a_run_that_already_wrote_finishes_after_hubspot_stopped_waiting(make_run: MakeRun, ledger: FakeLedger) -> None:
+    # Half a paid invoice is worse than a late one: the payment still follows the invoice.
+    ledger.save_step("e-1", "document:Invoice", "done", {"id": "145"})
+    create = Writes()
+    make_run(expires_at=utcnow() - timedelta(minutes=1)).write_once("document:Payment", create)
+    assert len(create.requestids) == 1
+
+
+def test_a_run_before_the_expiry_writes(make_run: MakeRun) -> None:
+    create = Writes()
+    make_run(expires_at=utcnow() + timedelta(minutes=1)).write_once("customer:0", create)
+    assert len(create.requestids) == 1

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from services.config import REQUIRED, Config, ConfigError
+from services.config import REQUIRED, Config, ConfigError, parse_duration
 
 
 def environment(**overrides: Any) -> dict[str, str]:
@@ -148,3 +149,31 @@ def test_the_process_environment_is_read_when_none_is_given(monkeypatch: pytest.
     for name, value in environment(QUICKBOOKS_ENVIRONMENT="sandbox").items():
         monkeypatch.setenv(name, value)
     assert Config.from_env().quickbooks_environment == "sandbox"
+
+
+@pytest.mark.parametrize(
+    ("text", "length"),
+    [
+        ("P7D", timedelta(days=7)),
+        ("PT12H", timedelta(hours=12)),
+        ("P1WT1H", timedelta(weeks=1, hours=1)),
+        ("pt90s", timedelta(seconds=90)),
+    ],
+)
+def test_expirations_are_read_as_iso_8601_durations(text: str, length: timedelta) -> None:
+    assert parse_duration(text) == length
+
+
+@pytest.mark.parametrize("text", ["", "P", "PT", "7D", "P1Y", "P1.5D", "soon"])
+def test_anything_else_is_not_a_duration(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+def test_the_callback_expiration_defaults_to_hubspots_week_and_can_be_set() -> None:
+    assert Config.from_env(environment()).callback_expiration == "P7D"
+    assert Config.from_env({**environment(), "CALLBACK_EXPIRATION": "p2d"}).callback_expiry == timedelta(days=2)
+    with pytest.raises(ConfigError, match="CALLBACK_EXPIRATION"):
+        Config.from_env({**environment(), "CALLBACK_EXPIRATION": "a week"})
+    with pytest.raises(ConfigError, match="CALLBACK_EXPIRATION"):
+        Config.from_env({**environment(), "CALLBACK_EXPIRATION": "PT0S"})
