@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Flask, jsonify
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from services import logs
 from services.bootstrap import Services, bootstrap
 from services.config import Config
 
 MAX_BODY_BYTES = 1024 * 1024
+log = logging.getLogger(__name__)
+
+
+def signed_url_origin(config: Config) -> str:
+    """Say which URL HubSpot's signatures must cover, for the start-up log."""
+    if config.public_base_url:
+        return f"{config.public_base_url} + the request path (PUBLIC_BASE_URL)"
+    if config.trusted_proxies:
+        return (
+            f"the URL the client asked for, as the last {config.trusted_proxies} proxies report it "
+            "(X-Forwarded-Proto and X-Forwarded-Host; TRUSTED_PROXIES)"
+        )
+    return "the URL as this server receives it (Host header; set PUBLIC_BASE_URL behind a proxy)"
 
 
 def create_app(config: Config | None = None, *, services: Services | None = None) -> Flask:
@@ -21,6 +36,12 @@ def create_app(config: Config | None = None, *, services: Services | None = None
     app.config.update(SECRET_KEY=services.config.secret_key, MAX_CONTENT_LENGTH=MAX_BODY_BYTES)
     app.extensions["qbo_actions"] = services
     logs.configure()
+    config = services.config
+    if config.trusted_proxies:
+        # Behind N proxies, believe the last N hops' X-Forwarded-Proto/-Host/-Port/-For, and no others.
+        hops = config.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]
+    log.info("HubSpot signatures are checked against %s", signed_url_origin(config))
 
     from actions import endpoints, errors, options
 

@@ -1,4 +1,8 @@
-"""Verification of HubSpot request signatures (v3, with v2 and v1 for older senders)."""
+"""Verification of HubSpot request signatures: v3 when the request carries it, else v2.
+
+v1 (SHA-256 of the secret and the body alone) is refused: it does not cover the method or the URL, so a
+signed body captured from one request could be replayed to any other action or options path.
+"""
 
 from __future__ import annotations
 
@@ -98,8 +102,14 @@ def verify(
     signature = get("X-HubSpot-Signature")
     if signature:
         version = (get("X-HubSpot-Signature-Version") or "v2").lower()
-        expected = sign_v1(secret, body) if version == "v1" else sign_v2(secret, method, uri, body)
-        if _same(signature.lower(), expected):
+        if version == "v1":
+            raise SignatureError(
+                "v1 signatures cover only the body and could be replayed to any path; HubSpot sends v2 or v3 "
+                "with workflow action requests"
+            )
+        if version != "v2":
+            raise SignatureError(f"unknown signature version {version!r} (v2 and v3 are accepted)")
+        if _same(signature.lower(), sign_v2(secret, method, uri, body)):
             return version
-        raise SignatureError(f"X-HubSpot-Signature ({version}) does not match the request")
+        raise SignatureError("X-HubSpot-Signature (v2) does not match the request")
     raise SignatureError("the request carries no HubSpot signature")

@@ -81,6 +81,8 @@ class Config:
     hubspot_calls_per_10s: int = 90
     http_timeout: float = 30.0
     signature_max_age: int = 300
+    # Proxies in front of the app whose X-Forwarded-Proto and -Host are believed (0: none, headers ignored).
+    trusted_proxies: int = 0
     # How long HubSpot waits for our callback before the workflow goes on without us (HubSpot's default).
     callback_expiration: str = "P7D"
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -110,6 +112,7 @@ class Config:
                     ("quickbooks_throttle_backoff", "QUICKBOOKS_THROTTLE_BACKOFF"),
                     ("hubspot_calls_per_10s", "HUBSPOT_CALLS_PER_10S"),
                     ("signature_max_age", "SIGNATURE_MAX_AGE"),
+                    ("trusted_proxies", "TRUSTED_PROXIES"),
                 )
                 if env.get(key)
             }

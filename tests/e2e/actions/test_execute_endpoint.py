@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
+import pytest
 import requests
 from rq.job import Job
 
@@ -90,6 +92,63 @@ def test_public_base_url_is_the_uri_that_was_signed(services: Services) -> None:
         running.stop()
     assert accepted.status_code == 200
     assert refused.status_code == 401
+
+
+def serve_with(services: Services, **config: Any) -> Any:
+    """Serve the app with some configuration changed; return the running server."""
+    from actions.app import create_app
+    from simulators.serve import start_in_thread
+
+    svc = Services(
+        config=services.config.with_overrides(**config),
+        repositories=services.repositories,
+        redis=services.redis,
+        queue=services.queue,
+    )
+    return start_in_thread(create_app(services=svc))
+
+
+@pytest.mark.parametrize(("trusted_proxies", "status"), [(1, 200), (0, 401)])
+def test_forwarded_headers_name_the_signed_url_only_behind_trusted_proxies(
+    services: Services, trusted_proxies: int, status: int
+) -> None:
+    running = serve_with(services, trusted_proxies=trusted_proxies)
+    try:
+        body = json.dumps(execution_body("614"))
+        headers = {
+            **signed_headers("https://qbo.example.com/actions/create_invoice", body),
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-Host": "qbo.example.com",
+        }
+        response = requests.post(running.base_url + "/actions/create_invoice", data=body, headers=headers, timeout=5)
+    finally:
+        running.stop()
+    assert response.status_code == status, response.text
+
+
+def test_the_start_up_log_says_which_url_signatures_cover(services: Services, caplog: pytest.LogCaptureFixture) -> None:
+    from actions.app import create_app
+
+    with caplog.at_level("INFO", logger="actions.app"):
+        create_app(services=services)
+        public = Services(
+            config=services.config.with_overrides(public_base_url="https://qbo.example.com"),
+            repositories=services.repositories,
+            redis=services.redis,
+            queue=services.queue,
+        )
+        create_app(services=public)
+    messages = [r.getMessage() for r in caplog.records if r.name == "actions.app"]
+    assert "the URL as this server receives it" in messages[0]
+    assert "https://qbo.example.com + the request path (PUBLIC_BASE_URL)" in messages[1]
+
+
+def test_a_v1_signature_is_refused_with_a_reason(server: str, services: Services) -> None:
+    response = signed_post(server, "/actions/create_invoice", execution_body("614"), version="v1")
+
+    assert response.status_code == 401
+    assert "v1 signatures cover only the body" in response.json()["message"]
+    assert services.database.count("executions") == 0
 
 
 def test_a_bad_signature_is_refused_with_a_reason_and_nothing_is_recorded(server: str, services: Services) -> None:
