@@ -166,12 +166,12 @@ def options(field_name: str) -> Any:
     except ValidationError as error:
         raise validation_error(error, "options request") from error
     fetch = body["fetchOptions"] or {}
-    after = str(fetch.get("after") or "1")
+    after = int(fetch.get("after") or 1)
     query = OptionsQuery(
         portal_id=body["origin"]["portalId"],
         inputs=body["inputFields"] or {},
         text=str(fetch.get("q") or "").strip(),
-        start=int(after) if after.isdigit() and int(after) > 0 else 1,
+        start=max(after, 1),
     )
     try:
         page = provider(services(), query)

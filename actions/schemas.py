@@ -6,9 +6,15 @@ import re
 from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, pre_load, validates_schema
-from marshmallow.validate import Length, OneOf
+from marshmallow.validate import Length, OneOf, Range
 
 YES_NO = ("yes", "no")
+# HubSpot record ids are 64-bit numbers (at most 20 digits); portal ids fit the database's 32-bit integer.
+OBJECT_ID = re.compile(r"[0-9]{1,20}")
+PORTAL_ID_MAX = 2**31 - 1
+# Options paging: HubSpot hands back the `after` we gave it, a 1-based QuickBooks position.
+AFTER = re.compile(r"[0-9]{1,9}")
+SEARCH_MAX = 100
 
 
 class OriginSchema(Schema):
@@ -17,7 +23,7 @@ class OriginSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    portalId = fields.Integer(required=True, strict=False)
+    portalId = fields.Integer(required=True, strict=False, validate=Range(min=1, max=PORTAL_ID_MAX))
     actionDefinitionId = fields.Integer(load_default=None)
     actionDefinitionVersion = fields.Integer(load_default=None)
 
@@ -35,8 +41,9 @@ class ObjectSchema(Schema):
     @validates_schema
     def _object_id(self, data: dict[str, Any], **_: Any) -> None:
         value = data.get("objectId")
-        if isinstance(value, bool) or not re.fullmatch(r"[0-9]+", str(value).strip()):
-            raise ValidationError("must be a numeric id", "objectId")
+        # ASCII digits only: "²".isdigit() is true, and other scripts' digits are not ids either.
+        if isinstance(value, bool) or not isinstance(value, int | str) or not OBJECT_ID.fullmatch(str(value).strip()):
+            raise ValidationError("must be a numeric id of at most 20 digits", "objectId")
 
 
 class ExecutionRequestSchema(Schema):
@@ -72,6 +79,15 @@ class OptionsRequestSchema(Schema):
     objectTypeId = fields.String(load_default=None)
     inputFields = fields.Dict(keys=fields.String(), load_default=dict)
     fetchOptions = fields.Dict(load_default=dict)
+
+    @validates_schema
+    def _fetch_options(self, data: dict[str, Any], **_: Any) -> None:
+        fetch = data.get("fetchOptions") or {}
+        after, text = fetch.get("after"), fetch.get("q")
+        if after not in (None, "") and not AFTER.fullmatch(str(after)):
+            raise ValidationError("after must be the page position this server handed out", "fetchOptions")
+        if text is not None and (not isinstance(text, str) or len(text) > SEARCH_MAX):
+            raise ValidationError(f"q must be text of at most {SEARCH_MAX} characters", "fetchOptions")
 
 
 def _plain(value: Any) -> Any:

@@ -36,7 +36,15 @@ REASONS: dict[str, str] = {
         "Some line items match no QuickBooks product, so nothing was created. Sync the products, or set "
         "'Create a product in QuickBooks if it doesn't exist' to Yes."
     ),
+    "INVALID_LINE_ITEM": (
+        "A line item's price, quantity or discount is not one QuickBooks can take (not a number, or negative), so "
+        "nothing was created; the failure message names the line item. Correct it in HubSpot, then retry."
+    ),
     "AMOUNT_MISSING": "The record has no amount to bill with the chosen QuickBooks product.",
+    "INVALID_AMOUNT": (
+        "An amount of the record (its amount, or the payment's amount, fee or refund) is not one QuickBooks can "
+        "take; the failure message names it."
+    ),
     "TAX_CODE_NOT_SET": (
         "This QuickBooks company is outside the US and needs a tax code on every line, but no default tax "
         "code is set for it. Set default_tax_code in the company settings."
@@ -110,6 +118,15 @@ def expired(expires_at: datetime | None) -> ActionFailure:
         "EXPIRED",
         f"HubSpot stopped waiting for this action{when} (the action's expiration) before anything was booked, so "
         "nothing was booked and the workflow went on without it. An operator may retry it to book it anyway.",
+    )
+
+
+def invalid_amount(record: str, name: str, raw: object, problem: object) -> ActionFailure:
+    """Return the failure of a record whose amount QuickBooks cannot take."""
+    return ActionFailure(
+        "INVALID_AMOUNT",
+        f"{record} has {name} {str(raw).strip()!r}, which {problem}; nothing was booked. Correct it in HubSpot, "
+        "then retry.",
     )
 
 

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from services.books.failures import ActionFailure
+from services.books.lines import LineFigures
+from services.books.money import number
 from services.books.run import Run
 from services.books.text import clean_name, text
 from services.hubspot.client import CrmObject
@@ -104,7 +106,8 @@ def _create_item(run: Run, line_item: CrmObject) -> str:
     if text(line_item.properties.get("description")):
         body["Description"] = text(line_item.properties.get("description"))[:4000]
     if text(line_item.properties.get("price")):
-        body["UnitPrice"] = float(text(line_item.properties.get("price")))
+        # The line items' numbers were checked before matching (lines.check_line_items).
+        body["UnitPrice"] = number(LineFigures.of(line_item).unit_price)
 
     def find_by_name(_started: dict[str, Any] | None = None) -> dict[str, Any] | None:
         found = run.qbo.query(select("Item", equals("Name", name)))

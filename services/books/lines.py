@@ -9,7 +9,8 @@ from typing import Any
 
 from services.books.company import CompanyProfile
 from services.books.failures import ActionFailure
-from services.books.money import cents, money, number
+from services.books.money import NotAnAmountError, cents, money, number, strict_money
+from services.books.text import text
 from services.hubspot.client import CrmObject
 from services.quickbooks.query import ref
 
@@ -82,19 +83,71 @@ def discount_line(amount: Decimal, description: str) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class LineFigures:
+    """A line item's numbers, checked: a quantity above zero, a price, discount and percentage not below it."""
+
+    quantity: Decimal
+    unit_price: Decimal
+    discount: Decimal
+    discount_percentage: Decimal
+
+    @classmethod
+    def of(cls, line_item: CrmObject) -> LineFigures:
+        """Read a line item's numbers; fail with INVALID_LINE_ITEM naming the line and what is wrong."""
+        props = line_item.properties
+
+        def figure(
+            name: str, default: str, *, least: Decimal, exclusive: bool = False, most: Decimal | None = None
+        ) -> Decimal:
+            raw = props.get(name)
+            try:
+                value = strict_money(raw, default)
+            except NotAnAmountError as problem:
+                raise invalid_line_item(line_item, f"{name} {text(raw)!r} {problem}") from None
+            if value < least or (exclusive and value == least) or (most is not None and value > most):
+                bound = f"above {least}" if exclusive else f"at least {least}"
+                limit = f" and at most {most}" if most is not None else ""
+                raise invalid_line_item(line_item, f"{name} {text(raw)!r} must be {bound}{limit}")
+            return value
+
+        return cls(
+            quantity=figure("quantity", "1", least=Decimal(0), exclusive=True),
+            unit_price=figure("price", "0", least=Decimal(0)),
+            discount=figure("discount", "0", least=Decimal(0)),
+            discount_percentage=figure("hs_discount_percentage", "0", least=Decimal(0), most=Decimal(100)),
+        )
+
+
+def invalid_line_item(line_item: CrmObject, problem: str) -> ActionFailure:
+    """Return the failure of a line item whose numbers QuickBooks cannot take."""
+    name = text(line_item.properties.get("name")) or "without a name"
+    return ActionFailure(
+        "INVALID_LINE_ITEM",
+        f"Line item {line_item.id} ({name}): {problem}, so nothing was created. Correct it in HubSpot, then retry.",
+        line_item_ids=[line_item.id],
+    )
+
+
+def check_line_items(line_items: Sequence[CrmObject]) -> None:
+    """Fail before anything is written when a line item's numbers cannot become a QuickBooks line."""
+    for line_item in line_items:
+        LineFigures.of(line_item)
+
+
 def line_item_lines(line_items: Sequence[CrmObject], items: dict[str, str], tax: TaxCodes) -> list[dict[str, Any]]:
     """Build a sales line per line item, plus one discount line for the line items' discounts."""
     lines: list[dict[str, Any]] = []
     discount_total = Decimal(0)
     for line_item in line_items:
         props = line_item.properties
-        quantity = money(props.get("quantity"), "1")
-        unit_price = money(props.get("price"))
+        figures = LineFigures.of(line_item)
+        quantity, unit_price = figures.quantity, figures.unit_price
         gross = cents(quantity * unit_price)
-        if money(props.get("discount")):
-            discount_total += cents(money(props.get("discount")) * quantity)
-        elif money(props.get("hs_discount_percentage")):
-            discount_total += cents(gross * money(props.get("hs_discount_percentage")) / 100)
+        if figures.discount:
+            discount_total += cents(figures.discount * quantity)
+        elif figures.discount_percentage:
+            discount_total += cents(gross * figures.discount_percentage / 100)
         lines.append(
             sales_line(
                 ref(items[line_item.id]),
@@ -107,6 +160,13 @@ def line_item_lines(line_items: Sequence[CrmObject], items: dict[str, str], tax:
         )
     if discount_total:
         lines.append(discount_line(discount_total, "Discounts from HubSpot line items"))
+    if lines_total(lines) < 0:
+        raise ActionFailure(
+            "INVALID_LINE_ITEM",
+            f"The line items' discounts ({discount_total}) are larger than what they bill, and QuickBooks refuses a "
+            "document whose total is below zero. Correct the discounts in HubSpot, then retry.",
+            line_item_ids=[li.id for li in line_items],
+        )
     return lines
 
 

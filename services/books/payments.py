@@ -10,10 +10,10 @@ from typing import Any
 from services.books.company import CompanyProfile
 from services.books.customers import customer_for
 from services.books.documents import create_document, currency_ref, document_url, output_fields
-from services.books.failures import ActionFailure, DocumentBusyError
+from services.books.failures import ActionFailure, DocumentBusyError, invalid_amount
 from services.books.items import item_name, match_line_items
 from services.books.lines import TaxCodes, adjusted_to, is_taxable, sales_line
-from services.books.money import cents, money, number
+from services.books.money import NotAnAmountError, cents, number, strict_money
 from services.books.records import EnrolledRecord, load_record
 from services.books.run import Run
 from services.books.sales import chosen_product, document_lines, require_line_items, tax_codes
@@ -65,9 +65,19 @@ class Payment:
                     return str(found).strip()
             return ""
 
+        def amount_of(key: str) -> Decimal:
+            raw = value(key)
+            try:
+                figure = strict_money(raw)
+            except NotAnAmountError as problem:
+                raise invalid_amount(f"HubSpot payment {record.id}", PAYMENT_PROPERTIES[key][0], raw, problem) from None
+            if figure < 0:
+                raise invalid_amount(f"HubSpot payment {record.id}", PAYMENT_PROPERTIES[key][0], raw, "is below zero")
+            return figure
+
         status = value("status").lower()
-        amount = money(value("amount"))
-        refunded = money(value("refunded"))
+        amount = amount_of("amount")
+        refunded = amount_of("refunded")
         if status == "refunded" and not refunded:
             refunded = amount
         return cls(
@@ -75,7 +85,7 @@ class Payment:
             amount=cents(amount),
             currency=value("currency").upper(),
             status=status,
-            fee=cents(money(value("fee"))),
+            fee=cents(amount_of("fee")),
             refunded=cents(refunded),
             method=value("method"),
             source_type=value("source_type").upper(),

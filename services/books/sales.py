@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 from services.books.company import CompanyProfile
 from services.books.customers import customer_for
 from services.books.documents import create_document, currency_ref, output_fields
-from services.books.failures import ActionFailure
+from services.books.failures import ActionFailure, invalid_amount
 from services.books.items import match_line_items
-from services.books.lines import TaxCodes, line_item_lines, sales_line
-from services.books.money import cents, money
+from services.books.lines import TaxCodes, check_line_items, line_item_lines, sales_line
+from services.books.money import NotAnAmountError, cents, strict_money
 from services.books.records import EnrolledRecord, load_record
 from services.books.run import Run
 from services.hubspot.objects import OBJECT_FIELDS, object_type_name
@@ -34,26 +35,42 @@ def record_properties(object_type: str) -> list[str]:
 
 
 def require_line_items(record: EnrolledRecord, chosen_item: str) -> None:
-    """Fail when there is nothing to put on the document's lines."""
+    """Fail when there is nothing QuickBooks can take to put on the document's lines, before anything is written."""
     if not chosen_item and not record.line_items:
         raise ActionFailure(
             "NO_LINE_ITEMS",
             f"HubSpot {record.object_type} {record.record.id} has no line items. Add line items, or choose a "
             "QuickBooks product in the action to bill the record's amount.",
         )
+    if chosen_item:
+        record_amount(record)
+    else:
+        check_line_items(record.line_items)
 
 
-def amount_line(record: EnrolledRecord, item_id: str, tax: TaxCodes) -> dict[str, Any]:
-    """Build the single line that bills the record's amount with the item chosen in the action."""
+def record_amount(record: EnrolledRecord) -> Decimal:
+    """Return the record's amount, failing with AMOUNT_MISSING or INVALID_AMOUNT when there is none to bill."""
     raw_amount = record.field("amount")
     if raw_amount in (None, ""):
         raise ActionFailure(
             "AMOUNT_MISSING",
             f"HubSpot {record.object_type} {record.record.id} has no amount to bill with the chosen product.",
         )
+    what = f"HubSpot {record.object_type} {record.record.id}"
+    try:
+        amount = strict_money(raw_amount)
+    except NotAnAmountError as problem:
+        raise invalid_amount(what, "amount", raw_amount, problem) from None
+    if amount < 0:
+        raise invalid_amount(what, "amount", raw_amount, "is below zero")
+    return cents(amount)
+
+
+def amount_line(record: EnrolledRecord, item_id: str, tax: TaxCodes) -> dict[str, Any]:
+    """Build the single line that bills the record's amount with the item chosen in the action."""
     return sales_line(
         ref(item_id),
-        cents(money(raw_amount)),
+        record_amount(record),
         tax_code=tax.code(False),
         description=str(record.field("title") or ""),
     )

@@ -33,7 +33,8 @@ from services.work.handlers import HANDLERS
 BASE_URL = "https://qbo.example.com"
 SPECS = all_actions()
 # Reasons any action can end with: lost connections, the record read, refusals and outages of either side
-# (services.books.failures.failure_for), unexpected errors, and a currency the QuickBooks company cannot take.
+# (services.books.failures.failure_for), unexpected errors, a currency the QuickBooks company cannot take, and an
+# amount of the record it cannot take (the amount billed with a chosen product, a payment's amount, fee or refund).
 GENERAL_REASONS = {
     "QUICKBOOKS_NOT_CONNECTED",
     "HUBSPOT_NOT_CONNECTED",
@@ -45,6 +46,7 @@ GENERAL_REASONS = {
     "SERVER_UNAVAILABLE",
     "INTERNAL_ERROR",
     "CURRENCY_MISMATCH",
+    "INVALID_AMOUNT",
 }
 # Reasons of booking line items for a customer (services.books: customers, items, sales and documents):
 # every action with a product input books lines for a customer, and may create missing products.
@@ -53,6 +55,7 @@ LINE_REASONS = {
     "NO_CONTACT",
     "NO_LINE_ITEMS",
     "LINE_ITEM_NOT_MATCHED",
+    "INVALID_LINE_ITEM",
     "AMOUNT_MISSING",
     "TAX_CODE_NOT_SET",
     "SETTINGS_INCOMPLETE",

@@ -8,7 +8,7 @@ import pytest
 from marshmallow import ValidationError
 
 from actions.create_invoice import InvoiceInputSchema
-from actions.schemas import ExecutionRequestSchema
+from actions.schemas import ExecutionRequestSchema, OptionsRequestSchema
 
 OMIT = object()
 
@@ -205,3 +205,39 @@ def test_numbers_are_read_as_text_ids() -> None:
 
 def test_an_id_longer_than_32_characters_is_refused() -> None:
     assert "customer" in errors_of_inputs(invoice_inputs(customer="1" * 33))
+
+
+@pytest.mark.parametrize("object_id", ["1" * 21, 10**21])
+def test_an_object_id_longer_than_hubspot_ids_is_refused(object_id: Any) -> None:
+    errors = errors_of_envelope(object={"objectId": object_id, "objectType": "DEAL"})
+    assert "at most 20 digits" in str(errors["object"]["objectId"])
+
+
+@pytest.mark.parametrize("portal_id", [0, -5, 2**31, "99999999999"])
+def test_a_portal_id_outside_what_hubspot_issues_is_refused(portal_id: Any) -> None:
+    assert "portalId" in errors_of_envelope(origin={"portalId": portal_id})["origin"]
+
+
+@pytest.mark.parametrize(
+    "fetch",
+    [
+        {"after": "²"},
+        {"after": "١٢"},
+        {"after": "-1"},
+        {"after": "1e3"},
+        {"after": "9" * 12},
+        {"q": "x" * 101},
+        {"q": ["a"]},
+    ],
+)
+def test_options_paging_and_search_that_are_not_what_they_look_like_are_refused(fetch: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError) as raised:
+        OptionsRequestSchema().load({"origin": {"portalId": 102670506}, "fetchOptions": fetch})
+    assert "fetchOptions" in raised.value.messages
+
+
+def test_options_paging_from_this_server_is_accepted() -> None:
+    loaded = OptionsRequestSchema().load(
+        {"origin": {"portalId": 102670506}, "fetchOptions": {"after": "101", "q": "Acme"}}
+    )
+    assert loaded["fetchOptions"] == {"after": "101", "q": "Acme"}

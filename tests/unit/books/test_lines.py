@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+import math
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from services.books.lines import (
     lines_total,
     sales_line,
 )
+from services.books.money import CENT
 from services.hubspot.client import CrmObject
 
 US = CompanyProfile("US", "USD", False, False, {})
@@ -130,18 +132,89 @@ prices = st.decimals(min_value=0, max_value=10_000, places=2, allow_nan=False, a
 quantities = st.integers(min_value=1, max_value=50)
 
 
+shares = st.integers(min_value=0, max_value=100)
+
+
 @given(
-    st.lists(st.tuples(prices, quantities, st.one_of(st.none(), prices)), min_size=1, max_size=8),
+    st.lists(st.tuples(prices, quantities, shares), min_size=1, max_size=8),
     st.decimals(min_value=0, max_value=500_000, places=2, allow_nan=False, allow_infinity=False),
 )
-def test_adjusted_lines_always_add_up_to_what_was_paid(
-    rows: list[tuple[Decimal, int, Decimal | None]], paid: Decimal
-) -> None:
+def test_adjusted_lines_always_add_up_to_what_was_paid(rows: list[tuple[Decimal, int, int]], paid: Decimal) -> None:
+    # Each line's discount per unit is a share (0 to 100 %) of its price, rounded down to the cent.
     items = [
-        line_item(str(n), price=str(price), quantity=str(quantity), **({"discount": str(d / 100)} if d else {}))
-        for n, (price, quantity, d) in enumerate(rows)
+        line_item(
+            str(n),
+            price=str(price),
+            quantity=str(quantity),
+            discount=str((price * share / 100).quantize(CENT, ROUND_DOWN)),
+        )
+        for n, (price, quantity, share) in enumerate(rows)
     ]
     lines = line_item_lines(items, {str(n): str(100 + n) for n in range(len(rows))}, us_tax())
     adjusted, note = adjusted_to(lines, paid, us_tax())
     assert lines_total(adjusted) == paid
     assert (note == "") == (lines_total(lines) == paid)
+
+
+@pytest.mark.parametrize(
+    ("props", "named"),
+    [
+        ({"quantity": "NaN"}, "quantity 'NaN' is not a finite number"),
+        ({"quantity": "Infinity"}, "quantity 'Infinity' is not a finite number"),
+        ({"quantity": "0"}, "quantity '0' must be above 0"),
+        ({"quantity": "-2"}, "quantity '-2' must be above 0"),
+        ({"quantity": "two"}, "quantity 'two' is not a number"),
+        ({"price": "12,50"}, "price '12,50' is not a number"),
+        ({"price": "-5"}, "price '-5' must be at least 0"),
+        ({"price": "1e400"}, "price '1e400' is larger than"),
+        ({"discount": "-1"}, "discount '-1' must be at least 0"),
+        ({"hs_discount_percentage": "150"}, "hs_discount_percentage '150' must be at least 0 and at most 100"),
+    ],
+)
+def test_a_line_item_quickbooks_cannot_take_fails_naming_the_line_and_the_number(
+    props: dict[str, str], named: str
+) -> None:
+    with pytest.raises(ActionFailure) as failure:
+        line_item_lines([line_item("7", name="Widget", **props)], {"7": "21"}, us_tax())
+    assert failure.value.reason == "INVALID_LINE_ITEM"
+    assert failure.value.message.startswith("Line item 7 (Widget): ") and named in failure.value.message
+    assert failure.value.details == {"line_item_ids": ["7"]}
+
+
+def test_discounts_larger_than_the_items_fail_before_quickbooks_refuses_the_total() -> None:
+    with pytest.raises(ActionFailure) as failure:
+        line_item_lines([line_item("1", price="10", discount="12")], {"1": "21"}, us_tax())
+    assert failure.value.reason == "INVALID_LINE_ITEM" and "below zero" in failure.value.message
+
+
+numberish = st.one_of(
+    st.none(),
+    st.text(max_size=12),
+    st.sampled_from(["NaN", "-Infinity", "1e999", "-0", "0.000001", "  42 ", "٣", "²", "1_000"]),
+    st.decimals(allow_nan=True, allow_infinity=True).map(str),
+    st.integers(min_value=-(10**15), max_value=10**15).map(str),
+)
+
+
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {"quantity": numberish, "price": numberish, "discount": numberish, "hs_discount_percentage": numberish}
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_any_line_item_becomes_lines_quickbooks_takes_or_a_named_failure(rows: list[dict[str, Any]]) -> None:
+    items = [CrmObject(str(n), {"name": f"Item {n}", **row}) for n, row in enumerate(rows)]
+    try:
+        lines = line_item_lines(items, {str(n): str(100 + n) for n in range(len(rows))}, us_tax())
+    except ActionFailure as failure:
+        assert failure.reason == "INVALID_LINE_ITEM"
+        return
+    assert lines_total(lines) >= 0
+    for line in lines:
+        assert isinstance(line["Amount"], int | float) and math.isfinite(line["Amount"]) and line["Amount"] >= 0
+        detail = line.get("SalesItemLineDetail")
+        if detail:
+            assert detail["Qty"] > 0 and detail["UnitPrice"] >= 0

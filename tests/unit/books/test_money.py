@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.books.money import cents, money, number
+from services.books.money import NotAnAmountError, cents, money, number, strict_money
 from services.books.text import clean_name, text
 
 
@@ -48,3 +48,17 @@ def test_text_strips_and_reads_null_as_empty() -> None:
 def test_names_lose_colons_and_extra_spaces_and_are_cut_to_the_limit() -> None:
     assert clean_name("Acme:  West\tCoast ", 100) == "Acme- West Coast"
     assert clean_name("x" * 600, 500) == "x" * 500
+
+
+@pytest.mark.parametrize("raw", ["NaN", "nan", "Infinity", "-inf", "sNaN"])
+def test_numbers_that_are_not_amounts_read_as_the_default_and_strictly_as_an_error(raw: str) -> None:
+    assert money(raw) == Decimal(0)
+    with pytest.raises(NotAnAmountError):
+        strict_money(raw)
+
+
+def test_strict_reading_keeps_the_default_for_blanks_and_refuses_huge_numbers() -> None:
+    assert strict_money(None, "1") == Decimal(1) and strict_money("  ", "1") == Decimal(1)
+    assert strict_money("999999999999.99") == Decimal("999999999999.99")
+    with pytest.raises(NotAnAmountError, match="larger than"):
+        strict_money("1e12")
