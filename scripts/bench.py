@@ -806,7 +806,7 @@ def seed_payments(sims: Simulators, contact: str, count: int) -> list[str]:
                 "hs_refunds_amount": "0",
                 "hs_net_amount": "387.61",
                 "hs_payment_method_type": "card",
-                "hs_payment_source_type": "PAYMENT_LINK",
+                "hs_payment_source_app": "SALES_CHECKOUT",
                 "hs_initiated_date": "2026-11-20T10:15:00Z",
                 "hs_customer_email": "ann@acme.example",
             },

@@ -141,7 +141,7 @@ _KNOWN_PROPERTIES: dict[str, dict[str, str]] = {
         "hs_currency_code": "enum",
         **dict.fromkeys(["hs_fees_amount", "hs_refunds_amount", "hs_net_amount"], "number"),
         "hs_payment_method_type": "enum",
-        "hs_payment_source_type": "enum",
+        "hs_payment_source_app": "enum",
         "hs_payment_source_name": "text",
     },
 }

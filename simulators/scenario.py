@@ -202,7 +202,7 @@ def seed_payment(sims: Simulators, *, payment: dict[str, Any] | None = None, **r
         "hs_refunds_amount": "0",
         "hs_net_amount": "387.61",
         "hs_payment_method_type": "card",
-        "hs_payment_source_type": "PAYMENT_LINK",
+        "hs_payment_source_app": "SALES_CHECKOUT",
         "hs_initiated_date": "2026-11-20T10:15:00Z",
         "hs_customer_email": "ann@acme.example",
         **(payment or {}),

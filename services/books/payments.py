@@ -23,8 +23,6 @@ from services.hubspot.outputs import without_state
 from services.quickbooks.query import equals, ref, select
 from services.store.records import FAILED, SUCCEEDED
 
-SETTLED_STATUSES = ("succeeded", "partially_refunded", "refunded")
-REFUNDED_STATUSES = ("refunded", "partially_refunded")
 PAID_INVOICE, SALES_RECEIPT, FEE_EXPENSE, REFUND_RECEIPT = (
     "paid_invoice",
     "sales_receipt",
@@ -39,6 +37,26 @@ KIND_LABELS = {
 }
 REF_NUMBER_MAX = 21
 
+# What each of HubSpot's payment statuses means for the books (README, "Payment statuses"):
+# the sale is booked (paid invoice, sales receipt) once the money is the company's: the charge succeeded and no
+# dispute is open or lost; a later refund is booked by the refund receipt, not by undoing the sale.
+SALE_STATUSES = frozenset({"succeeded", "partially_refunded", "refunded", "processing_refund", "disputed_won"})
+# The processing fee was charged when the charge succeeded, and HubSpot keeps it through refunds and disputes.
+FEE_STATUSES = SALE_STATUSES | {"disputed_lost", "disputed_action_required", "disputed_awaiting_decision"}
+# A refund receipt books money that went back: a refund that completed (a chargeback is not a refund).
+REFUNDED_STATUSES = frozenset({"refunded", "partially_refunded"})
+WHY_NOT_SETTLED = {
+    "processing": "is still processing",
+    "failed": "failed",
+    "disputed_lost": "was taken back by the customer's bank in a dispute the company lost",
+    "disputed_action_required": "is disputed, and the dispute is still open",
+    "disputed_awaiting_decision": "is disputed, and the dispute is still open",
+}
+WHY_NOT_REFUNDED = {
+    "processing_refund": "has a refund that is still processing",
+    "disputed_lost": "was taken back in a dispute, which is a chargeback, not a refund",
+}
+
 
 @dataclass(frozen=True)
 class Payment:
@@ -51,7 +69,7 @@ class Payment:
     fee: Decimal
     refunded: Decimal
     method: str
-    source_type: str
+    source_app: str
     paid_on: date
 
     @classmethod
@@ -88,7 +106,7 @@ class Payment:
             fee=cents(amount_of("fee")),
             refunded=cents(refunded),
             method=value("method"),
-            source_type=value("source_type").upper(),
+            source_app=value("source_app").upper(),
             paid_on=_date(value("date")),
         )
 
@@ -131,19 +149,28 @@ def _money_refs(run: Run, currency: dict[str, str] | None, *inputs: str) -> dict
 # Checks that protect the books --------------------------------------------------------------------
 
 
-def check_settled(payment: Payment) -> None:
-    """Only money that was collected is booked."""
-    if payment.status not in SETTLED_STATUSES:
+def check_status(payment: Payment, kind: str) -> None:
+    """Book only what a payment's status says happened to the money (see SALE_STATUSES and its neighbours)."""
+    status = payment.status or "without a status"
+    if kind == REFUND_RECEIPT:
+        if payment.status not in REFUNDED_STATUSES or not payment.refunded:
+            why = WHY_NOT_REFUNDED.get(payment.status, f"is {status} and has not been refunded")
+            raise ActionFailure(
+                "PAYMENT_NOT_REFUNDED", f"HubSpot payment {payment.id} {why}, so no refund receipt was booked."
+            )
+        return
+    booked = FEE_STATUSES if kind == FEE_EXPENSE else SALE_STATUSES
+    if payment.status not in booked:
+        why = WHY_NOT_SETTLED.get(payment.status, f"is {status}, not succeeded")
         raise ActionFailure(
             "PAYMENT_NOT_SETTLED",
-            f"HubSpot payment {payment.id} is {payment.status or 'without a status'}, not succeeded, so nothing was "
-            "booked. Enroll payments once they have succeeded.",
+            f"HubSpot payment {payment.id} {why}, so nothing was booked. Enroll payments once they have succeeded.",
         )
 
 
 def check_not_from_invoice(run: Run, payment: Payment) -> None:
     """A payment collected through an invoice already has its invoice in the books."""
-    if "INVOICE" in payment.source_type and not _yes(run, "allow_invoice_payments"):
+    if payment.source_app == "INVOICE" and not _yes(run, "allow_invoice_payments"):
         raise ActionFailure(
             "PAYMENT_FROM_INVOICE",
             f"HubSpot payment {payment.id} was collected through an invoice, which is already in QuickBooks; "
@@ -221,21 +248,14 @@ def _paid_lines(run: Run, tax: TaxCodes, record: EnrolledRecord, amount: Decimal
 def _prepare(run: Run, kind: str) -> tuple[EnrolledRecord, Payment, CompanyProfile, TaxCodes, dict[str, str] | None]:
     """Read the payment and run every check before anything is written."""
     record, payment = _load(run, with_line_items=kind != FEE_EXPENSE)
+    check_status(payment, kind)
     if kind == REFUND_RECEIPT:
-        if payment.status not in REFUNDED_STATUSES or not payment.refunded:
-            raise ActionFailure(
-                "PAYMENT_NOT_REFUNDED",
-                f"HubSpot payment {payment.id} is {payment.status or 'without a status'} and has not been refunded, "
-                "so no refund receipt was booked.",
-            )
         if payment.refunded < payment.amount and run.inputs.get("partial_refunds") != "single_line":
             raise ActionFailure(
                 "PARTIAL_REFUND",
                 f"HubSpot payment {payment.id} was refunded {payment.refunded} of {payment.amount}. Set 'Partial "
                 "refunds' to 'Book as one line' to record partial refunds.",
             )
-    else:
-        check_settled(payment)
     if kind in (PAID_INVOICE, SALES_RECEIPT):
         check_not_from_invoice(run, payment)
     profile = run.profile()

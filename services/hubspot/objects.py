@@ -55,18 +55,31 @@ def object_type_name(object_type: str) -> str:
     return OBJECT_TYPE_NAMES.get(object_type.upper(), object_type.lower())
 
 
-# HubSpot's commerce payment properties. Several names are not settled by HubSpot's documentation
-# (fees, refunds, method, source), so every name is kept here, with the alternatives seen in the field;
-# `GET /crm/v3/properties/commerce_payments` on a real portal confirms them.
+# HubSpot's commerce payment properties, as its Payments API guide names them (the first name of each entry is
+# the one read; later ones are accepted too). `GET /crm/v3/properties/commerce_payments` on a portal lists them.
+PAYMENT_STATUSES = (
+    "processing",
+    "succeeded",
+    "failed",
+    "partially_refunded",
+    "refunded",
+    "processing_refund",
+    "disputed_won",
+    "disputed_lost",
+    "disputed_action_required",
+    "disputed_awaiting_decision",
+)
 PAYMENT_PROPERTIES: dict[str, tuple[str, ...]] = {
     "amount": ("hs_initial_amount",),
     "currency": ("hs_currency_code",),
     "status": ("hs_latest_status",),
-    "fee": ("hs_fees_amount", "hs_processing_fees_amount"),
+    # "The total amount HubSpot charged to process this payment."
+    "fee": ("hs_fees_amount",),
     "refunded": ("hs_refunds_amount",),
     "net": ("hs_net_amount",),
     "method": ("hs_payment_method_type",),
-    "source_type": ("hs_payment_source_type",),
+    # The source that created the payment: SALES_CHECKOUT, QUOTE, INVOICE, MIGRATION or SUBSCRIPTION.
+    "source_app": ("hs_payment_source_app",),
     "source_name": ("hs_payment_source_name",),
     "date": ("hs_initiated_date",),
     "email": ("hs_customer_email",),

@@ -136,10 +136,10 @@ class TestPaidInvoice:
 def test_payments_collected_through_an_invoice_are_refused_unless_allowed(
     book: PaymentAction, sims: Simulators, action: str
 ) -> None:
-    refused = book(action, seed_payment(sims, payment={"hs_payment_source_type": "INVOICE"})["payment"])
+    refused = book(action, seed_payment(sims, payment={"hs_payment_source_app": "INVOICE"})["payment"])
     allowed = book(
         action,
-        seed_payment(sims, payment={"hs_payment_source_type": "INVOICE"})["payment"],
+        seed_payment(sims, payment={"hs_payment_source_app": "INVOICE"})["payment"],
         allow_invoice_payments="yes",
     )
 
@@ -308,3 +308,23 @@ def test_a_company_outside_the_us_puts_its_tax_codes_on_every_line(
         codes["20.0% S"],
         codes["Exempt"],
     ]
+
+
+@pytest.mark.parametrize(
+    ("action", "status", "reason"),
+    [
+        ("create_paid_invoice", "disputed_awaiting_decision", "PAYMENT_NOT_SETTLED"),
+        ("create_payment_sales_receipt", "disputed_lost", "PAYMENT_NOT_SETTLED"),
+        ("create_refund_receipt", "processing_refund", "PAYMENT_NOT_REFUNDED"),
+        ("create_fee_expense", "disputed_lost", None),
+        ("create_payment_sales_receipt", "disputed_won", None),
+    ],
+)
+def test_documented_statuses_book_what_happened_to_the_money(
+    book: PaymentAction, sims: Simulators, action: str, status: str, reason: str | None
+) -> None:
+    execution = book(action, seed_payment(sims, payment={"hs_latest_status": status})["payment"])
+
+    assert execution.failure_reason == reason, execution.failure_message
+    writes = [r for r in sims.qbo_requests() if r["method"] == "POST"]
+    assert bool(writes) == (reason is None)
