@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -216,6 +217,24 @@ def executions_show(execution_id: str) -> None:
         "steps": {name: {"status": s.status, **s.data} for name, s in svc.bookkeeping.steps(e.id).items()},
     }
     click.echo(json.dumps(data, indent=2, default=str))
+
+
+@executions.command("purge")
+@click.option("--older-than", "age", required=True, help="How long ago they finished: 90d, 12w, 36h.")
+@with_appcontext
+def executions_purge(age: str) -> None:
+    """Delete finished executions (with their attempts and steps) that finished longer ago than AGE.
+
+    Executions still waiting, running or retrying, those whose callback is not sent yet, and those that hold a
+    payment's document are kept.
+    """
+    match = re.fullmatch(r"\s*(\d+)\s*([hdw])\s*", age)
+    if not match:
+        raise click.BadParameter("give a number and a unit: 90d, 12w or 36h", param_hint="--older-than")
+    unit = {"h": "hours", "d": "days", "w": "weeks"}[match.group(2)]
+    cutoff = utcnow() - timedelta(**{unit: int(match.group(1))})
+    purged = services().retention.purge_finished(cutoff)
+    click.echo(f"Deleted {purged} executions finished before {cutoff.isoformat(timespec='seconds')}.")
 
 
 @executions.command("retry")

@@ -101,7 +101,6 @@ def execute(spec: ActionSpec) -> Any:
         object_type=record["objectType"],
         object_id=str(record["objectId"]).strip(),
         inputs=inputs,
-        object_properties=record["properties"],
         expires_at=utcnow() + services().config.callback_expiry,
     )
     svc = services()

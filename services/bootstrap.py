@@ -23,6 +23,7 @@ from services.store.engine import Database
 from services.store.executions import ExecutionRepository
 from services.store.records import Connection
 from services.store.repositories import Repositories
+from services.store.retention import RetentionRepository
 from services.transport.http import new_session
 from services.transport.oauth import OAuthTokenEndpoint, RefreshingTokens
 from services.transport.ratelimit import WindowLimiter
@@ -75,6 +76,11 @@ class Services:
     def bookkeeping(self) -> BookkeepingRepository:
         """Return the bookkeeping repository (steps, mappings, payment claims)."""
         return self.repositories.bookkeeping
+
+    @property
+    def retention(self) -> RetentionRepository:
+        """Return the retention repository (purging old finished executions)."""
+        return self.repositories.retention
 
     def lock(self, name: str, timeout: int = 60) -> AbstractContextManager[object]:
         """Return a Redis lock shared by every process of the deployment."""

@@ -81,6 +81,8 @@ class Config:
     hubspot_calls_per_10s: int = 90
     http_timeout: float = 30.0
     signature_max_age: int = 300
+    # Finished executions older than this many days are deleted by the sweeper once a day (0: kept for ever).
+    retention_days: int = 0
     # Proxies in front of the app whose X-Forwarded-Proto and -Host are believed (0: none, headers ignored).
     trusted_proxies: int = 0
     # How long HubSpot waits for our callback before the workflow goes on without us (HubSpot's default).
@@ -113,6 +115,7 @@ class Config:
                     ("hubspot_calls_per_10s", "HUBSPOT_CALLS_PER_10S"),
                     ("signature_max_age", "SIGNATURE_MAX_AGE"),
                     ("trusted_proxies", "TRUSTED_PROXIES"),
+                    ("retention_days", "RETENTION_DAYS"),
                 )
                 if env.get(key)
             }

@@ -51,7 +51,6 @@ class ExecutionRepository:
             "object_type": new.object_type,
             "object_id": new.object_id,
             "inputs": new.inputs,
-            "object_properties": new.object_properties,
             "state": QUEUED,
             "attempt_count": 0,
             "callback_state": "none",

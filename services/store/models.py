@@ -101,7 +101,6 @@ class ExecutionRow(Base):
     object_type: Mapped[str] = mapped_column(String(64))
     object_id: Mapped[str] = mapped_column(String(64))
     inputs: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    object_properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # queued -> running -> (retrying -> running)* -> succeeded | failed
     state: Mapped[str] = mapped_column(String(16), default="queued")
     lease_token: Mapped[str | None] = mapped_column(String(32))

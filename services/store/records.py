@@ -49,7 +49,6 @@ class NewExecution:
     object_type: str
     object_id: str
     inputs: dict[str, Any]
-    object_properties: dict[str, Any]
     # When HubSpot stops waiting for the callback and resumes the workflow without us.
     expires_at: datetime | None = None
 
@@ -66,7 +65,6 @@ class Execution:
     object_type: str
     object_id: str
     inputs: dict[str, Any]
-    object_properties: dict[str, Any]
     state: str
     attempt_count: int
     failure_reason: str | None

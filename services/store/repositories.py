@@ -12,6 +12,7 @@ from services.store.connections import ConnectionRepository
 from services.store.crypto import TokenCipher
 from services.store.engine import Database
 from services.store.executions import ExecutionRepository
+from services.store.retention import RetentionRepository
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class Repositories:
     connections: ConnectionRepository
     companies: CompanyRepository
     bookkeeping: BookkeepingRepository
+    retention: RetentionRepository
 
     @classmethod
     def open(cls, database_url: str, cipher: TokenCipher) -> Repositories:
@@ -42,4 +44,5 @@ class Repositories:
             connections=ConnectionRepository(database, cipher),
             companies=CompanyRepository(database),
             bookkeeping=BookkeepingRepository(database),
+            retention=RetentionRepository(database),
         )

@@ -24,6 +24,11 @@ class SweepReport:
 
     requeued: int
     flushes: int
+    purged: int = 0
+
+
+# One purge a day across every sweeper of the deployment.
+PURGE_FLAG = "qbo-actions:purged-today"
 
 
 def sweep(services: Services) -> SweepReport:
@@ -41,7 +46,19 @@ def sweep(services: Services) -> SweepReport:
         portals = services.callbacks.portals_waiting(waiting_since)
         for portal_id in portals:
             queue.request_callback_flush(portal_id, force=True)
-    return SweepReport(requeued, len(portals))
+    # Outside the sweeper lock: a long purge must not outlive it, and the daily flag already lets only one run.
+    purged = purge_daily(services)
+    return SweepReport(requeued, len(portals), purged)
+
+
+def purge_daily(services: Services) -> int:
+    """Delete finished executions older than RETENTION_DAYS, at most once a day; return how many."""
+    days = services.config.retention_days
+    if days <= 0 or not services.redis.set(PURGE_FLAG, "1", nx=True, ex=int(timedelta(days=1).total_seconds())):
+        return 0
+    purged = services.retention.purge_finished(utcnow() - timedelta(days=days))
+    log.info("deleted %s executions finished more than %s days ago", purged, days)
+    return purged
 
 
 def sweep_forever(services: Services, stopping: threading.Event) -> None:

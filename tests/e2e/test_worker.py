@@ -162,3 +162,25 @@ def test_a_worker_process_books_each_payment_action(
         assert completion["output_fields"]["hs_execution_state"] == "SUCCESS"
     counts = {e: len(sims.entities(e)) for e in ("Invoice", "Payment", "SalesReceipt", "Purchase", "RefundReceipt")}
     assert counts == {"Invoice": 1, "Payment": 1, "SalesReceipt": 1, "Purchase": 1, "RefundReceipt": 1}
+
+
+def test_the_sweeper_purges_old_finished_executions_once_a_day(services: Services) -> None:
+    from datetime import timedelta
+
+    from services.clock import utcnow
+    from services.store.records import NewExecution
+    from services.work.sweeper import sweep
+    from tests.conftest import set_execution
+
+    execution_id, _ = services.executions.accept(
+        NewExecution("ap-1-2-9-0", "create_invoice", 102670506, "9130355", "DEAL", "614", {})
+    )
+    set_execution(
+        services, execution_id, state="failed", callback_state="sent", finished_at=utcnow() - timedelta(days=31)
+    )
+    services.config = services.config.with_overrides(retention_days=30)
+
+    first, second = sweep(services), sweep(services)
+
+    assert (first.purged, second.purged) == (1, 0)
+    assert services.executions.get(execution_id) is None

@@ -71,7 +71,7 @@ def test_hubspot_down_for_good_fails_with_hubspot_unavailable(
 
 def test_an_action_without_a_handler_fails_with_internal_error(services: Services, sims: Simulators) -> None:
     execution_id, _ = services.executions.accept(
-        NewExecution("ap-internal-1", "create_spaceship", PORTAL_ID, REALM_ID, "DEAL", "614", {}, {})
+        NewExecution("ap-internal-1", "create_spaceship", PORTAL_ID, REALM_ID, "DEAL", "614", {})
     )
 
     assert run_execution(execution_id) == "failed"
@@ -85,7 +85,7 @@ def test_a_document_another_execution_never_finishes_fails_with_document_in_prog
 ) -> None:
     payment = seed_payment(sims)
     stuck_id, _ = services.executions.accept(
-        NewExecution("ap-stuck-1", "create_paid_invoice", PORTAL_ID, REALM_ID, "0-101", payment["payment"], {}, {})
+        NewExecution("ap-stuck-1", "create_paid_invoice", PORTAL_ID, REALM_ID, "0-101", payment["payment"], {})
     )
     assert services.executions.acquire_lease(stuck_id, 3600) is not None
     services.bookkeeping.claim_payment_document(TENANT, payment["payment"], "paid_invoice", stuck_id)

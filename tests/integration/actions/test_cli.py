@@ -120,9 +120,7 @@ def test_executions_are_listed_and_shown(run, services: Services) -> None:  # ty
     from services.store.records import NewExecution
 
     execution_id, _ = services.executions.accept(
-        NewExecution(
-            "ap-cli-1", "create_invoice", PORTAL_ID, REALM_ID, "DEAL", "614", {"quickbooks_account": REALM_ID}, {}
-        )
+        NewExecution("ap-cli-1", "create_invoice", PORTAL_ID, REALM_ID, "DEAL", "614", {"quickbooks_account": REALM_ID})
     )
 
     listed = run("executions", "list", "--state", "queued")
@@ -138,7 +136,7 @@ def test_a_queued_execution_cannot_be_retried(run, services: Services) -> None: 
     from services.store.records import NewExecution
 
     execution_id, _ = services.executions.accept(
-        NewExecution("ap-cli-2", "create_invoice", PORTAL_ID, REALM_ID, "DEAL", "614", {}, {})
+        NewExecution("ap-cli-2", "create_invoice", PORTAL_ID, REALM_ID, "DEAL", "614", {})
     )
 
     result = run("executions", "retry", execution_id)
@@ -152,3 +150,27 @@ def test_keys_generate_prints_a_usable_key() -> None:
     key = CliRunner().invoke(cli, ["keys", "generate"]).output.strip()
 
     assert TokenCipher(key).decrypt(TokenCipher(key).encrypt("secret")) == "secret"
+
+
+def test_executions_purge_deletes_old_finished_executions(services: Services, env: dict[str, str]) -> None:
+    from datetime import timedelta
+
+    from services.clock import utcnow
+    from services.store.records import NewExecution
+    from tests.conftest import set_execution
+
+    execution_id, _ = services.executions.accept(
+        NewExecution("ap-1-2-3-0", "create_invoice", 102670506, "9130355", "DEAL", "614", {})
+    )
+    set_execution(
+        services, execution_id, state="succeeded", callback_state="sent", finished_at=utcnow() - timedelta(days=91)
+    )
+
+    runner = CliRunner(env=env)
+    refused = runner.invoke(cli, ["executions", "purge", "--older-than", "ninety days"])
+    purged = runner.invoke(cli, ["executions", "purge", "--older-than", "90d"])
+
+    assert refused.exit_code != 0 and "90d, 12w or 36h" in refused.output
+    assert purged.exit_code == 0, purged.output
+    assert purged.output.startswith("Deleted 1 executions finished before ")
+    assert services.executions.get(execution_id) is None

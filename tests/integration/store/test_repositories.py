@@ -61,7 +61,6 @@ def new_execution(callback_id: str | None = None, *, portal_id: int = PORTAL_ID,
         "object_type": "DEAL",
         "object_id": "614",
         "inputs": {"quickbooks_account": REALM_ID, "create_missing_products": "no"},
-        "object_properties": {"amount": "1200"},
     }
     values.update(overrides)
     return NewExecution(**values)
@@ -560,3 +559,37 @@ def test_repositories_answer_with_frozen_records_not_database_rows(repos: Reposi
         assert dataclasses.is_dataclass(answer), answer
         assert answer.__dataclass_params__.frozen, type(answer)  # type: ignore[attr-defined]
         assert not isinstance(answer, Base)
+
+
+# Retention ---------------------------------------------------------------------------------------
+
+
+def test_old_finished_executions_are_purged_with_their_attempts_and_steps(repos: Repositories) -> None:
+    old = finished(repos)
+    repos.attempts.start(old, 1)
+    repos.bookkeeping.save_step(old, "document:Invoice", "done", {"id": "145"})
+    repos.callbacks.mark([old])
+    fresh = finished(repos)
+    repos.callbacks.mark([fresh])
+    waiting_for_its_callback = finished(repos)  # HubSpot has not been told yet
+    queued, retrying = accepted(repos), accepted(repos)
+    token = repos.executions.acquire_lease(retrying, 60)
+    assert token and repos.executions.release_for_retry(retrying, token)
+    holder = finished(repos)  # holds a payment's document: the claim keeps the payment from being booked twice
+    repos.callbacks.mark([holder])
+    repos.bookkeeping.claim_payment_document(TENANT, "pay-9", "fee_expense", holder)
+    for execution_id in (old, waiting_for_its_callback, holder):
+        with repos.database.engine.begin() as conn:
+            conn.execute(
+                update(ExecutionRow)
+                .where(ExecutionRow.id == execution_id)
+                .values(finished_at=utcnow() - timedelta(days=100))
+            )
+
+    assert repos.retention.purge_finished(utcnow() - timedelta(days=90), batch=1) == 1
+
+    assert repos.executions.get(old) is None
+    assert repos.attempts.of(old) == [] and repos.bookkeeping.steps(old) == {}
+    for kept in (fresh, waiting_for_its_callback, queued, retrying, holder):
+        assert repos.executions.get(kept) is not None
+    assert repos.retention.purge_finished(utcnow() - timedelta(days=90)) == 0

@@ -36,7 +36,6 @@ def execution(**overrides: Any) -> Execution:
         "object_type": "DEAL",
         "object_id": "614",
         "inputs": {"quickbooks_account": REALM_ID},
-        "object_properties": {},
         "state": "running",
         "attempt_count": 1,
         "failure_reason": None,
