@@ -337,6 +337,7 @@ class Bench:
             # one worker reach; with only 3 retries an execution could fail HUBSPOT_UNAVAILABLE.
             "RETRY_INTERVALS": "1,2,5,5,5,5,5,5,5,5",
             "LEASE_SECONDS": "60",
+            "JOB_TIMEOUT": "45",
             "SWEEP_INTERVAL": "3600",
             "HTTP_TIMEOUT": "10",
             **extra,

@@ -122,6 +122,14 @@ class Config:
             http_timeout = float(env.get("HTTP_TIMEOUT", "30"))
         except ValueError as exc:
             raise ConfigError(f"A numeric setting is not a number: {exc}") from exc
+        lease = numbers.get("lease_seconds", cls.lease_seconds)
+        job_timeout = numbers.get("job_timeout", cls.job_timeout)
+        if lease <= job_timeout + http_timeout:
+            # A run that outlives its lease can be taken over while it still writes.
+            raise ConfigError(
+                f"LEASE_SECONDS ({lease}) must exceed JOB_TIMEOUT + HTTP_TIMEOUT ({job_timeout} + {http_timeout:g}), "
+                "so that no run is taken over while it is still allowed to write."
+            )
         callback_expiration = env.get("CALLBACK_EXPIRATION") or cls.callback_expiration
         try:
             if parse_duration(callback_expiration) <= timedelta(0):

@@ -174,6 +174,7 @@ def environment(sims: Simulators, database_url: str, queue_name: str, **extra: s
         "QUEUE_NAME": queue_name,
         "RETRY_INTERVALS": "1,1,1",
         "LEASE_SECONDS": "30",
+        "JOB_TIMEOUT": "15",
         "SWEEP_INTERVAL": "1",
         "HTTP_TIMEOUT": "10",
         "QUICKBOOKS_THROTTLE_BACKOFF": "1",

@@ -45,7 +45,7 @@ class World:
             f"outage-{uuid.uuid4().hex[:8]}",
             REDIS_URL=redis_server.url,
             # A run whose outcome could not be recorded is taken over once its lease runs out.
-            LEASE_SECONDS="6",
+            LEASE_SECONDS="9",
             HTTP_TIMEOUT="3",
             JOB_TIMEOUT="5",
         )

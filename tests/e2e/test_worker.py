@@ -73,7 +73,8 @@ def test_a_worker_killed_mid_job_loses_nothing_and_doubles_nothing(
 ) -> None:
     # The invoice write takes 3 s, long enough to kill the worker while it waits for the answer.
     sims.qbo_fault(method="POST", path="/invoice$", status=None, delay=3, count=1)
-    doomed = start_worker(LEASE_SECONDS="2")
+    quick_takeover = {"LEASE_SECONDS": "8", "JOB_TIMEOUT": "4", "HTTP_TIMEOUT": "3.5"}
+    doomed = start_worker(**quick_takeover)
     callback_id = send(server, sims)
 
     def invoice_in_flight() -> bool:
@@ -83,7 +84,7 @@ def test_a_worker_killed_mid_job_loses_nothing_and_doubles_nothing(
 
     wait_for(invoice_in_flight)
     doomed.kill()
-    start_worker(LEASE_SECONDS="2")
+    start_worker(**quick_takeover)
 
     execution = wait_for(lambda: finished(services, callback_id), timeout=60)
 

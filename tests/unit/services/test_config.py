@@ -177,3 +177,9 @@ def test_the_callback_expiration_defaults_to_hubspots_week_and_can_be_set() -> N
         Config.from_env({**environment(), "CALLBACK_EXPIRATION": "a week"})
     with pytest.raises(ConfigError, match="CALLBACK_EXPIRATION"):
         Config.from_env({**environment(), "CALLBACK_EXPIRATION": "PT0S"})
+
+
+def test_a_lease_shorter_than_a_job_may_run_is_refused_at_start_up() -> None:
+    message = config_error(LEASE_SECONDS="300", JOB_TIMEOUT="300", HTTP_TIMEOUT="30")
+    assert "LEASE_SECONDS (300) must exceed JOB_TIMEOUT + HTTP_TIMEOUT (300 + 30)" in message
+    assert Config.from_env(environment(LEASE_SECONDS="331", JOB_TIMEOUT="300", HTTP_TIMEOUT="30")).lease_seconds == 331
