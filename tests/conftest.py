@@ -78,11 +78,12 @@ TOKEN_KEY = TokenCipher.generate_key()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark each test with the layer its directory names (unit, integration or e2e)."""
+    """Mark each test with the layer its directory names; run the slow ones first, so xdist spreads them out."""
     for item in items:
         parts = Path(str(item.fspath)).relative_to(ROOT / "tests").parts
         if parts and parts[0] in LAYERS:
             item.add_marker(getattr(pytest.mark, parts[0]))
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session")

@@ -68,6 +68,7 @@ def test_the_worker_retries_quickbooks_answers_then_succeeds(
     assert len(reported(sims, callback_id)) == 1
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_job_loses_nothing_and_doubles_nothing(
     server: str, services: Services, sims: Simulators, settings: Any, start_worker: Callable[..., WorkerProcess]
 ) -> None:
@@ -97,6 +98,7 @@ def test_a_worker_killed_mid_job_loses_nothing_and_doubles_nothing(
     assert outcomes == ["abandoned", "succeeded"]
 
 
+@pytest.mark.slow
 def test_two_workers_booking_the_same_payment_at_once_book_one_document(
     server: str, services: Services, sims: Simulators, settings: Any, start_worker: Callable[..., WorkerProcess]
 ) -> None:

@@ -159,6 +159,7 @@ def test_hubspot_throttling_is_retried(perform: Any, services: Services, sims: S
     assert [a.outcome for a in services.attempts.of(execution.id)] == ["retrying", "succeeded"]
 
 
+@pytest.mark.slow
 def test_a_callback_hubspot_failed_to_take_is_sent_again(
     perform: Any, services: Services, sims: Simulators, settings: Any
 ) -> None:

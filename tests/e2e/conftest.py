@@ -1,0 +1,118 @@
+"""Fixtures of the end-to-end tests that stop the server's own database and Redis (outages, chaos)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from actions.app import create_app
+from services import bootstrap
+from services.config import Config
+from services.store import migrate
+from services.store.records import Execution
+from simulators.scenario import Simulators
+from simulators.serve import start_in_thread
+from tests.builders import execution_body, sales_inputs, signed_post
+from tests.conftest import WorkerProcess, connect_standard, environment, wait_for
+from tests.servers import PostgresServer, RedisServer
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresServer]:
+    server = PostgresServer().start()
+    yield server
+    server.remove()
+
+
+class World:
+    """The app, a worker and their private database and Redis, which the test may stop and start."""
+
+    def __init__(self, sims: Simulators, postgres: PostgresServer, redis_server: RedisServer, tmp_path: Path) -> None:
+        self.sims, self.postgres, self.redis = sims, postgres, redis_server
+        self.env = environment(
+            sims,
+            postgres.url,
+            f"outage-{uuid.uuid4().hex[:8]}",
+            REDIS_URL=redis_server.url,
+            # A run whose outcome could not be recorded is taken over once its lease runs out.
+            LEASE_SECONDS="9",
+            HTTP_TIMEOUT="3",
+            JOB_TIMEOUT="5",
+        )
+        self.services = bootstrap.bootstrap(
+            Config.from_env(self.env), redis_connection=redis.Redis.from_url(redis_server.url)
+        )
+        with self.services.database.engine.begin() as conn:
+            conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+            conn.exec_driver_sql("CREATE SCHEMA public")
+        migrate.upgrade(self.services.database.engine)
+        connect_standard(self.services)
+        self.services.companies.save_settings(
+            "9130355", {"contact_sync": {"mode": "legacy"}, "default_income_account": sims.account_id("Services")}
+        )
+        self.web = start_in_thread(create_app(services=self.services))
+        self.tmp_path = tmp_path
+        self.workers: list[WorkerProcess] = []
+        self.worker = self.start_worker()
+        self.sweeper = WorkerProcess(self.env, tmp_path / "sweeper.log", ("sweep", "--forever")).start()
+
+    def start_worker(self) -> WorkerProcess:
+        """Start one more `qbo-actions worker` process on the world's queue."""
+        worker = WorkerProcess(self.env, self.tmp_path / f"worker-{len(self.workers)}.log").start()
+        self.workers.append(worker)
+        return worker
+
+    def send(self, object_id: str, **body: Any) -> str:
+        payload = execution_body(object_id, inputs=sales_inputs(create_missing_products="yes"), **body)
+        self.post(payload)
+        return str(payload["callbackId"])
+
+    def post(self, payload: dict[str, Any]) -> None:
+        """Deliver an execution request, as HubSpot does (again, when it redelivers)."""
+        response = signed_post(self.web.base_url, "/actions/create_invoice", payload)
+        assert response.status_code == 200, response.text
+
+    def execution(self, callback_id: str) -> Execution | None:
+        try:
+            return self.services.executions.find(callback_id)
+        except Exception:  # the database may be down while the test polls
+            return None
+
+    def invoice_in_flight(self) -> bool:
+        return any(r["method"] == "POST" and r["path"].endswith("/invoice") for r in self.sims.qbo_requests())
+
+    def close(self) -> None:
+        self.sweeper.stop()
+        for worker in self.workers:
+            worker.stop()
+        self.web.stop()
+        self.services.database.dispose()
+
+
+@pytest.fixture
+def world(sims: Simulators, postgres: PostgresServer, tmp_path: Path) -> Iterator[World]:
+    redis_server = RedisServer().start()
+    built = World(sims, postgres, redis_server, tmp_path)
+    yield built
+    built.close()
+    redis_server.stop()
+    if not (postgres.data / "postmaster.pid").exists():
+        postgres.start()
+
+
+def finished_once(world: World, callback_id: str, timeout: float = 45) -> dict[str, Any]:
+    """Wait for the execution to succeed and be reported; return its only callback's outputs."""
+    try:
+        wait_for(lambda: world.sims.callbacks(callback_id), timeout=timeout)
+    except AssertionError:
+        raise AssertionError(f"no callback; worker log:\n{world.worker.log()[-4000:]}") from None
+    # The test's own pool may hold connections from before a restart: the first use of each fails.
+    execution = wait_for(lambda: world.execution(callback_id), timeout=10)
+    assert execution.state == "succeeded", execution
+    [callback] = world.sims.callbacks(callback_id)
+    return callback["output_fields"]  # type: ignore[no-any-return]
