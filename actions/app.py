@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask, jsonify
+from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from services import logs
@@ -13,6 +15,7 @@ from services.bootstrap import Services, bootstrap
 from services.config import Config
 
 MAX_BODY_BYTES = 1024 * 1024
+SESSION_HOURS = 12
 log = logging.getLogger(__name__)
 
 
@@ -33,7 +36,16 @@ def create_app(config: Config | None = None, *, services: Services | None = None
     if services is None:
         services = bootstrap(config or Config.from_env())
     app = Flask(__name__)
-    app.config.update(SECRET_KEY=services.config.secret_key, MAX_CONTENT_LENGTH=MAX_BODY_BYTES)
+    app.config.update(
+        SECRET_KEY=services.config.secret_key,
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        # The admin's session: signed with SECRET_KEY, out of scripts' reach, sent only over https when we serve it.
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SECURE=(services.config.public_base_url or "").startswith("https://"),
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS),
+        WTF_CSRF_TIME_LIMIT=SESSION_HOURS * 3600,
+    )
     app.extensions["qbo_actions"] = services
     logs.configure()
     config = services.config
@@ -43,11 +55,16 @@ def create_app(config: Config | None = None, *, services: Services | None = None
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]
     log.info("HubSpot signatures are checked against %s", signed_url_origin(config))
 
-    from actions import endpoints, errors, options
+    from actions import endpoints, errors, options, pages
 
     errors.register(app)
     endpoints.register(app)
     options.register(app)
+    pages.register(app)
+    # Every browser form needs a CSRF token; HubSpot's signed requests are not browser forms.
+    csrf = CSRFProtect(app)
+    csrf.exempt(endpoints.bp)
+    csrf.exempt(options.bp)
 
     @app.get("/healthz")
     def health() -> Any:

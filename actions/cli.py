@@ -107,6 +107,32 @@ def add_quickbooks(
     click.echo(f"QuickBooks company {realm_id} connected to portal {portal_id}.")
 
 
+@connections.command("remove-hubspot")
+@click.option("--portal-id", type=int, required=True)
+@with_appcontext
+def remove_hubspot(portal_id: int) -> None:
+    """Delete a portal's tokens, connections, settings and mappings (its executions stay for the record)."""
+    from services.accounts.flows import remove_portal
+
+    if portal_id not in services().connections.portals() and not services().connections.quickbooks_of(portal_id):
+        raise click.ClickException(f"HubSpot portal {portal_id} is not installed here.")
+    realms = remove_portal(services(), portal_id)
+    click.echo(f"HubSpot portal {portal_id} removed, with {len(realms)} QuickBooks connection(s).")
+
+
+@connections.command("remove-quickbooks")
+@click.option("--portal-id", type=int, required=True)
+@click.option("--realm-id", required=True)
+@with_appcontext
+def remove_quickbooks(portal_id: int, realm_id: str) -> None:
+    """Disconnect a company from a portal: revoke its grant at Intuit and delete its tokens."""
+    from services.accounts.flows import disconnect_company
+
+    if not disconnect_company(services(), portal_id, realm_id):
+        raise click.ClickException(f"QuickBooks company {realm_id} is not connected to portal {portal_id}.")
+    click.echo(f"QuickBooks company {realm_id} disconnected from portal {portal_id}.")
+
+
 @connections.command("list")
 @with_appcontext
 def list_connections() -> None:

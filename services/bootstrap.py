@@ -88,12 +88,7 @@ class Services:
 
     def quickbooks(self, connection: Connection) -> QuickBooksClient:
         """Return a client for a connected company, its tokens refreshed through the connection's vault."""
-        endpoint = self._token_endpoint(
-            "quickbooks",
-            self.config.quickbooks_token_url,
-            self.config.quickbooks_client_id,
-            self.config.quickbooks_client_secret,
-        )
+        endpoint = self.token_endpoint("quickbooks")
         tokens = RefreshingTokens(
             self.connections.quickbooks_vault(connection.id), endpoint, self.lock, f"quickbooks:{connection.id}"
         )
@@ -107,12 +102,7 @@ class Services:
 
     def hubspot(self, portal_id: int) -> HubSpotClient:
         """Return a client for a portal, under the portal's rate limit shared by every worker."""
-        endpoint = self._token_endpoint(
-            "hubspot",
-            self.config.hubspot_token_url,
-            self.config.hubspot_client_id,
-            self.config.hubspot_client_secret,
-        )
+        endpoint = self.token_endpoint("hubspot")
         tokens = RefreshingTokens(self.connections.portal_vault(portal_id), endpoint, self.lock, f"hubspot:{portal_id}")
         limiter = WindowLimiter(self.redis, f"hubspot:{portal_id}", limit=self.config.hubspot_calls_per_10s, window=10)
         return HubSpotClient(
@@ -124,15 +114,25 @@ class Services:
             before_call=limiter.acquire,
         )
 
-    def _token_endpoint(self, service: str, url: str, client_id: str, client_secret: str) -> OAuthTokenEndpoint:
+    def token_endpoint(self, service: str) -> OAuthTokenEndpoint:
+        """Return the OAuth token endpoint of "quickbooks" (Intuit) or "hubspot", with our app's client."""
+        config = self.config
+        if service == "quickbooks":
+            url, client_id, secret = (
+                config.quickbooks_token_url,
+                config.quickbooks_client_id,
+                config.quickbooks_client_secret,
+            )
+        else:
+            url, client_id, secret = config.hubspot_token_url, config.hubspot_client_id, config.hubspot_client_secret
         # Intuit wants the client in a Basic header; HubSpot wants it in the form.
         return OAuthTokenEndpoint(
             service,
             url,
             client_id,
-            client_secret,
+            secret,
             session=self.session,
-            timeout=self.config.http_timeout,
+            timeout=config.http_timeout,
             basic_auth=service == "quickbooks",
         )
 

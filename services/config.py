@@ -18,7 +18,20 @@ QUICKBOOKS_APP_URLS = {
     "sandbox": "https://app.sandbox.qbo.intuit.com",
 }
 QUICKBOOKS_TOKEN_URL = "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer"
+QUICKBOOKS_AUTHORIZE_URL = "https://appcenter.intuit.com/connect/oauth2"
+QUICKBOOKS_REVOKE_URL = "https://developer.api.intuit.com/v2/oauth2/tokens/revoke"
 HUBSPOT_API_BASE_URL = "https://api.hubapi.com"
+HUBSPOT_AUTHORIZE_URL = "https://app.hubspot.com/oauth/authorize"
+# What the actions need: workflow actions and callbacks, and reading the records they book.
+HUBSPOT_SCOPES = (
+    "automation",
+    "crm.objects.contacts.read",
+    "crm.objects.deals.read",
+    "crm.objects.quotes.read",
+    "crm.objects.line_items.read",
+    "e-commerce",
+    "crm.objects.commercepayments.read",
+)
 
 REQUIRED = (
     "HUBSPOT_CLIENT_ID",
@@ -68,6 +81,10 @@ class Config:
     quickbooks_api_base_url: str = QUICKBOOKS_API_BASE_URLS["production"]
     quickbooks_token_url: str = QUICKBOOKS_TOKEN_URL
     quickbooks_app_url: str = QUICKBOOKS_APP_URLS["production"]
+    quickbooks_authorize_url: str = QUICKBOOKS_AUTHORIZE_URL
+    quickbooks_revoke_url: str = QUICKBOOKS_REVOKE_URL
+    hubspot_authorize_url: str = HUBSPOT_AUTHORIZE_URL
+    hubspot_scopes: tuple[str, ...] = HUBSPOT_SCOPES
     queue_name: str = "qbo-actions"
     # Seconds between attempts after a transient failure; its length is the number of retries.
     retry_intervals: tuple[int, ...] = (10, 30, 60, 300, 900, 1800)
@@ -154,6 +171,10 @@ class Config:
             ).rstrip("/"),
             quickbooks_token_url=env.get("QUICKBOOKS_TOKEN_URL") or QUICKBOOKS_TOKEN_URL,
             quickbooks_app_url=(env.get("QUICKBOOKS_APP_URL") or QUICKBOOKS_APP_URLS[environment]).rstrip("/"),
+            quickbooks_authorize_url=env.get("QUICKBOOKS_AUTHORIZE_URL") or QUICKBOOKS_AUTHORIZE_URL,
+            quickbooks_revoke_url=env.get("QUICKBOOKS_REVOKE_URL") or QUICKBOOKS_REVOKE_URL,
+            hubspot_authorize_url=env.get("HUBSPOT_AUTHORIZE_URL") or HUBSPOT_AUTHORIZE_URL,
+            hubspot_scopes=tuple((env.get("HUBSPOT_SCOPES") or " ".join(HUBSPOT_SCOPES)).replace(",", " ").split()),
             queue_name=env.get("QUEUE_NAME", cls.queue_name),
             retry_intervals=intervals,
             http_timeout=http_timeout,

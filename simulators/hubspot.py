@@ -1,9 +1,10 @@
 """Local HTTP simulator of the HubSpot APIs the QuickBooks workflow actions use.
 
 It covers CRM object reads, writes and search (v3), associations (v4), the workflow-action
-callback completions (automation v4), the OAuth token endpoints, per-portal rate limits, and
-test controls under ``/_sim/`` (portals, seeded objects, recorded callbacks and requests,
-injected faults). State lives in memory in a :class:`HubSpotSimulator`, one lock guards it.
+callback completions and action definitions (automation v4), the OAuth install page and token
+endpoints, per-portal rate limits, and test controls under ``/_sim/`` (portals, seeded objects,
+recorded callbacks and requests, injected faults, settings). State lives in memory in a
+:class:`HubSpotSimulator`, one lock guards it.
 
 Run it: ``python -m simulators.hubspot --port 8102 --portal 101:sim-token:sim-refresh``.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import html
 import re
 import threading
 import time
@@ -21,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeGuard
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -165,6 +168,26 @@ _TOKEN_SCOPES = [
     "e-commerce",
 ]
 _AUTH_DOCS = "https://developers.hubspot.com/docs/methods/auth/oauth-overview"
+_API_KEY_DOCS = "https://app.hubspot.com/l/api-key/"
+DEFAULT_CLIENT_ID = "sim-hs-client"
+DEFAULT_DEVELOPER_API_KEY = "sim-developer-key"
+DEFINITIONS_PAGE_DEFAULT = 10
+DEFINITIONS_PAGE_LIMIT = 100
+_FIRST_DEFINITION_ID = 10860211
+# What HubSpot fills in on a stored definition when the request leaves it out (the official client's
+# PublicActionDefinition requires functions, published, labels, inputFields and objectTypes).
+_DEFINITION_DEFAULTS: dict[str, Any] = {
+    "published": False,
+    "objectTypes": [],
+    "inputFields": [],
+    "outputFields": [],
+    "labels": {},
+    "functions": [],
+}
+# Definitions are managed with the developer API key, not a portal's OAuth token.
+_DEVELOPER_PATH = re.compile(r"^/automation/v4/actions/\d+(/|$)")
+# Browser pages: neither authenticated, rate-limited nor subject to injected API faults.
+_PAGE_PATHS = ("/oauth/authorize",)
 _FAULT_CATEGORIES = {
     400: "VALIDATION_ERROR",
     401: "INVALID_AUTHENTICATION",
@@ -294,6 +317,73 @@ def _parse_limit(limit: Any, default: int, maximum: int) -> int:
     if not 0 < value <= maximum:
         raise _validation_error(f"limit must be between 1 and {maximum}, got {value}")
     return value
+
+
+def redirect_url(redirect_uri: str, params: Mapping[str, str | None]) -> str:
+    """Return ``redirect_uri`` with ``params`` (those not None) added to its query string."""
+    parts = urlsplit(redirect_uri)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    query += [(name, value) for name, value in params.items() if value is not None]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _is_web_url(value: str | None) -> TypeGuard[str]:
+    """Return whether a redirect URI is an absolute http(s) URL."""
+    if not value:
+        return False
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def _approval_target(value: Any) -> int | str | None:
+    """Return an ``auto_approve_portal`` value: None (show the page), ``"deny"``, or a portal id."""
+    if value in (None, ""):
+        return None
+    return "deny" if value == "deny" else int(value)
+
+
+_SETTING_KINDS: dict[str, Callable[[Any], Any]] = {
+    "limit_per_10s": int,
+    "search_limit_per_s": int,
+    "send_retry_after": bool,
+    "client_id": str,
+    "developer_api_key": str,
+    "auto_approve_portal": _approval_target,
+}
+
+
+# --- Action definitions --------------------------------------------------------------------------
+
+
+def _is_list_of(value: Any, kind: type | tuple[type, ...]) -> bool:
+    """Return whether ``value`` is a JSON array whose items are all of ``kind``."""
+    return isinstance(value, list) and all(isinstance(item, kind) for item in value)
+
+
+# Field name -> (check, what HubSpot expects); only the fields this simulator checks.
+_DEFINITION_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "actionUrl": (lambda value: isinstance(value, str) and bool(value.strip()), "a non-empty string"),
+    "published": (lambda value: isinstance(value, bool), "a boolean"),
+    "objectTypes": (lambda value: _is_list_of(value, str), "an array of strings"),
+    "inputFields": (lambda value: _is_list_of(value, Mapping), "an array of objects"),
+    "outputFields": (lambda value: _is_list_of(value, Mapping), "an array of objects"),
+    "labels": (
+        lambda value: isinstance(value, Mapping) and all(isinstance(item, Mapping) for item in value.values()),
+        "an object of per-language label objects",
+    ),
+    "functions": (lambda value: _is_list_of(value, Mapping), "an array of objects"),
+}
+
+
+def check_definition(body: Mapping, creating: bool) -> dict:
+    """Return an action definition's writable fields, or raise the 400 HubSpot answers for a bad one."""
+    if creating and "actionUrl" not in body:
+        raise _validation_error("Some required fields were not set: [actionUrl]")
+    for name, (is_valid, expected) in _DEFINITION_FIELDS.items():
+        if name in body and not is_valid(body[name]):
+            raise _validation_error(f"Invalid input JSON: {name} must be {expected}, got {body[name]!r}")
+    # id and revisionId belong to HubSpot; a client sending them back does not change them.
+    return {name: copy.deepcopy(value) for name, value in body.items() if name not in ("id", "revisionId")}
 
 
 # --- Search filters ------------------------------------------------------------------------------
@@ -522,7 +612,6 @@ def _full_view(record: dict) -> dict:
 class HubSpotSimulator:
     """In-memory, thread-safe HubSpot: portals, tokens, CRM objects, associations, callbacks, faults."""
 
-    client_id = "sim-hs-client"
     client_secret = "sim-hs-secret"
     app_id = 424242
 
@@ -532,11 +621,14 @@ class HubSpotSimulator:
         self.reset()
 
     def reset(self) -> None:
-        """Forget all portals, tokens, objects, completions, faults and requests; restore settings."""
+        """Forget portals, tokens, objects, completions, definitions, faults and requests; restore settings."""
         with self._lock:
             self.limit_per_10s = 100
             self.search_limit_per_s = 4
             self.send_retry_after = True
+            self.client_id = DEFAULT_CLIENT_ID
+            self.developer_api_key = DEFAULT_DEVELOPER_API_KEY
+            self.auto_approve_portal: int | str | None = None
             self._portals: dict[int, _Portal] = {}
             self._tokens: dict[str, _Token] = {}
             self._codes: dict[str, tuple[int, str | None]] = {}
@@ -545,25 +637,28 @@ class HubSpotSimulator:
             self._duplicates = 0
             self._faults: list[Fault] = []
             self._requests: list[dict] = []
+            self._definitions: dict[int, dict[str, dict]] = {}
+            self._next_definition_id = _FIRST_DEFINITION_ID
 
     # Settings --------------------------------------------------------------------------------
 
     def settings(self) -> dict:
-        """Return the adjustable limits."""
-        return {
-            "limit_per_10s": self.limit_per_10s,
-            "search_limit_per_s": self.search_limit_per_s,
-            "send_retry_after": self.send_retry_after,
-        }
+        """Return the adjustable settings: limits, app credentials and the install page's auto-approval."""
+        with self._lock:
+            return {name: getattr(self, name) for name in _SETTING_KINDS}
 
     def configure(self, **settings: Any) -> dict:
-        """Change ``limit_per_10s``, ``search_limit_per_s`` or ``send_retry_after``; return all settings."""
-        unknown = set(settings) - set(self.settings())
+        """Change any of the settings ``settings()`` lists; return them all."""
+        unknown = set(settings) - set(_SETTING_KINDS)
         if unknown:
             raise SimError(400, {"error": f"unknown settings: {sorted(unknown)}"})
+        try:
+            values = {name: _SETTING_KINDS[name](value) for name, value in settings.items()}
+        except (TypeError, ValueError) as exc:
+            raise SimError(400, {"error": f"invalid setting value: {exc}"}) from None
         with self._lock:
-            for name, value in settings.items():
-                setattr(self, name, bool(value) if name == "send_retry_after" else int(value))
+            for name, value in values.items():
+                setattr(self, name, value)
             return self.settings()
 
     # Portals and tokens ------------------------------------------------------------------------
@@ -613,6 +708,38 @@ class HubSpotSimulator:
         with self._lock:
             self._portal(portal_id)
             self._codes[code] = (int(portal_id), redirect_uri)
+
+    def portal_ids(self) -> list[int]:
+        """Return the ids of the portals, in creation order."""
+        with self._lock:
+            return list(self._portals)
+
+    def authorize_problem(self, params: Mapping[str, str]) -> str | None:
+        """Return why an install request (``/oauth/authorize``) is refused, or None when it is fine."""
+        if params.get("client_id") != self.client_id:
+            return "The client_id is missing or does not belong to an app."
+        if not _is_web_url(params.get("redirect_uri")):
+            return "The redirect_uri is missing or is not an absolute http(s) URL."
+        if not (params.get("scope") or "").split():
+            return "The scope parameter is missing: an app must ask for at least one scope."
+        return None
+
+    def grant_install(self, portal_id: int, redirect_uri: str) -> str:
+        """Mint a one-time authorization code installing the app on a portal; raise a 404 for unknown ones."""
+        code = str(uuid.uuid4())
+        self.add_authorization_code(code, portal_id, redirect_uri)
+        return code
+
+    def install_redirect(self, params: Mapping[str, str], decision: str, portal_id: Any = None) -> str:
+        """Return where the install page sends the browser after an allow or deny decision."""
+        redirect_uri, state = params["redirect_uri"], params.get("state")
+        if decision == "deny":
+            description = "The user declined to install the app."
+            return redirect_url(
+                redirect_uri, {"error": "access_denied", "error_description": description, "state": state}
+            )
+        code = self.grant_install(int(portal_id), redirect_uri)
+        return redirect_url(redirect_uri, {"code": code, "state": state})
 
     def exchange_token(self, form: Mapping[str, str]) -> dict:
         """Answer ``POST /oauth/v1/token`` for the refresh_token and authorization_code grants."""
@@ -1079,6 +1206,68 @@ class HubSpotSimulator:
             )
         return callback_id, copy.deepcopy(dict(output_fields))
 
+    # Action definitions ------------------------------------------------------------------------
+
+    def check_developer_key(self, hapikey: str | None) -> None:
+        """Raise HubSpot's 401 unless ``hapikey`` is the developer API key."""
+        if not hapikey:
+            message = (
+                "Authentication credentials not found. This API supports both API Key and OAuth 2.0 "
+                f"authentication and you can find more details at {_AUTH_DOCS}"
+            )
+            raise SimError(401, error_body(message, "INVALID_AUTHENTICATION"))
+        if hapikey != self.developer_api_key:
+            message = f"The API key provided is invalid. View or manage your API key here: {_API_KEY_DOCS}"
+            raise SimError(401, error_body(message, "INVALID_AUTHENTICATION", links={"api key": _API_KEY_DOCS}))
+
+    def create_definition(self, app_id: int, body: Mapping) -> dict:
+        """Answer ``POST /automation/v4/actions/{appId}``: store a definition at revision 1."""
+        fields = check_definition(body, creating=True)
+        with self._lock:
+            definition_id = str(self._next_definition_id)
+            self._next_definition_id += 1
+            stored = {"id": definition_id, "revisionId": "1", **copy.deepcopy(_DEFINITION_DEFAULTS), **fields}
+            self._definitions.setdefault(int(app_id), {})[definition_id] = stored
+            return copy.deepcopy(stored)
+
+    def definitions_page(self, app_id: int, limit: Any = None, after: Any = None) -> dict:
+        """Answer ``GET /automation/v4/actions/{appId}``: one page of definitions, oldest first."""
+        size = _parse_limit(limit, DEFINITIONS_PAGE_DEFAULT, DEFINITIONS_PAGE_LIMIT)
+        offset = _parse_offset(after)
+        definitions = self.definitions(app_id)
+        answer: dict[str, Any] = {"results": definitions[offset : offset + size]}
+        if offset + size < len(definitions):
+            answer["paging"] = {"next": {"after": str(offset + size)}}
+        return answer
+
+    def get_definition(self, app_id: int, definition_id: str) -> dict:
+        """Answer ``GET /automation/v4/actions/{appId}/{definitionId}``."""
+        with self._lock:
+            return copy.deepcopy(self._definition(app_id, definition_id))
+
+    def update_definition(self, app_id: int, definition_id: str, body: Mapping) -> dict:
+        """Answer ``PATCH /automation/v4/actions/{appId}/{definitionId}``: merge the fields, next revision."""
+        fields = check_definition(body, creating=False)
+        with self._lock:
+            stored = self._definition(app_id, definition_id)
+            stored.update(fields)
+            stored["revisionId"] = str(int(stored["revisionId"]) + 1)
+            return copy.deepcopy(stored)
+
+    def definitions(self, app_id: int) -> list[dict]:
+        """Return every definition of an app, oldest first."""
+        with self._lock:
+            stored = self._definitions.get(int(app_id), {})
+            return [copy.deepcopy(stored[key]) for key in sorted(stored, key=int)]
+
+    def _definition(self, app_id: int, definition_id: str) -> dict:
+        """Return a stored definition or raise HubSpot's 404."""
+        stored = self._definitions.get(int(app_id), {}).get(str(definition_id))
+        if stored is None:
+            message = f"No action definition {definition_id} for app {app_id}"
+            raise SimError(404, error_body(message, "OBJECT_NOT_FOUND"))
+        return stored
+
     # Faults and request log --------------------------------------------------------------------
 
     def add_fault(
@@ -1200,7 +1389,7 @@ def _fault_response(sim: HubSpotSimulator, fault: Fault) -> Response:
 
 def _gate_request() -> Response | None:
     """Apply injected faults, then authentication and rate limits, to every API request."""
-    if _is_admin_path():
+    if _is_admin_path() or request.path in _PAGE_PATHS:
         return None
     sim = _sim()
     g.portal_id = sim.portal_for_token(_bearer_token())
@@ -1210,6 +1399,9 @@ def _gate_request() -> Response | None:
         if fault.status:
             return _fault_response(sim, fault)
     if request.path.startswith("/oauth/"):
+        return None
+    if _DEVELOPER_PATH.match(request.path):
+        sim.check_developer_key(request.args.get("hapikey"))
         return None
     g.portal_id = sim.authenticate(_bearer_token())
     is_search = request.method == "POST" and request.path.endswith("/search")
@@ -1345,6 +1537,122 @@ def complete_callbacks() -> Response:
     return _no_content()
 
 
+@api.get("/automation/v4/actions/<int:app_id>")
+def definitions_page(app_id: int) -> Response:
+    """List an app's action definitions, a page at a time."""
+    return jsonify(_sim().definitions_page(app_id, request.args.get("limit"), request.args.get("after")))
+
+
+@api.post("/automation/v4/actions/<int:app_id>")
+def create_definition(app_id: int) -> tuple[Response, int]:
+    """Create an action definition."""
+    return jsonify(_sim().create_definition(app_id, _json_body())), 201
+
+
+@api.get("/automation/v4/actions/<int:app_id>/<definition_id>")
+def get_definition(app_id: int, definition_id: str) -> Response:
+    """Read one action definition."""
+    return jsonify(_sim().get_definition(app_id, definition_id))
+
+
+@api.patch("/automation/v4/actions/<int:app_id>/<definition_id>")
+def update_definition(app_id: int, definition_id: str) -> Response:
+    """Change some fields of an action definition."""
+    return jsonify(_sim().update_definition(app_id, definition_id, _json_body()))
+
+
+# --- HTTP: the install page (HubSpot's login and consent screen) ------------------------------------
+
+_PAGE_STYLE = "body{font-family:sans-serif;max-width:36em;margin:3em auto}button{margin-right:1em}"
+
+
+def _html_page(title: str, body: str, status: int = 200) -> Response:
+    """Return a small HTML page."""
+    document = (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{_PAGE_STYLE}</style></head>\n"
+        f"<body>\n<h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n"
+    )
+    response = Response(document, status=status, mimetype="text/html")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _bad_install_request(message: str) -> Response:
+    """Return the 400 page shown instead of the install screen."""
+    return _html_page("Something went wrong", f'<p id="error">{html.escape(message)}</p>', 400)
+
+
+def _install_params(source: Mapping[str, str]) -> dict[str, str]:
+    """Return the install request's parameters that the page carries from the query to its form."""
+    names = ("client_id", "redirect_uri", "scope", "optional_scope", "state")
+    return {name: source[name] for name in names if source.get(name) is not None}
+
+
+def _scope_items(scopes: str, optional: bool) -> str:
+    """Return the list items naming the scopes of a space-separated scope string."""
+    suffix = " (optional)" if optional else ""
+    return "".join(f"<li>{html.escape(scope)}{suffix}</li>" for scope in scopes.split())
+
+
+def _install_page(sim: HubSpotSimulator, params: Mapping[str, str]) -> Response:
+    """Render the account chooser and consent form of an install request."""
+    hidden = "".join(
+        f'<input type="hidden" name="{name}" value="{html.escape(value, quote=True)}">'
+        for name, value in params.items()
+    )
+    options = "".join(f'<option value="{pid}">Portal {pid}</option>' for pid in sim.portal_ids())
+    scopes = _scope_items(params["scope"], False) + _scope_items(params.get("optional_scope", ""), True)
+    body = (
+        f"<p>App <code>{html.escape(params['client_id'])}</code> asks for access to:</p>\n"
+        f'<ul id="scopes">{scopes}</ul>\n'
+        f'<form method="post" action="/oauth/authorize">{hidden}\n'
+        f'<p><label for="portal">Account</label> <select name="portal_id" id="portal">{options}</select></p>\n'
+        '<p><button type="submit" id="allow" name="decision" value="allow">Connect app</button>'
+        '<button type="submit" id="deny" name="decision" value="deny">Cancel</button></p>\n'
+        "</form>"
+    )
+    return _html_page("Choose an account", body)
+
+
+def _install_redirect(sim: HubSpotSimulator, params: Mapping[str, str], decision: str, portal_id: Any) -> Response:
+    """Redirect the browser back to the app with a code (allow) or ``error=access_denied`` (deny)."""
+    if decision not in ("allow", "deny"):
+        return _bad_install_request("Choose whether to connect the app.")
+    if decision == "allow":
+        if portal_id is None or not str(portal_id).isdigit() or int(portal_id) not in sim.portal_ids():
+            return _bad_install_request(f"Unknown account: {portal_id}")
+        g.portal_id = int(portal_id)
+    response = Response(status=302)
+    response.headers["Location"] = sim.install_redirect(params, decision, portal_id)
+    return response
+
+
+@api.get("/oauth/authorize")
+def install_page() -> Response:
+    """Show the install screen, or answer at once when the simulator is set to auto-approve."""
+    sim = _sim()
+    params = _install_params(request.args)
+    problem = sim.authorize_problem(params)
+    if problem:
+        return _bad_install_request(problem)
+    target = sim.auto_approve_portal
+    if target is None:
+        return _install_page(sim, params)
+    return _install_redirect(sim, params, "deny" if target == "deny" else "allow", target)
+
+
+@api.post("/oauth/authorize")
+def install_decision() -> Response:
+    """Handle the install form: redirect to the app with a code or with ``error=access_denied``."""
+    sim = _sim()
+    params = _install_params(request.form)
+    problem = sim.authorize_problem(params)
+    if problem:
+        return _bad_install_request(problem)
+    return _install_redirect(sim, params, request.form.get("decision", ""), request.form.get("portal_id"))
+
+
 @api.post("/oauth/v1/token")
 def oauth_token() -> Response:
     """Exchange an authorization code or a refresh token for tokens."""
@@ -1473,14 +1781,20 @@ def clear_requests() -> Response:
 
 @admin.get("/settings")
 def get_settings() -> Response:
-    """Return the rate-limit settings."""
+    """Return the settings: rate limits, client_id, developer_api_key, auto_approve_portal."""
     return jsonify(_sim().settings())
 
 
 @admin.post("/settings")
 def change_settings() -> Response:
-    """Change rate-limit settings."""
+    """Change settings (see get_settings)."""
     return jsonify(_sim().configure(**_json_body()))
+
+
+@admin.get("/action-definitions/<int:app_id>")
+def list_definitions(app_id: int) -> Response:
+    """Return every action definition of an app."""
+    return jsonify(_sim().definitions(app_id))
 
 
 @admin.get("/stats")

@@ -2,8 +2,9 @@
 
 It answers what a real client sees: ``/v3/company/<realm>/...`` entity create/update/read/delete/void,
 the query language subset, ValidationFault JSON, ``requestid`` replay, the lowercase gateway 401 body,
-the XML throttle body, ``intuit_tid`` headers, and the OAuth token/revoke endpoints (plus an OpenID
-discovery document, so ``intuitlib.client.AuthClient(environment=<discovery url>)`` works offline).
+the XML throttle body, ``intuit_tid`` headers, and Intuit OAuth: the consent page, the token/revoke
+endpoints and an OpenID discovery document, so ``intuitlib.client.AuthClient(environment=<discovery url>)``
+works offline.
 
 Tests drive it through the Python methods of :class:`QuickBooksSimulator` or through the JSON admin
 endpoints under ``/_sim/`` when it runs in another thread or process::
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import base64
 import copy
+import html
 import json
 import re
 import secrets
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Literal, overload
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flask import Blueprint, Flask, Response, request
 from werkzeug.serving import run_simple
@@ -39,6 +41,7 @@ MAX_REQUESTID_LENGTH = 50
 MAX_DOC_NUMBER_LENGTH = 21
 DEFAULT_MAX_RESULTS = 100
 MAX_MAX_RESULTS = 1000
+ACCOUNTING_SCOPE = "com.intuit.quickbooks.accounting"
 
 SALES_DOCS = ("Invoice", "Estimate", "SalesReceipt", "RefundReceipt")
 TRANSACTIONS = (*SALES_DOCS, "Payment", "Purchase")
@@ -1470,7 +1473,7 @@ class TokenStore:
         self._clock = clock
         self.access: dict[str, _Grant] = {}
         self.refresh: dict[str, _Grant] = {}
-        self.codes: dict[str, str] = {}
+        self.codes: dict[str, tuple[str, str | None]] = {}  # code -> (realm, redirect_uri it was issued for)
 
     def access_problem(self, token: str, realm_id: str) -> str | None:
         """Return why ``token`` can't call ``realm_id`` (the 401 detail), or None when it can."""
@@ -1506,6 +1509,14 @@ class TokenStore:
         grant.expires_at = min(grant.expires_at, now + grace_seconds)
         return {**self.issue(grant.realm_id), "realm_id": grant.realm_id}
 
+    def redeem(self, code: str, redirect_uri: str | None) -> str | None:
+        """Consume a code issued for ``redirect_uri`` (any, when issued without one); return its realm or None."""
+        realm_id, expected_uri = self.codes.get(code, (None, None))
+        if realm_id is None or expected_uri not in (None, redirect_uri):
+            return None
+        del self.codes[code]  # codes are single-use
+        return realm_id
+
     def realm_of(self, token: str) -> str | None:
         """Return the realm an access or refresh token belongs to."""
         grant = self.access.get(token) or self.refresh.get(token)
@@ -1526,7 +1537,7 @@ class TokenStore:
 class Call:
     """One request as the simulator sees it (built by the Flask layer)."""
 
-    kind: str  # "api", "token" or "revoke"
+    kind: str  # "api", "token", "revoke" or "consent" (the browser page)
     method: str
     path: str  # the full request path
     args: dict[str, str] = field(default_factory=dict)
@@ -1544,7 +1555,7 @@ class Call:
         """Return the body as logged: the token form as a dict, JSON parsed, other text as is."""
         if not self.body:
             return None
-        if self.kind == "token":
+        if self.kind in ("token", "consent"):
             return dict(parse_qsl(self.body))
         try:
             return json.loads(self.body)
@@ -1568,6 +1579,7 @@ class QuickBooksSimulator:
             self.throttle_per_minute = 500
             self.per_second_limit: int | None = None
             self.refresh_grace_seconds: float = REFRESH_GRACE_SECONDS
+            self.auto_approve_realm: str | None = None
             self.companies: dict[str, Company] = {}
             self.tokens = TokenStore(self._now)
             self.refresh_count: dict[str, int] = {}
@@ -1577,12 +1589,14 @@ class QuickBooksSimulator:
             self._recent: dict[str, deque[float]] = {}
 
     def configure(self, **settings: Any) -> None:
-        """Set throttle_per_minute, per_second_limit and/or refresh_grace_seconds."""
-        allowed = ("throttle_per_minute", "per_second_limit", "refresh_grace_seconds")
+        """Set throttle_per_minute, per_second_limit, refresh_grace_seconds and/or auto_approve_realm."""
+        allowed = ("throttle_per_minute", "per_second_limit", "refresh_grace_seconds", "auto_approve_realm")
         with self._lock:
             for name, value in settings.items():
                 if name not in allowed:
                     raise ValueError(f"unknown setting {name!r}; expected one of {allowed}")
+                if name == "auto_approve_realm":
+                    value = None if value in (None, "") else str(value)  # a realm id may come as a JSON number
                 setattr(self, name, value)
 
     # -- seeding ---------------------------------------------------------------------------------------
@@ -1623,10 +1637,10 @@ class QuickBooksSimulator:
         with self._lock:
             self.tokens.refresh[refresh_token] = _Grant(str(realm_id), self.clock() + expires_in)
 
-    def add_auth_code(self, code: str, realm_id: str) -> None:
-        """Register a one-time authorization code for the authorization_code grant."""
+    def add_auth_code(self, code: str, realm_id: str, redirect_uri: str | None = None) -> None:
+        """Register a one-time authorization code for the authorization_code grant (bound to ``redirect_uri``)."""
         with self._lock:
-            self.tokens.codes[code] = str(realm_id)
+            self.tokens.codes[code] = (str(realm_id), redirect_uri)
 
     def expire_token(self, token: str) -> None:
         """Make an access (or refresh) token expired as of now."""
@@ -1737,9 +1751,11 @@ class QuickBooksSimulator:
     def handle(self, call: Call) -> Reply:
         """Answer one API or OAuth request: auth, throttle, injected faults, replay, the operation, the log."""
         with self._lock:
-            reply = self._gate(call) if call.kind == "api" else None
-            if reply is None:
-                reply = self._with_faults(call)
+            if call.kind == "consent":
+                # A browser page: no bearer token, no throttle, and no injected API faults.
+                reply = self._consent(call)
+            else:
+                reply = (self._gate(call) if call.kind == "api" else None) or self._with_faults(call)
             reply.headers.setdefault("intuit_tid", _new_tid())
             self._log.append(
                 {
@@ -1755,6 +1771,54 @@ class QuickBooksSimulator:
                 }
             )
             return reply
+
+    def consent_problem(self, params: dict[str, str]) -> str | None:
+        """Return why an authorization request (``/connect/oauth2``) is refused, or None when it is fine."""
+        if params.get("client_id") != self.client_id:
+            return "invalid_client: the client_id is missing or unknown."
+        if params.get("response_type") != "code":
+            return "unsupported_response_type: response_type must be code."
+        if ACCOUNTING_SCOPE not in (params.get("scope") or "").split():
+            return f"invalid_scope: the scope must include {ACCOUNTING_SCOPE}."
+        redirect = urlsplit(params.get("redirect_uri") or "")
+        if redirect.scheme not in ("http", "https") or not redirect.netloc:
+            return "invalid_request: redirect_uri is missing or is not an absolute http(s) URL."
+        return None
+
+    def _consent(self, call: Call) -> Reply:
+        """Answer the consent page: GET shows it (or decides at once), POST carries the user's decision."""
+        source = call.args if call.method == "GET" else dict(parse_qsl(call.body))
+        params = {name: source[name] for name in _CONSENT_PARAMS if source.get(name) is not None}
+        problem = self.consent_problem(params)
+        if problem:
+            return _error_page(problem)
+        if call.method == "POST":
+            decision, realm_id = source.get("decision", ""), source.get("realm_id")
+        elif self.auto_approve_realm is None:
+            return Reply(200, _consent_page(params, self._company_choices()), "text/html")
+        elif self.auto_approve_realm == "deny":
+            decision, realm_id = "deny", None
+        else:
+            decision, realm_id = "allow", self.auto_approve_realm
+        redirect_uri, state = params["redirect_uri"], params.get("state")
+        if decision == "deny":
+            location = _redirect_url(redirect_uri, {"error": "access_denied", "state": state})
+        elif decision == "allow" and realm_id is not None and realm_id in self.companies:
+            call.realm_id = realm_id
+            code = f"AB11{secrets.token_urlsafe(36)}"
+            self.add_auth_code(code, realm_id, redirect_uri)
+            location = _redirect_url(redirect_uri, {"code": code, "state": state, "realmId": realm_id})
+        else:
+            return _error_page(f"Choose a company to connect (unknown company {realm_id!r}).")
+        return Reply(302, "", "text/html", {"Location": location})
+
+    def _company_choices(self) -> list[tuple[str, str]]:
+        """Return (realm id, company name) of every company, in creation order."""
+        choices = []
+        for realm_id, company in self.companies.items():
+            info = company.get("CompanyInfo", "1") or {}
+            choices.append((realm_id, str(info.get("CompanyName", realm_id))))
+        return choices
 
     def _now(self) -> float:
         # Read through self.clock on every call so a test can swap the clock after construction.
@@ -1891,7 +1955,7 @@ class QuickBooksSimulator:
             self.refresh_count[realm_id] = self.refresh_count.get(realm_id, 0) + 1
             return Reply(200, issued)
         if grant_type == "authorization_code":
-            realm_id = self.tokens.codes.pop(form.get("code", ""), None)  # codes are single-use
+            realm_id = self.tokens.redeem(form.get("code", ""), form.get("redirect_uri"))
             if realm_id is None:
                 return Reply(400, {"error": "invalid_grant"})
             return Reply(200, self.tokens.issue(realm_id))
@@ -1918,6 +1982,58 @@ class QuickBooksSimulator:
         except ValueError:
             return False
         return decoded == f"{self.client_id}:{self.client_secret}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The consent page (Intuit's sign-in, company chooser and "Connect" screen)
+
+_CONSENT_PARAMS = ("client_id", "response_type", "scope", "redirect_uri", "state")
+_PAGE_STYLE = "body{font-family:sans-serif;max-width:36em;margin:3em auto}button{margin-right:1em}"
+
+
+def _redirect_url(redirect_uri: str, params: dict[str, str | None]) -> str:
+    """Return ``redirect_uri`` with ``params`` (those not None) added to its query string."""
+    parts = urlsplit(redirect_uri)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    query += [(name, value) for name, value in params.items() if value is not None]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _html_page(title: str, body: str) -> str:
+    """Return a small HTML document."""
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{_PAGE_STYLE}</style></head>\n"
+        f"<body>\n<h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n"
+    )
+
+
+def _error_page(message: str) -> Reply:
+    """Return the 400 page shown instead of the consent screen."""
+    return Reply(400, _html_page("Something went wrong", f'<p id="error">{html.escape(message)}</p>'), "text/html")
+
+
+def _consent_page(params: dict[str, str], companies: list[tuple[str, str]]) -> str:
+    """Render the company chooser and the Connect/Cancel form, carrying the request's parameters."""
+    hidden = "".join(
+        f'<input type="hidden" name="{name}" value="{html.escape(value, quote=True)}">'
+        for name, value in params.items()
+    )
+    options = "".join(
+        f'<option value="{html.escape(realm_id, quote=True)}">{html.escape(name)} ({html.escape(realm_id)})</option>'
+        for realm_id, name in companies
+    )
+    scopes = "".join(f"<li>{html.escape(scope)}</li>" for scope in params["scope"].split())
+    body = (
+        f"<p>App <code>{html.escape(params['client_id'])}</code> wants to connect to your company:</p>\n"
+        f'<ul id="scopes">{scopes}</ul>\n'
+        f'<form method="post" action="/connect/oauth2">{hidden}\n'
+        f'<p><label for="company">Company</label> <select name="realm_id" id="company">{options}</select></p>\n'
+        '<p><button type="submit" id="connect" name="decision" value="allow">Connect</button>'
+        '<button type="submit" id="cancel" name="decision" value="deny">Cancel</button></p>\n'
+        "</form>"
+    )
+    return _html_page("Connect to QuickBooks", body)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1997,7 +2113,7 @@ def _admin_blueprint(sim: QuickBooksSimulator) -> Blueprint:
     @admin.post("/auth_codes")
     def add_auth_code():
         data = payload()
-        sim.add_auth_code(data["code"], data["realm_id"])
+        sim.add_auth_code(data["code"], data["realm_id"], data.get("redirect_uri"))
         return {"ok": True}
 
     @admin.post("/revoke")
@@ -2050,6 +2166,12 @@ def create_app(sim: QuickBooksSimulator | None = None) -> Flask:
     @app.route("/v3/company/<realm_id>/<path:sub_path>", methods=["GET", "POST"])
     def api(realm_id: str, sub_path: str):
         return _to_response(sim.handle(_call("api", realm_id, "/" + sub_path)))
+
+    @app.route("/connect/oauth2", methods=["GET", "POST"])
+    def consent():
+        response = _to_response(sim.handle(_call("consent")))
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     @app.post("/oauth2/v1/tokens/bearer")
     def token():

@@ -81,6 +81,10 @@ class Simulators:
         """Make the QuickBooks simulator answer matching requests with a fault."""
         self.qbo("POST", "faults", json=fault)
 
+    def quickbooks_config(self, **values: Any) -> None:
+        """Change QuickBooks simulator settings (throttles, refresh grace, ``auto_approve_realm``)."""
+        self.qbo("POST", "config", json=values)
+
     # HubSpot ------------------------------------------------------------------------------------
 
     def add_portal(self, portal_id: int = PORTAL_ID) -> None:
@@ -128,6 +132,16 @@ class Simulators:
     def hs_fault(self, **fault: Any) -> None:
         """Make the HubSpot simulator answer matching requests with a fault."""
         self.hs("POST", "faults", json=fault)
+
+    def hubspot_settings(self, **values: Any) -> dict[str, Any]:
+        """Change HubSpot simulator settings (``client_id``, ``auto_approve_portal``, ...); return them all."""
+        if not values:
+            return self.hs("GET", "settings")  # type: ignore[no-any-return]
+        return self.hs("POST", "settings", json=values)  # type: ignore[no-any-return]
+
+    def action_definitions(self, app_id: int) -> list[dict[str, Any]]:
+        """Return the workflow action definitions registered for an app."""
+        return self.hs("GET", f"action-definitions/{app_id}")  # type: ignore[no-any-return]
 
 
 DEFAULT_CONTACT = {

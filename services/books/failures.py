@@ -132,11 +132,17 @@ def invalid_amount(record: str, name: str, raw: object, problem: object) -> Acti
 
 def not_connected(realm_id: str, *, was_connected: bool) -> ActionFailure:
     """Return the failure of an action whose QuickBooks company is not (or no longer) connected to the portal."""
-    state = "was disconnected" if was_connected else "is not connected to this HubSpot account"
-    return ActionFailure(
-        "QUICKBOOKS_NOT_CONNECTED",
-        f"QuickBooks company {realm_id} {state}. Reconnect it in the app, then retry the action.",
-    )
+    if was_connected:
+        sentence = (
+            f"QuickBooks company {realm_id} needs to be reconnected: QuickBooks no longer accepts its authorization. "
+            "Reconnect it on the app's settings page, then retry the action."
+        )
+    else:
+        sentence = (
+            f"QuickBooks company {realm_id} is not connected to this HubSpot account. Connect it on the app's "
+            "settings page, then retry the action."
+        )
+    return ActionFailure("QUICKBOOKS_NOT_CONNECTED", sentence)
 
 
 def failure_for(error: ServiceError) -> ActionFailure:

@@ -37,6 +37,16 @@ def chunks(items: Sequence[Any], size: int = BATCH_LIMIT) -> Iterable[Sequence[A
         yield items[start : start + size]
 
 
+def portal_of_token(session: requests.Session, base_url: str, access_token: str, *, timeout: float) -> int:
+    """Return the portal (hub_id) an access token belongs to (`GET /oauth/v1/access-tokens/{token}`)."""
+    url = f"{base_url.rstrip('/')}/oauth/v1/access-tokens/{access_token}"
+    response = send(session, SERVICE, "GET", url, headers={"Accept": "application/json"}, timeout=timeout)
+    body = json_or_none(response)
+    if response.status_code == 200 and isinstance(body, dict) and str(body.get("hub_id", "")).isdecimal():
+        return int(body["hub_id"])
+    raise HubSpotClient._error(response)
+
+
 class HubSpotClient:
     """Talks to HubSpot on behalf of one portal."""
 

@@ -115,6 +115,12 @@ class BookkeepingRepository:
                     )
                 )
 
+    def forget_portal(self, portal_id: int) -> None:
+        """Drop a portal's customer and product mappings (its payment claims stay: they prevent double booking)."""
+        with self.database.session() as session:
+            session.execute(delete(CustomerMappingRow).where(CustomerMappingRow.portal_id == portal_id))
+            session.execute(delete(ProductMappingRow).where(ProductMappingRow.portal_id == portal_id))
+
     # Payment documents: one per payment, kind and company ----------------------------------------
 
     def claim_payment_document(self, tenant: Tenant, payment_id: str, kind: str, execution_id: str) -> PaymentClaim:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import delete
+
 from services.clock import utcnow
 from services.store.engine import Database
 from services.store.models import CompanyProfileRow, CompanySettingsRow
@@ -28,6 +30,12 @@ class CompanyRepository:
             row = session.get(CompanySettingsRow, realm_id) or CompanySettingsRow(realm_id=realm_id)
             row.settings = settings
             session.add(row)
+
+    def remove(self, realm_id: str) -> None:
+        """Forget a company's settings and cached profile."""
+        with self.database.session() as session:
+            session.execute(delete(CompanySettingsRow).where(CompanySettingsRow.realm_id == realm_id))
+            session.execute(delete(CompanyProfileRow).where(CompanyProfileRow.realm_id == realm_id))
 
     def cached_profile(self, realm_id: str) -> CachedProfile | None:
         """Return the cached company profile and when it was read."""

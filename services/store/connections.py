@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from services.clock import utcnow
 from services.store.crypto import TokenCipher
@@ -14,6 +14,7 @@ from services.store.records import Connection
 from services.transport.errors import ConnectionRevokedError
 from services.transport.oauth import TokenGrant, TokenSet
 
+# revoked: Intuit refused a refresh (invalid_grant); the company must be reconnected.
 ACTIVE, REVOKED = "active", "revoked"
 
 
@@ -44,6 +45,12 @@ class ConnectionRepository:
             if portal is None:
                 return None
             return self._tokens(portal.access_token, portal.access_expires_at, portal.refresh_token)
+
+    def remove_portal(self, portal_id: int) -> None:
+        """Forget a portal's tokens and every company connection of it."""
+        with self.database.session() as session:
+            session.execute(delete(ConnectionRow).where(ConnectionRow.portal_id == portal_id))
+            session.execute(delete(PortalRow).where(PortalRow.portal_id == portal_id))
 
     def portals(self) -> list[int]:
         """Return the ids of the installed portals."""
@@ -90,6 +97,28 @@ class ConnectionRepository:
             query = query.where(ConnectionRow.portal_id == portal_id)
         with self.database.session() as session:
             return [self._connection(row) for row in session.scalars(query)]
+
+    def name_quickbooks(self, connection_id: int, name: str) -> None:
+        """Record the company's name, as QuickBooks gives it, for dropdowns and pages."""
+        stmt = (
+            update(ConnectionRow).where(ConnectionRow.id == connection_id).values(name=name[:255], updated_at=utcnow())
+        )
+        with self.database.engine.begin() as conn:
+            conn.execute(stmt)
+
+    def remove_quickbooks(self, portal_id: int, realm_id: str) -> bool:
+        """Forget a company's connection to a portal, tokens included; False when there was none."""
+        stmt = delete(ConnectionRow).where(ConnectionRow.portal_id == portal_id, ConnectionRow.realm_id == realm_id)
+        with self.database.engine.begin() as conn:
+            return bool(conn.execute(stmt).rowcount)
+
+    def portals_of(self, realm_id: str) -> list[int]:
+        """Return the portals a company is connected to."""
+        query = (
+            select(ConnectionRow.portal_id).where(ConnectionRow.realm_id == realm_id).order_by(ConnectionRow.portal_id)
+        )
+        with self.database.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
 
     def quickbooks_tokens(self, connection_id: int) -> TokenSet:
         """Return a connection's tokens."""

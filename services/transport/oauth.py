@@ -79,28 +79,54 @@ class OAuthTokenEndpoint:
 
     def refresh(self, refresh_token: str) -> TokenGrant:
         """Trade a refresh token for a new grant; a dead grant raises ConnectionRevokedError."""
-        form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
-        headers = {"Accept": "application/json"}
-        if self.basic_auth:
-            pair = f"{self.client_id}:{self.client_secret}".encode()
-            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
-        else:
-            form.update(client_id=self.client_id, client_secret=self.client_secret)
+        return self._grant({"grant_type": "refresh_token", "refresh_token": refresh_token}, refresh_token)
+
+    def exchange_code(self, code: str, redirect_uri: str) -> TokenGrant:
+        """Trade an authorization code (the install or connect flow) for a grant; a bad code is PermanentError."""
+        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
+        return self._grant(form, None)
+
+    def revoke(self, revoke_url: str, token: str) -> None:
+        """Revoke a token (Intuit: JSON body, Basic auth); an already dead token counts as revoked."""
         response = send(
             self.session,
             self.service,
             "POST",
-            self.token_url,
-            data=form,
-            headers=headers,
+            revoke_url,
+            json={"token": token},
+            headers={**self._client_headers(), "Content-Type": "application/json"},
             timeout=self.timeout,
+        )
+        if response.status_code in (200, 204) or response.status_code == 400:
+            return
+        if response.status_code >= 500 or response.status_code == 429:
+            raise TransientError(
+                f"{self.service} revoke endpoint failed", service=self.service, http_status=response.status_code
+            )
+        raise PermanentError(
+            f"{self.service} revoke endpoint refused the token", service=self.service, http_status=response.status_code
+        )
+
+    def _client_headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if self.basic_auth:
+            pair = f"{self.client_id}:{self.client_secret}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+        return headers
+
+    def _grant(self, form: dict[str, str], refresh_token: str | None) -> TokenGrant:
+        headers = self._client_headers()
+        if not self.basic_auth:
+            form = {**form, "client_id": self.client_id, "client_secret": self.client_secret}
+        response = send(
+            self.session, self.service, "POST", self.token_url, data=form, headers=headers, timeout=self.timeout
         )
         body = json_or_none(response) or {}
         request_id = response.headers.get("intuit_tid") or body.get("correlationId")
-        if response.status_code == 200 and body.get("access_token"):
+        if response.status_code == 200 and body.get("access_token") and (body.get("refresh_token") or refresh_token):
             return TokenGrant(
                 access_token=body["access_token"],
-                refresh_token=body.get("refresh_token") or refresh_token,
+                refresh_token=body.get("refresh_token") or refresh_token or "",
                 expires_at=datetime.now(UTC) + timedelta(seconds=int(body.get("expires_in", 1800))),
             )
         if response.status_code == 429:
@@ -113,7 +139,7 @@ class OAuthTokenEndpoint:
                 request_id=request_id,
             )
         error = str(body.get("error") or body.get("status") or "")
-        if error in ("invalid_grant", "BAD_REFRESH_TOKEN"):
+        if refresh_token is not None and error in ("invalid_grant", "BAD_REFRESH_TOKEN"):
             raise ConnectionRevokedError(
                 f"The {self.service} connection was revoked or has expired",
                 service=self.service,
@@ -121,8 +147,9 @@ class OAuthTokenEndpoint:
                 code=error,
                 request_id=request_id,
             )
+        what = "refresh" if refresh_token is not None else "authorization code"
         raise PermanentError(
-            f"{self.service} token endpoint refused the refresh: {error or response.status_code}",
+            f"{self.service} token endpoint refused the {what}: {error or response.status_code}",
             service=self.service,
             http_status=response.status_code,
             code=error or None,

@@ -22,7 +22,7 @@ PACKAGES = ("actions", "services", "simulators")
 # Layers, top first. Each entry: layer name and the module prefixes (rooms) that belong to it.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("edge", ("actions",)),
-    ("work", ("services.work", "services.jobs", "services.bootstrap")),
+    ("work", ("services.work", "services.accounts", "services.jobs", "services.bootstrap")),
     ("books", ("services.books",)),
     ("adapters", ("services.store", "services.quickbooks", "services.hubspot")),
     ("transport", ("services.transport",)),

@@ -46,7 +46,7 @@ def test_a_quickbooks_refusal_names_its_code_and_detail_once() -> None:
 
 
 def test_a_company_not_connected_says_whether_it_ever_was() -> None:
-    assert "was disconnected" in not_connected("9130355", was_connected=True).message
+    assert "needs to be reconnected" in not_connected("9130355", was_connected=True).message
     assert "is not connected to this HubSpot account" in not_connected("9130355", was_connected=False).message
 
 

@@ -1,0 +1,1 @@
+"""Accounts: installing the app on a HubSpot portal, connecting QuickBooks companies to it, and undoing both."""
