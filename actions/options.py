@@ -147,6 +147,9 @@ PROVIDERS: dict[str, Provider] = {
     "payment_account": accounts("Bank", "Credit Card"),
     "expense_account": accounts("Expense", "Other Expense", "Cost of Goods Sold"),
     "payment_method": searched("PaymentMethod", "Name"),
+    # Company settings (the settings page): where created products book income, and the tax codes outside the US.
+    "income_account": accounts("Income", "Other Income"),
+    "tax_code": searched("TaxCode", "Name"),
     "payee": searched("Vendor", "DisplayName"),
 }
 

@@ -14,10 +14,24 @@ from urllib.parse import urlencode
 from flask import Blueprint, Flask, abort, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
+from actions.company_settings import (
+    ITEM_ID,
+    OPERATOR_CHOICES,
+    PRODUCT_ID,
+    Choices,
+    filter_rows,
+    load_choices,
+    read_mapping_csv,
+    settings_from_form,
+    warnings,
+)
 from actions.endpoints import services
 from services.accounts.flows import connect_company, disconnect_company, install_portal, remove_portal
 from services.accounts.state import StateError, StateTokens
-from services.store.records import Connection
+from services.books.eligibility import contact_sync_mode, explain
+from services.books.records import contact_properties
+from services.books.settings import SettingsError, validate_settings
+from services.store.records import Connection, Tenant
 from services.transport.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -167,31 +181,151 @@ def settings() -> Response | str:
     return render_template("settings.html", portal_id=portal_id, companies=companies)
 
 
-@bp.get("/settings/companies/<realm_id>")
-def company(realm_id: str) -> Response | str:
-    """Show one company of the portal."""
-    portal_id = signed_in_portal()
-    if portal_id is None:
-        return redirect(url_for("pages.hubspot_install"), 302)
-    connection = company_of(portal_id, realm_id)
+def company_page(
+    portal_id: int, realm_id: str, *, status: int = 200, notice: str = "", error: str = "", **extra: Any
+) -> tuple[str, int]:
+    """Render a company's settings page, with whatever the last form said."""
     svc = services()
+    connection = company_of(portal_id, realm_id)
     cached = svc.companies.cached_profile(realm_id)
     profile: dict[str, Any] = cached.profile if cached else {}
-    return render_template(
+    settings = extra.pop("settings", None) or svc.companies.settings(realm_id)
+    choices = load_choices(svc, portal_id, realm_id) if connection.active else Choices()
+    search = request.args.get("q", "").strip()[:64]
+    page = render_template(
         "company.html",
         portal_id=portal_id,
         company=connection,
         profile=profile,
-        settings=svc.companies.settings(realm_id),
+        settings=settings,
+        rows=filter_rows(settings),
+        operators=OPERATOR_CHOICES,
+        choices=choices,
+        warnings=warnings(connection, profile, svc.companies.settings(realm_id), choices),
+        mappings=svc.bookkeeping.product_mapping_list(Tenant(portal_id, realm_id), search),
+        search=search,
+        notice=notice,
+        error=error,
+        **extra,
     )
+    return page, status
+
+
+def signed_in_or_out() -> int:
+    """Return the session's portal; a form posted without a session is refused."""
+    portal_id = signed_in_portal()
+    if portal_id is None:
+        abort(403)
+    return portal_id
+
+
+@bp.get("/settings/companies/<realm_id>")
+def company(realm_id: str) -> Response | tuple[str, int]:
+    """Show one company of the portal: its facts, warnings, settings, product mappings."""
+    portal_id = signed_in_portal()
+    if portal_id is None:
+        return redirect(url_for("pages.hubspot_install"), 302)
+    return company_page(portal_id, realm_id)
+
+
+@bp.post("/settings/companies/<realm_id>")
+def save_company(realm_id: str) -> Response | tuple[str, int]:
+    """Save the company's settings from the form; a setting that would not work is shown, not saved."""
+    portal_id = signed_in_or_out()
+    company_of(portal_id, realm_id)
+    svc = services()
+    document = settings_from_form(request.form, svc.companies.settings(realm_id))
+    try:
+        valid = validate_settings(document)
+    except SettingsError as problem:
+        return company_page(portal_id, realm_id, status=400, error=f"Not saved: {problem}.", settings=document)
+    svc.companies.save_settings(realm_id, valid)
+    return redirect(url_for("pages.company", realm_id=realm_id, saved=1), 303)
+
+
+@bp.post("/settings/companies/<realm_id>/test-contact")
+def test_contact(realm_id: str) -> tuple[str, int]:
+    """Say whether a contact (by id or email) passes the company's sync filters; nothing is written."""
+    portal_id = signed_in_or_out()
+    company_of(portal_id, realm_id)
+    svc = services()
+    wanted = request.form.get("contact", "").strip()[:254]
+    settings = svc.companies.settings(realm_id)
+    mode, groups = contact_sync_mode(settings)
+    try:
+        hubspot = svc.hubspot(portal_id)
+        properties = contact_properties(settings)
+        if wanted.isdecimal():
+            found = hubspot.batch_read("contacts", [wanted], properties)
+        else:
+            found = hubspot.search(
+                "contacts", [{"filters": [{"propertyName": "email", "operator": "EQ", "value": wanted}]}], properties, 1
+            )
+    except ServiceError as problem:
+        return company_page(portal_id, realm_id, status=502, error=f"HubSpot could not be asked: {problem.message}")
+    if not wanted or not found:
+        return company_page(portal_id, realm_id, contact_result=f"No contact {wanted!r} was found in HubSpot.")
+    contact = found[0]
+    if mode != "filters":
+        verdict = "eligible: in legacy mode every contact may become a customer (matched by name and email)"
+    else:
+        eligible, why = explain(groups, contact.properties)
+        verdict = f"eligible ({why})" if eligible else f"not eligible: {why}"
+    return company_page(portal_id, realm_id, contact_result=f"Contact {contact.id}: {verdict}.")
+
+
+@bp.post("/settings/companies/<realm_id>/mappings")
+def save_mapping(realm_id: str) -> Response | tuple[str, int]:
+    """Add or change which QuickBooks item a HubSpot product is."""
+    portal_id = signed_in_or_out()
+    company_of(portal_id, realm_id)
+    product, item = request.form.get("product_id", "").strip(), request.form.get("item_id", "").strip()
+    if not PRODUCT_ID.fullmatch(product) or not ITEM_ID.fullmatch(item):
+        return company_page(
+            portal_id,
+            realm_id,
+            status=400,
+            error="A mapping needs a HubSpot product id and a QuickBooks item id (digits).",
+        )
+    services().bookkeeping.save_product_mapping(Tenant(portal_id, realm_id), product, item)
+    return redirect(url_for("pages.company", realm_id=realm_id, _anchor="mappings"), 303)
+
+
+@bp.post("/settings/companies/<realm_id>/mappings/<product_id>/remove")
+def remove_mapping(realm_id: str, product_id: str) -> Response:
+    """Forget a product's mapping: the next execution matches it again by SKU or name."""
+    portal_id = signed_in_or_out()
+    company_of(portal_id, realm_id)
+    if not services().bookkeeping.remove_product_mapping(Tenant(portal_id, realm_id), product_id):
+        abort(404)
+    return redirect(url_for("pages.company", realm_id=realm_id, _anchor="mappings"), 303)
+
+
+@bp.post("/settings/companies/<realm_id>/mappings/import")
+def import_mappings(realm_id: str) -> tuple[str, int]:
+    """Import mappings from a CSV file of `hubspot_product_id,quickbooks_item_id` rows."""
+    portal_id = signed_in_or_out()
+    company_of(portal_id, realm_id)
+    upload = request.files.get("file")
+    if upload is None:
+        return company_page(portal_id, realm_id, status=400, error="Choose a CSV file to import.")
+    try:
+        text = upload.read(1024 * 1024).decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return company_page(portal_id, realm_id, status=400, error="The file is not UTF-8 text.")
+    result = read_mapping_csv(text)
+    tenant = Tenant(portal_id, realm_id)
+    for product, item in result.saved:
+        services().bookkeeping.save_product_mapping(tenant, product, item)
+    notice = f"Imported {len(result.saved)} mappings."
+    error = ("Some lines were skipped: " + "; ".join(result.problems[:10])) if result.problems else ""
+    return company_page(portal_id, realm_id, status=200 if not error else 400, notice=notice, error=error)
 
 
 @bp.post("/settings/companies/<realm_id>/disconnect")
 def disconnect(realm_id: str) -> Response:
     """Disconnect a company from the portal (its settings and mappings stay for a reconnect)."""
-    portal_id = signed_in_portal()
-    if portal_id is None:
-        abort(403)
+    portal_id = signed_in_or_out()
     company_of(portal_id, realm_id)
     disconnect_company(services(), portal_id, realm_id)
     return redirect(url_for("pages.settings"), 303)
@@ -200,9 +334,7 @@ def disconnect(realm_id: str) -> Response:
 @bp.post("/settings/remove")
 def remove() -> tuple[str, int]:
     """Remove the portal's data: tokens, connections, settings and mappings (executions stay)."""
-    portal_id = signed_in_portal()
-    if portal_id is None:
-        abort(403)
+    portal_id = signed_in_or_out()
     realms = remove_portal(services(), portal_id)
     session.clear()
     message = (

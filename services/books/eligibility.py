@@ -121,6 +121,21 @@ def _matches_filter(item: dict[str, Any], properties: dict[str, Any]) -> bool:
     return {"EQ": order == 0, "GT": order > 0, "GTE": order >= 0, "LT": order < 0, "LTE": order <= 0}[operator]
 
 
+def explain(groups: list[dict[str, Any]], properties: dict[str, Any]) -> tuple[bool, str]:
+    """Tell whether properties satisfy the groups, and why: the group that matched, or each group's first miss."""
+    misses = []
+    for number, group in enumerate(groups, start=1):
+        failed = next((item for item in group["filters"] if not _matches_filter(item, properties)), None)
+        if failed is None:
+            return True, f"matches filter group {number}"
+        actual = properties.get(failed["propertyName"])
+        wanted = failed.get("values", failed.get("value", ""))
+        test = f"group {number}: {failed['propertyName']} {failed['operator']} {wanted!r}"
+        why = f"is not true of {actual!r}" if _present(actual) else "fails: the contact has no value"
+        misses.append(f"{test} {why}")
+    return False, "; ".join(misses) or "there are no filter groups"
+
+
 def contact_sync_mode(settings: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     """Return the connection's contact-sync mode and its filter groups (legacy when unset)."""
     contact_sync = settings.get("contact_sync") or {}

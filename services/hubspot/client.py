@@ -106,6 +106,17 @@ class HubSpotClient:
                 found[str(result["id"])] = CrmObject(str(result["id"]), result.get("properties") or {})
         return [found[str(i)] for i in ids if str(i) in found]
 
+    def search(
+        self, object_type: str, filter_groups: list[dict[str, Any]], properties: Sequence[str], limit: int = 10
+    ) -> list[CrmObject]:
+        """Return the first records matching CRM-search filter groups."""
+        body = self._request(
+            "POST",
+            f"/crm/v3/objects/{object_type}/search",
+            json={"filterGroups": filter_groups, "properties": list(properties), "limit": limit},
+        )
+        return [CrmObject(str(r["id"]), r.get("properties") or {}) for r in body.get("results", [])]
+
     def associations(self, from_type: str, object_id: str, to_type: str) -> list[str]:
         """Return the ids associated with a record (v4), in association order."""
         ids: list[str] = []

@@ -98,6 +98,32 @@ class BookkeepingRepository:
         with self.database.engine.begin() as conn:
             conn.execute(stmt)
 
+    def product_mapping_list(self, tenant: Tenant, search: str = "", limit: int = 200) -> list[tuple[str, str]]:
+        """Return (HubSpot product id, QuickBooks item id) of a tenant's products, optionally those containing text."""
+        query = (
+            select(ProductMappingRow.hubspot_product_id, ProductMappingRow.quickbooks_item_id)
+            .where(ProductMappingRow.portal_id == tenant.portal_id, ProductMappingRow.realm_id == tenant.realm_id)
+            .order_by(ProductMappingRow.hubspot_product_id)
+            .limit(limit)
+        )
+        if search:
+            pattern = f"%{search}%"
+            query = query.where(
+                ProductMappingRow.hubspot_product_id.like(pattern) | ProductMappingRow.quickbooks_item_id.like(pattern)
+            )
+        with self.database.engine.connect() as conn:
+            return [(row.hubspot_product_id, row.quickbooks_item_id) for row in conn.execute(query)]
+
+    def remove_product_mapping(self, tenant: Tenant, product_id: str) -> bool:
+        """Forget which item a portal's product is; False when it was not known."""
+        stmt = delete(ProductMappingRow).where(
+            ProductMappingRow.portal_id == tenant.portal_id,
+            ProductMappingRow.realm_id == tenant.realm_id,
+            ProductMappingRow.hubspot_product_id == product_id,
+        )
+        with self.database.engine.begin() as conn:
+            return bool(conn.execute(stmt).rowcount)
+
     def forget_mappings_to(self, realm_id: str, *, customer_id: str | None, item_ids: Sequence[str]) -> None:
         """Drop every portal's mappings to a customer or items the company no longer knows."""
         with self.database.session() as session:

@@ -5,91 +5,15 @@ The simulators' consent pages approve at once here (auto_approve); tests/e2e/tes
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
-import pytest
-import redis
 import requests
 
-from actions.app import create_app
-from services import bootstrap
 from services.bootstrap import Services
 from services.clock import utcnow
-from services.config import Config
-from services.store import migrate
-from simulators.scenario import PORTAL_ID, REALM_ID, Simulators, seed_deal
-from simulators.serve import start_in_thread
-from tests.builders import execution_body, sales_inputs, signed_post
-from tests.conftest import drain
-
-OTHER_PORTAL, OTHER_REALM = 243199551, "4620816365"
-
-
-@pytest.fixture
-def bare(env: dict[str, str], redis_connection: redis.Redis, sims: Simulators) -> Iterator[Services]:
-    """The server's services on a migrated database with nothing installed yet."""
-    svc = bootstrap.bootstrap(Config.from_env(env), redis_connection=redis_connection)
-    migrate.upgrade(svc.database.engine)
-    sims.add_company(OTHER_REALM, name="Other Books Ltd")
-    sims.add_portal(OTHER_PORTAL)
-    with bootstrap.installed(svc):
-        yield svc
-    svc.database.dispose()
-
-
-@pytest.fixture
-def site(bare: Services) -> Iterator[str]:
-    running = start_in_thread(create_app(services=bare))
-    yield running.base_url
-    running.stop()
-
-
-class Admin:
-    """A HubSpot admin's browser: it keeps its cookies and follows redirects across the three servers."""
-
-    def __init__(self, site: str, sims: Simulators) -> None:
-        self.site, self.sims = site, sims
-        self.http = requests.Session()
-
-    def get(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.http.get(self.site + path, timeout=10, **kwargs)
-
-    def post(self, path: str, data: dict[str, str] | None = None, *, csrf: bool = True) -> requests.Response:
-        form = dict(data or {})
-        if csrf:
-            form["csrf_token"] = self.csrf_token()
-        return self.http.post(self.site + path, data=form, timeout=10)
-
-    def csrf_token(self) -> str:
-        match = re.search(r'name="csrf_token" value="([^"]+)"', self.get("/settings").text)
-        assert match, "the settings page carries a CSRF token"
-        return match.group(1)
-
-    def install(self, portal_id: int = PORTAL_ID) -> requests.Response:
-        self.sims.hubspot_settings(auto_approve_portal=portal_id)
-        return self.get("/oauth/hubspot/install")
-
-    def connect(self, realm_id: str = REALM_ID) -> requests.Response:
-        self.sims.quickbooks_config(auto_approve_realm=realm_id)
-        return self.get("/oauth/quickbooks/connect")
-
-
-def run_invoice(
-    site: str, services: Services, sims: Simulators, portal_id: int = PORTAL_ID, realm_id: str = REALM_ID
-) -> Any:
-    deal = seed_deal(sims, portal_id=portal_id)
-    payload = execution_body(
-        deal["deal"],
-        inputs=sales_inputs(quickbooks_account=realm_id, create_missing_products="yes"),
-        portal_id=portal_id,
-    )
-    assert signed_post(site, "/actions/create_invoice", payload).status_code == 200
-    drain(services)
-    return services.executions.find(payload["callbackId"])
+from simulators.scenario import PORTAL_ID, REALM_ID, Simulators
+from tests.e2e.conftest import OTHER_PORTAL, OTHER_REALM, Admin, run_invoice
 
 
 def test_install_connect_and_book_an_invoice(site: str, bare: Services, sims: Simulators) -> None:
