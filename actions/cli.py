@@ -332,7 +332,7 @@ def sweep(forever: bool) -> None:
     sweep_forever(svc, stopping)
 
 
-# Manifests and keys (no configuration needed) ---------------------------------------------------
+# Manifests and keys (no database or Redis needed) -----------------------------------------------
 
 
 @cli.group()
@@ -355,6 +355,78 @@ def manifests_render(base_url: str, out_dir: Path | None) -> None:
     for name, definition in rendered.items():
         (out_dir / name).write_text(json.dumps(definition, indent=2) + "\n")
     click.echo(f"Wrote {len(rendered)} definitions to {out_dir}.")
+
+
+@manifests.command("publish", with_appcontext=False)
+@click.option("--app-id", type=click.IntRange(min=1), required=True, help="The HubSpot app's id.")
+@click.option("--base-url", help="The public https URL HubSpot calls (default: PUBLIC_BASE_URL).")
+@click.option("--dry-run", is_flag=True, help="Say what would change and send nothing.")
+def manifests_publish(app_id: int, base_url: str | None, dry_run: bool) -> None:
+    """Create or update the app's action definitions at HubSpot, matched to ours by actionUrl."""
+    from actions.manifests import checked_base_url, publish, render_by_action
+    from services.config import Config
+    from services.hubspot.definitions import CREATE, UNCHANGED, UPDATE, ActionDefinitions
+    from services.transport.errors import AuthenticationError, ServiceError
+    from services.transport.http import new_session
+
+    try:
+        config = Config.from_env()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not config.hubspot_developer_api_key:
+        raise click.ClickException(
+            "HUBSPOT_DEVELOPER_API_KEY is not set: publishing needs the developer API key of the account "
+            "that owns the app."
+        )
+    if not (base_url or config.public_base_url):
+        raise click.ClickException("No base URL: pass --base-url or set PUBLIC_BASE_URL.")
+    try:
+        base = checked_base_url(base_url or str(config.public_base_url))
+    except ValueError as exc:
+        raise click.ClickException(f"{'--base-url' if base_url else 'PUBLIC_BASE_URL'}: {exc}") from exc
+    client = ActionDefinitions(
+        config.hubspot_api_base_url,
+        app_id,
+        config.hubspot_developer_api_key,
+        session=new_session(),
+        timeout=config.http_timeout,
+    )
+    verbs = (
+        {CREATE: "would create", UPDATE: "would update", UNCHANGED: "unchanged"}
+        if dry_run
+        else {CREATE: "created", UPDATE: "updated", UNCHANGED: "unchanged"}
+    )
+    counts = dict.fromkeys(verbs, 0)
+    try:
+        for change in publish(client, render_by_action(base), dry_run=dry_run):
+            counts[change.kind] += 1
+            ident = f" ({change.definition_id})" if change.definition_id else ""
+            keys = f": {', '.join(change.changed_keys)}" if change.kind == UPDATE else ""
+            click.echo(f"{verbs[change.kind]} {change.name}{ident}{keys}")
+            if change.also_matching:
+                click.echo(
+                    f"  note: definitions {', '.join(change.also_matching)} call the same URL; left as they are",
+                    err=True,
+                )
+    except AuthenticationError as exc:
+        raise click.ClickException(
+            f"HubSpot refused the developer API key ({exc}). Check HUBSPOT_DEVELOPER_API_KEY and that app "
+            f"{app_id} belongs to its developer account."
+        ) from exc
+    except ServiceError as exc:
+        raise click.ClickException(
+            f"HubSpot did not take the definitions ({exc}). What is listed above is done; publishing again "
+            "carries on from there."
+        ) from exc
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if dry_run:
+        click.echo(
+            f"Dry run, nothing sent: app {app_id} would have {counts[CREATE]} created, {counts[UPDATE]} updated, "
+            f"{counts[UNCHANGED]} unchanged."
+        )
+    else:
+        click.echo(f"App {app_id}: {counts[CREATE]} created, {counts[UPDATE]} updated, {counts[UNCHANGED]} unchanged.")
 
 
 @cli.group()

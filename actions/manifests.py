@@ -1,15 +1,21 @@
-"""The action definitions in manifests/, with the public base URL filled in."""
+"""The action definitions in manifests/, with the public base URL filled in, and their publication at HubSpot."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from actions.registry import all_actions
+from services.hubspot.definitions import CREATE, UNCHANGED, ActionDefinitions, Change, plan
 
 MANIFESTS = Path(__file__).resolve().parent.parent / "manifests"
 PLACEHOLDER = "{{PUBLIC_BASE_URL}}"
+# Plain http is only for a server on this machine (the simulators and the tests).
+LOCAL_HOSTS = ("127.0.0.1", "localhost")
 
 
 def load(name: str) -> dict[str, Any]:
@@ -28,3 +34,37 @@ def render(definition: dict[str, Any], base_url: str) -> dict[str, Any]:
 def render_all(base_url: str) -> dict[str, dict[str, Any]]:
     """Return every action's definition, keyed by file name."""
     return {spec.manifest: render(load(spec.manifest), base_url) for spec in all_actions()}
+
+
+def render_by_action(base_url: str) -> dict[str, dict[str, Any]]:
+    """Return every action's definition, keyed by action name."""
+    return {spec.name: render(load(spec.manifest), base_url) for spec in all_actions()}
+
+
+def checked_base_url(base_url: str) -> str:
+    """Return the base URL without its trailing slash; raise ValueError unless it is one HubSpot should call."""
+    text = base_url.strip()
+    parts = urlsplit(text)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"{base_url!r} is not a URL such as https://qbo.example.com")
+    # HubSpot sends record data and signed requests to these URLs; over plain http anyone on the way reads them.
+    if parts.scheme == "http" and parts.hostname not in LOCAL_HOSTS:
+        raise ValueError(f"{base_url} must use https:// (http:// only for 127.0.0.1 or localhost)")
+    if parts.query or parts.fragment:
+        raise ValueError(f"{base_url} must not have a query or a fragment")
+    return text.rstrip("/")
+
+
+def publish(
+    definitions: ActionDefinitions, ours: Mapping[str, Mapping[str, Any]], *, dry_run: bool = False
+) -> Iterator[Change]:
+    """Create or update our definitions at HubSpot, yielding each change once made; a dry run sends nothing."""
+    for change in plan(ours, definitions.list_all()):
+        if dry_run or change.kind == UNCHANGED:
+            yield change
+        elif change.kind == CREATE:
+            created = definitions.create(change.definition)
+            yield replace(change, definition_id=str(created.get("id", "?")))
+        else:
+            definitions.update(str(change.definition_id), change.definition)
+            yield change

@@ -77,6 +77,8 @@ class Config:
     database_url: str = "sqlite:///instance/qbo-actions.sqlite3"
     public_base_url: str | None = None
     hubspot_api_base_url: str = HUBSPOT_API_BASE_URL
+    # Only `qbo-actions manifests publish` needs it: HubSpot manages action definitions with this key.
+    hubspot_developer_api_key: str | None = None
     quickbooks_environment: str = "production"
     quickbooks_api_base_url: str = QUICKBOOKS_API_BASE_URLS["production"]
     quickbooks_token_url: str = QUICKBOOKS_TOKEN_URL
@@ -165,6 +167,7 @@ class Config:
             database_url=env.get("DATABASE_URL") or cls.database_url,
             public_base_url=public_base_url.rstrip("/") if public_base_url else None,
             hubspot_api_base_url=(env.get("HUBSPOT_API_BASE_URL") or HUBSPOT_API_BASE_URL).rstrip("/"),
+            hubspot_developer_api_key=env.get("HUBSPOT_DEVELOPER_API_KEY") or None,
             quickbooks_environment=environment,
             quickbooks_api_base_url=(
                 env.get("QUICKBOOKS_API_BASE_URL") or QUICKBOOKS_API_BASE_URLS[environment]
