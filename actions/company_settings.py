@@ -16,7 +16,7 @@ from services.bootstrap import Services
 from services.store.records import Connection
 from services.transport.errors import ServiceError
 
-FILTER_ROWS = 8  # rows shown for filters; empty ones are ignored
+BLANK_FILTER_ROWS = 3  # empty rows offered under the filters for new ones; empty rows are ignored
 LIST_OPERATORS = ("IN", "NOT_IN")
 NO_VALUE_OPERATORS = ("HAS_PROPERTY", "NOT_HAS_PROPERTY")
 PRODUCT_ID = re.compile(r"[0-9]{1,64}")
@@ -63,7 +63,7 @@ def filter_rows(settings: dict[str, Any]) -> list[dict[str, str]]:
                 }
             )
     blank = {"group": "1", "property": "", "operator": "EQ", "value": "", "high": ""}
-    return rows + [dict(blank) for _ in range(max(2, FILTER_ROWS - len(rows)))]
+    return rows + [dict(blank) for _ in range(BLANK_FILTER_ROWS)]
 
 
 def settings_from_form(form: MultiDict[str, str], current: dict[str, Any]) -> dict[str, Any]:

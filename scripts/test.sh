@@ -12,6 +12,13 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash scripts/bootstrap.sh
 bash scripts/services.sh start >/dev/null
+# The browser tests drive Debian's Chromium (headless, through Playwright).
+if ! command -v chromium >/dev/null; then
+    echo "[test] installing chromium (one-time)"
+    sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi; }
+    sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
 eval "$(bash scripts/services.sh env)"
 echo "[test] QBO_TEST_REDIS_URL=$QBO_TEST_REDIS_URL"
 echo "[test] QBO_TEST_POSTGRES_URL=$QBO_TEST_POSTGRES_URL"
