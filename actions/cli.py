@@ -441,11 +441,13 @@ def keys_generate() -> None:
 
 
 @cli.command("demo", with_appcontext=False)
-def demo() -> None:
-    """Run every action once against the simulators, on embedded defaults, and print the outcome."""
+@click.option("--browser", is_flag=True, help="Serve the install, connect and settings pages for a browser instead.")
+@click.option("--port", type=int, default=0, help="Port of the action server (default: any free one).")
+def demo(browser: bool, port: int) -> None:
+    """Install, connect and run every action once against the simulators, on embedded defaults."""
     from actions.demo import run_demo
 
-    sys.exit(run_demo())
+    sys.exit(run_demo(browser=browser, port=port))
 
 
 def main() -> None:

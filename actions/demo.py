@@ -6,7 +6,6 @@ import json
 import logging
 import tempfile
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +16,13 @@ from actions.app import create_app
 from actions.registry import all_actions
 from actions.signature import sign_v3
 from services import bootstrap, logs
-from services.clock import utcnow
 from services.config import Config
 from services.store import migrate
 from services.store.crypto import TokenCipher
 from simulators import hubspot as hubspot_sim
 from simulators import quickbooks as quickbooks_sim
 from simulators.scenario import (
-    HUBSPOT_ACCESS_TOKEN,
-    HUBSPOT_REFRESH_TOKEN,
     PORTAL_ID,
-    QBO_REFRESH_TOKEN,
     REALM_ID,
     Simulators,
     execution_request,
@@ -54,6 +49,9 @@ def _config(workdir: Path, sims: Simulators) -> Config:
             "QUICKBOOKS_ENVIRONMENT": "sandbox",
             "QUICKBOOKS_API_BASE_URL": f"{sims.quickbooks_url}/v3",
             "QUICKBOOKS_TOKEN_URL": f"{sims.quickbooks_url}/oauth2/v1/tokens/bearer",
+            "QUICKBOOKS_AUTHORIZE_URL": f"{sims.quickbooks_url}/connect/oauth2",
+            "QUICKBOOKS_REVOKE_URL": f"{sims.quickbooks_url}/v2/oauth2/tokens/revoke",
+            "HUBSPOT_AUTHORIZE_URL": f"{sims.hubspot_url}/oauth/authorize",
         }
     )
 
@@ -95,8 +93,40 @@ def _execution_for(sims: Simulators, action: str, callback_id: str) -> dict[str,
     return execution_request(inputs, callback_id=callback_id, object_id=seeded["payment"], object_type="0-101")
 
 
-def run_demo() -> int:
-    """Run the demo and print what happened; return the exit status."""
+def _install_and_connect(base_url: str, sims: Simulators) -> None:
+    """Do what a HubSpot admin does, over HTTP: install, connect QuickBooks, save the company's settings."""
+    import re
+
+    import requests
+
+    admin = requests.Session()
+    # The simulators' consent pages approve at once here; `qbo-actions demo --browser` lets a person click them.
+    sims.hubspot_settings(auto_approve_portal=PORTAL_ID)
+    sims.quickbooks_config(auto_approve_realm=REALM_ID)
+    settings_page = admin.get(f"{base_url}/settings", timeout=10)
+    print(f"GET /settings -> HubSpot's consent -> /oauth/hubspot/callback -> {settings_page.status_code} (installed)")
+    company_page = admin.get(f"{base_url}/oauth/quickbooks/connect", timeout=10)
+    print(f"GET /oauth/quickbooks/connect -> Intuit's consent -> {company_page.url.removeprefix(base_url)}")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', company_page.text)
+    form = {"mode": "legacy", "rows": "0", "default_income_account": sims.account_id("Services")}
+    saved = admin.post(company_page.url, data={**form, "csrf_token": token.group(1) if token else ""}, timeout=10)
+    outcome = "saved" if "Settings saved." in saved.text else "not saved"
+    print(f"POST the company's settings -> {saved.status_code} ({outcome})\n")
+
+
+def _serve_for_a_browser(base_url: str, sims: Simulators) -> int:
+    """Keep the simulators and the app running for a person to install and connect in a browser."""
+    print(f"Open {base_url}/settings in a browser: the simulated HubSpot asks which account installs the app, the")
+    print("simulated Intuit which company to connect, then the company's settings page opens. Ctrl-C stops.")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return 0
+
+
+def run_demo(*, browser: bool = False, port: int = 0) -> int:
+    """Run the demo and print what happened (or serve it for a browser); return the exit status."""
     logs.configure(logging.WARNING)
     for noisy in ("werkzeug", "rq.worker", "services.work.runner"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
@@ -112,23 +142,12 @@ def run_demo() -> int:
         config = _config(Path(tmp), sims)
         services = bootstrap.bootstrap(config, redis_connection=fakeredis.FakeRedis())
         migrate.upgrade(services.database.engine)
-        services.connections.save_portal(
-            PORTAL_ID,
-            f"{HUBSPOT_REFRESH_TOKEN}-{PORTAL_ID}",
-            f"{HUBSPOT_ACCESS_TOKEN}-{PORTAL_ID}",
-            utcnow() + timedelta(minutes=30),
-        )
-        # No access token stored: the first QuickBooks call refreshes it, as after a migration.
-        services.connections.save_quickbooks(
-            PORTAL_ID, REALM_ID, f"{QBO_REFRESH_TOKEN}-{REALM_ID}", None, None, "Demo Books Inc"
-        )
-        services.companies.save_settings(
-            REALM_ID,
-            {"contact_sync": {"mode": "legacy"}, "default_income_account": sims.account_id("Services")},
-        )
-        web = start_in_thread(create_app(services=services))
+        web = start_in_thread(create_app(services=services), port=port)
         print(f"Simulated QuickBooks at {sims.quickbooks_url}, HubSpot at {sims.hubspot_url}")
         print(f"Action server at {web.base_url} (SQLite {config.database_url}, in-process queue)\n")
+        if browser:
+            return _serve_for_a_browser(web.base_url, sims)
+        _install_and_connect(web.base_url, sims)
 
         existing = {entity: {e["Id"] for e in sims.entities(entity)} for entity in ("Customer", "Item")}
         callbacks: dict[str, str] = {}
