@@ -23,6 +23,17 @@ PRODUCT_ID = re.compile(r"[0-9]{1,64}")
 ITEM_ID = re.compile(r"[0-9]{1,32}")
 
 
+# Defaults for the action card's fields (books.settings.DEFAULTS_OF_INPUTS): setting, label, its dropdown's provider.
+DEFAULT_FIELDS = (
+    ("default_payment_terms", "Payment terms of invoices", "payment_terms"),
+    ("default_deposit_account", "Account payments and sales receipts are deposited to", "deposit_account"),
+    ("default_refund_account", "Account refunds are paid from", "refund_account"),
+    ("default_payment_account", "Account processing fees are paid from", "payment_account"),
+    ("default_expense_account", "Expense account of processing fees", "expense_account"),
+    ("default_payee", "Payee of processing fees", "payee"),
+)
+
+
 @dataclass
 class Choices:
     """What a company's dropdowns offer; when QuickBooks cannot be asked, the page says so and takes ids."""
@@ -30,6 +41,8 @@ class Choices:
     income_accounts: list[dict[str, str]] = field(default_factory=list)
     tax_codes: list[dict[str, str]] = field(default_factory=list)
     items: dict[str, str] = field(default_factory=dict)
+    # setting name -> its options
+    defaults: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     problem: str = ""
 
 
@@ -41,6 +54,7 @@ def load_choices(services: Services, portal_id: int, realm_id: str) -> Choices:
             income_accounts=PROVIDERS["income_account"](services, query).options,
             tax_codes=PROVIDERS["tax_code"](services, query).options,
             items={o["value"]: o["label"] for o in PROVIDERS["products"](services, query).options},
+            defaults={name: PROVIDERS[provider](services, query).options for name, _, provider in DEFAULT_FIELDS},
         )
     except ServiceError as error:
         return Choices(problem=f"QuickBooks could not list the company's accounts and tax codes ({error.message}).")
@@ -96,7 +110,7 @@ def settings_from_form(form: MultiDict[str, str], current: dict[str, Any]) -> di
     return document
 
 
-ID_SETTINGS = ("default_income_account", "default_tax_code", "exempt_tax_code")
+ID_SETTINGS = ("default_income_account", "default_tax_code", "exempt_tax_code", *(f[0] for f in DEFAULT_FIELDS))
 
 
 def warnings(connection: Connection, profile: dict[str, Any], settings: dict[str, Any], choices: Choices) -> list[str]:
@@ -124,10 +138,11 @@ def warnings(connection: Connection, profile: dict[str, Any], settings: dict[str
         found.append(
             f"The default income account ({account}) no longer exists in QuickBooks, or is not an income account."
         )
-    for name in ("default_tax_code", "exempt_tax_code"):
-        code = settings.get(name)
-        if code and choices.tax_codes and code not in {o["value"] for o in choices.tax_codes}:
-            found.append(f"The {name.replace('_', ' ')} ({code}) no longer exists in QuickBooks.")
+    offered = {"default_tax_code": choices.tax_codes, "exempt_tax_code": choices.tax_codes, **choices.defaults}
+    for name, options in offered.items():
+        chosen = settings.get(name)
+        if chosen and options and chosen not in {o["value"] for o in options}:
+            found.append(f"The {name.replace('_', ' ')} ({chosen}) no longer exists in QuickBooks.")
     return found
 
 

@@ -15,6 +15,7 @@ from flask import Blueprint, Flask, abort, redirect, render_template, request, s
 from werkzeug.wrappers import Response
 
 from actions.company_settings import (
+    DEFAULT_FIELDS,
     ITEM_ID,
     OPERATOR_CHOICES,
     PRODUCT_ID,
@@ -200,6 +201,7 @@ def company_page(
         settings=settings,
         rows=filter_rows(settings),
         operators=OPERATOR_CHOICES,
+        default_fields=DEFAULT_FIELDS,
         choices=choices,
         warnings=warnings(connection, profile, svc.companies.settings(realm_id), choices),
         mappings=svc.bookkeeping.product_mapping_list(Tenant(portal_id, realm_id), search),

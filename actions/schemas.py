@@ -160,13 +160,14 @@ class FeeExpenseInputSchema(InputSchema):
     """Inputs of the fee expense action."""
 
     quickbooks_account = fields.String(required=True, validate=Length(min=1, max=32))
-    payment_account = id_field(required=True)
-    expense_account = id_field(required=True)
+    # Empty: the company's default (its settings page); the action fails SETTINGS_INCOMPLETE without either.
+    payment_account = id_field()
+    expense_account = id_field()
     payee = id_field()
 
 
 class RefundReceiptInputSchema(PaymentDocumentInputSchema):
     """Inputs of the refund receipt action."""
 
-    refund_account = id_field(required=True)
+    refund_account = id_field()
     partial_refunds = fields.String(load_default="reject", validate=OneOf(("reject", "single_line")))

@@ -140,7 +140,7 @@ def _money_refs(run: Run, currency: dict[str, str] | None, *inputs: str) -> dict
     """Return the currency and the account/method references the builder chose (none when left empty)."""
     refs: dict[str, Any] = {"CurrencyRef": currency} if currency else {}
     for name in inputs:
-        value = str(run.inputs.get(name) or "").strip()
+        value = run.choice(name)
         if value:
             refs[REF_FIELDS[name]] = ref(value)
     return refs
@@ -337,10 +337,11 @@ def create_fee_expense(run: Run) -> dict[str, Any]:
             "amount_note": f"HubSpot payment {payment.id} has no processing fee; nothing was booked.",
             "quickbooks_realm_id": run.realm_id,
         }
+    payment_account = run.required_choice("payment_account", "account the fee is paid from")
+    expense_account = run.required_choice("expense_account", "expense account for the fee")
     existing = claim(run, payment, FEE_EXPENSE)
     if existing is not None:
         return existing
-    payment_account = str(run.inputs["payment_account"])
     accounts = run.qbo.query(select("Account", equals("Id", payment_account)))
     if not accounts:
         raise ActionFailure(
@@ -355,12 +356,12 @@ def create_fee_expense(run: Run) -> dict[str, Any]:
                 "DetailType": "AccountBasedExpenseLineDetail",
                 "Amount": number(payment.fee),
                 "Description": f"Processing fee of HubSpot payment {payment.id}",
-                "AccountBasedExpenseLineDetail": {"AccountRef": ref(run.inputs["expense_account"])},
+                "AccountBasedExpenseLineDetail": {"AccountRef": ref(expense_account)},
             }
         ],
     }
-    if run.inputs.get("payee"):
-        body["EntityRef"] = {**ref(run.inputs["payee"]), "type": "Vendor"}
+    if payee := run.choice("payee"):
+        body["EntityRef"] = {**ref(payee), "type": "Vendor"}
     if currency:
         body["CurrencyRef"] = currency
     expense = create_document(run, "Purchase", body, customer_id=None, txn_date=payment.paid_on, profile=profile)
@@ -379,6 +380,7 @@ def create_fee_expense(run: Run) -> dict[str, Any]:
 def create_refund_receipt(run: Run) -> dict[str, Any]:
     """Book a RefundReceipt mirroring the payment's lines (or one line for a partial refund, when allowed)."""
     record, payment, profile, tax, currency = _prepare(run, REFUND_RECEIPT)
+    refund_account = run.required_choice("refund_account", "account the refund is paid from")
     existing = claim(run, payment, REFUND_RECEIPT)
     if existing is not None:
         return existing
@@ -391,7 +393,7 @@ def create_refund_receipt(run: Run) -> dict[str, Any]:
         lines, note = _paid_lines(run, tax, record, payment.refunded)
     body: dict[str, Any] = {
         "Line": lines,
-        "DepositToAccountRef": ref(run.inputs["refund_account"]),
+        "DepositToAccountRef": ref(refund_account),
         "PaymentRefNum": payment.reference,
     }
     body.update(_money_refs(run, currency, "payment_method"))

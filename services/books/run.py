@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.books.company import CompanyProfile, company_profile
-from services.books.failures import expired
+from services.books.failures import ActionFailure, expired
 from services.books.ports import Ledger, LockFactory, ProfileCache
+from services.books.settings import DEFAULTS_OF_INPUTS
 from services.clock import utcnow
 from services.hubspot.client import HubSpotClient
 from services.quickbooks.client import QuickBooksClient
@@ -65,6 +66,23 @@ class Run:
     def inputs(self) -> dict[str, Any]:
         """Return the validated input fields of the action."""
         return self.execution.inputs
+
+    def choice(self, name: str) -> str:
+        """Return an input's value, or the company's default for it when the workflow left it empty."""
+        value = str(self.inputs.get(name) or "").strip()
+        default = DEFAULTS_OF_INPUTS.get(name)
+        return value or (str(self.settings.get(default) or "").strip() if default else "")
+
+    def required_choice(self, name: str, what: str) -> str:
+        """Return an input or its company default; fail with SETTINGS_INCOMPLETE when neither is set."""
+        value = self.choice(name)
+        if not value:
+            raise ActionFailure(
+                "SETTINGS_INCOMPLETE",
+                f"No {what} was chosen in the action, and QuickBooks company {self.realm_id} has no default for it. "
+                f"Choose it in the action, or set {DEFAULTS_OF_INPUTS[name]} on the company's settings page.",
+            )
+        return value
 
     def profile(self, *, refresh: bool = False) -> CompanyProfile:
         """Return the company's profile, read at most once per run."""

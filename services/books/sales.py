@@ -88,7 +88,7 @@ def document_lines(run: Run, tax: TaxCodes, record: EnrolledRecord) -> list[dict
 
 def create_sales_document(run: Run, kind: str) -> dict[str, Any]:
     """Create an Invoice, Estimate or SalesReceipt for the enrolled record and return the output fields."""
-    execution, inputs = run.execution, run.inputs
+    execution = run.execution
     type_name = object_type_name(execution.object_type)
     chosen_item = chosen_product(run)
     record = load_record(
@@ -109,8 +109,8 @@ def create_sales_document(run: Run, kind: str) -> dict[str, Any]:
     if currency:
         body["CurrencyRef"] = currency
     txn_date = date.today()
-    if kind == "Invoice" and inputs.get("payment_terms"):
-        term_id = str(inputs["payment_terms"])
+    if kind == "Invoice" and run.choice("payment_terms"):
+        term_id = run.choice("payment_terms")
         if term_id not in profile.terms:
             profile = run.profile(refresh=True)
         if term_id not in profile.terms:

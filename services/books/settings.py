@@ -12,6 +12,22 @@ KNOWN_SETTINGS = {
     "default_income_account": "QuickBooks account id that products created by the actions book income to",
     "default_tax_code": "Tax code id put on taxable lines (companies outside the US)",
     "exempt_tax_code": "Tax code id put on untaxed lines (companies outside the US; default: default_tax_code)",
+    # Defaults for the action card's fields, used when a workflow leaves the field empty.
+    "default_payment_terms": "Payment terms id of invoices (when the action names none)",
+    "default_deposit_account": "Account id payments and sales receipts are deposited to (empty: Undeposited Funds)",
+    "default_refund_account": "Account id refund receipts are paid from",
+    "default_payment_account": "Account id (Bank or Credit Card) processing fees are paid from",
+    "default_expense_account": "Account id processing fees are booked to",
+    "default_payee": "Vendor id processing fees are paid to",
+}
+# Action input -> the company setting that stands in for it when the workflow leaves it empty.
+DEFAULTS_OF_INPUTS = {
+    "payment_terms": "default_payment_terms",
+    "deposit_account": "default_deposit_account",
+    "refund_account": "default_refund_account",
+    "payment_account": "default_payment_account",
+    "expense_account": "default_expense_account",
+    "payee": "default_payee",
 }
 
 

@@ -175,3 +175,50 @@ def test_a_company_outside_the_us_is_warned_to_set_a_tax_code(site: str, bare: S
     page = canadian.get("/settings/companies/5550003")
 
     assert "outside the US (CA)" in page.text and "Choose a default tax code" in page.text
+
+
+def test_the_action_cards_defaults_are_chosen_on_the_page_and_used_when_a_workflow_leaves_them_empty(
+    admin: Admin, bare: Services, sims: Simulators, site: str
+) -> None:
+    from simulators.scenario import seed_payment
+    from tests.builders import execution_body, signed_post
+    from tests.conftest import drain
+
+    checking, fees = sims.account_id("Checking"), sims.account_id("Bank Charges & Fees")
+    page = admin.get(PAGE)
+    assert 'id="default_payment_account"' in page.text and f'<option value="{checking}"' in page.text
+
+    admin.post(
+        PAGE, form(default_payment_account=checking, default_expense_account=fees, default_deposit_account=checking)
+    )
+    assert bare.companies.settings(REALM_ID)["default_expense_account"] == fees
+
+    payment = seed_payment(sims)
+    payload = execution_body(payment["payment"], inputs={"quickbooks_account": REALM_ID}, object_type="0-101")
+    assert signed_post(site, "/actions/create_fee_expense", payload).status_code == 200
+    drain(bare)
+
+    execution = bare.executions.find(payload["callbackId"])
+    assert execution is not None and execution.state == "succeeded", execution
+    [expense] = sims.entities("Purchase")
+    assert expense["AccountRef"]["value"] == checking
+    assert expense["Line"][0]["AccountBasedExpenseLineDetail"]["AccountRef"]["value"] == fees
+
+
+def test_a_fee_with_no_account_in_the_action_or_the_settings_fails_before_writing(
+    admin: Admin, bare: Services, sims: Simulators, site: str
+) -> None:
+    from simulators.scenario import seed_payment
+    from tests.builders import execution_body, signed_post
+    from tests.conftest import drain
+
+    payment = seed_payment(sims)
+    payload = execution_body(payment["payment"], inputs={"quickbooks_account": REALM_ID}, object_type="0-101")
+    signed_post(site, "/actions/create_fee_expense", payload)
+    drain(bare)
+
+    execution = bare.executions.find(payload["callbackId"])
+    assert execution is not None and execution.failure_reason == "SETTINGS_INCOMPLETE"
+    assert "default_payment_account" in (execution.failure_message or "")
+    writes = [r for r in sims.qbo_requests() if r["method"] == "POST" and r["path"].startswith("/v3/")]
+    assert writes == [], "nothing was written to the books (only the admin's OAuth calls went to Intuit)"

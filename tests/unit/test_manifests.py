@@ -170,7 +170,9 @@ def payment_output_names(spec: ActionSpec, monkeypatch: pytest.MonkeyPatch) -> l
     run = SimpleNamespace(
         realm_id="9130355",
         tenant=None,
-        inputs={"payment_account": "35", "expense_account": "80", "refund_account": "35"},
+        inputs=(inputs := {"payment_account": "35", "expense_account": "80", "refund_account": "35"}),
+        choice=lambda name: inputs.get(name, ""),
+        required_choice=lambda name, what: inputs[name],
         qbo=SimpleNamespace(query=lambda _: [{"Id": "35", "AccountType": "Bank"}]),
         app_url="https://qbo",
         execution=SimpleNamespace(id="e-2"),
