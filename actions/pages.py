@@ -88,6 +88,19 @@ def company_of(portal_id: int, realm_id: str) -> Connection:
     return connection
 
 
+@bp.get("/")
+def home() -> Response:
+    """Send visitors to the settings (through HubSpot's login when they have no session)."""
+    return redirect(url_for("pages.settings"), 302)
+
+
+@bp.post("/sign-out")
+def sign_out() -> tuple[str, int]:
+    """End the admin's session."""
+    session.clear()
+    return render_template("message.html", title="Signed out", message="You are signed out of the settings."), 200
+
+
 # HubSpot install ---------------------------------------------------------------------------------------------
 
 

@@ -22,6 +22,8 @@ class CompanyProfile:
     multicurrency: bool
     custom_txn_numbers: bool
     terms: dict[str, int]
+    # QuickBooks' automated sales tax (US): it works out the tax of lines marked TAX itself.
+    automated_sales_tax: bool = False
 
     @property
     def is_us(self) -> bool:
@@ -37,6 +39,7 @@ class CompanyProfile:
             multicurrency=bool(data.get("multicurrency")),
             custom_txn_numbers=bool(data.get("custom_txn_numbers")),
             terms={str(k): int(v) for k, v in (data.get("terms") or {}).items()},
+            automated_sales_tax=bool(data.get("automated_sales_tax")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -47,6 +50,7 @@ class CompanyProfile:
             "multicurrency": self.multicurrency,
             "custom_txn_numbers": self.custom_txn_numbers,
             "terms": self.terms,
+            "automated_sales_tax": self.automated_sales_tax,
         }
 
 
@@ -62,6 +66,7 @@ def fetch_profile(qbo: QuickBooksClient) -> CompanyProfile:
         multicurrency=bool(currency.get("MultiCurrencyEnabled")),
         custom_txn_numbers=bool((prefs.get("SalesFormsPrefs") or {}).get("CustomTxnNumbers")),
         terms={str(t["Id"]): int(t.get("DueDays") or 0) for t in terms},
+        automated_sales_tax=bool((prefs.get("TaxPrefs") or {}).get("PartnerTaxEnabled")),
     )
 
 

@@ -205,3 +205,16 @@ def test_removing_the_portal_deletes_its_data_and_keeps_its_history(
     assert bare.companies.settings(REALM_ID) == {}
     assert bare.executions.get(execution.id) is not None, "the history stays"
     assert admin.get("/settings", allow_redirects=False).status_code == 302, "the session ended"
+
+
+def test_signing_out_ends_the_session_and_the_home_page_leads_to_the_settings(
+    site: str, bare: Services, sims: Simulators
+) -> None:
+    admin = Admin(site, sims)
+    admin.install()
+    assert admin.get("/", allow_redirects=False).headers["Location"].endswith("/settings")
+
+    signed_out = admin.post("/sign-out")
+
+    assert signed_out.status_code == 200 and "signed out" in signed_out.text
+    assert admin.get("/settings", allow_redirects=False).status_code == 302
