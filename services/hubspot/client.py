@@ -37,6 +37,31 @@ def chunks(items: Sequence[Any], size: int = BATCH_LIMIT) -> Iterable[Sequence[A
         yield items[start : start + size]
 
 
+def error_of(response: requests.Response) -> ServiceError:
+    """Classify a failed HubSpot answer once, for every HubSpot call (its message never repeats the URL)."""
+    body = json_or_none(response)
+    info = body if isinstance(body, dict) else {}
+    message = f"HubSpot: {info.get('message') or response.reason or response.status_code}"
+    kwargs: dict[str, Any] = {
+        "service": SERVICE,
+        "http_status": response.status_code,
+        "code": info.get("category") or info.get("errorType"),
+        "request_id": info.get("correlationId") or response.headers.get("X-HubSpot-Correlation-Id"),
+        "body": body if body is not None else response.text[:2000],
+    }
+    if response.status_code == 429:
+        return rate_limited(
+            SERVICE, response, message, code=kwargs["code"], request_id=kwargs["request_id"], body=kwargs["body"]
+        )
+    if response.status_code >= 500:
+        return TransientError(message, **kwargs)
+    if response.status_code == 401:
+        return AuthenticationError(message, **kwargs)
+    if response.status_code == 404:
+        return NotFoundError(message, **kwargs)
+    return PermanentError(message, **kwargs)
+
+
 def portal_of_token(session: requests.Session, base_url: str, access_token: str, *, timeout: float) -> int:
     """Return the portal (hub_id) an access token belongs to (`GET /oauth/v1/access-tokens/{token}`)."""
     url = f"{base_url.rstrip('/')}/oauth/v1/access-tokens/{access_token}"
@@ -44,7 +69,7 @@ def portal_of_token(session: requests.Session, base_url: str, access_token: str,
     body = json_or_none(response)
     if response.status_code == 200 and isinstance(body, dict) and str(body.get("hub_id", "")).isdecimal():
         return int(body["hub_id"])
-    raise HubSpotClient._error(response)
+    raise error_of(response)
 
 
 class HubSpotClient:
@@ -171,7 +196,7 @@ class HubSpotClient:
             return json_or_none(response) or {}
         if response.status_code == 204:
             return {}
-        raise self._error(response)
+        raise error_of(response)
 
     def _send(self, method: str, url: str, params: dict[str, str] | None, body: Any, token: str) -> requests.Response:
         if self.before_call is not None:
@@ -188,32 +213,3 @@ class HubSpotClient:
             headers=headers,
             timeout=self.timeout,
         )
-
-    @staticmethod
-    def _error(response: requests.Response) -> ServiceError:
-        body = json_or_none(response)
-        info = body if isinstance(body, dict) else {}
-        message = f"HubSpot: {info.get('message') or response.reason or response.status_code}"
-        kwargs: dict[str, Any] = {
-            "service": SERVICE,
-            "http_status": response.status_code,
-            "code": info.get("category") or info.get("errorType"),
-            "request_id": info.get("correlationId") or response.headers.get("X-HubSpot-Correlation-Id"),
-            "body": body if body is not None else response.text[:2000],
-        }
-        if response.status_code == 429:
-            return rate_limited(
-                SERVICE,
-                response,
-                message,
-                code=kwargs["code"],
-                request_id=kwargs["request_id"],
-                body=kwargs["body"],
-            )
-        if response.status_code >= 500:
-            return TransientError(message, **kwargs)
-        if response.status_code == 401:
-            return AuthenticationError(message, **kwargs)
-        if response.status_code == 404:
-            return NotFoundError(message, **kwargs)
-        return PermanentError(message, **kwargs)

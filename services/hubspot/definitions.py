@@ -8,16 +8,9 @@ from typing import Any
 
 import requests
 
-from services.transport.errors import (
-    AuthenticationError,
-    NotFoundError,
-    PermanentError,
-    ServiceError,
-    TransientError,
-)
-from services.transport.http import json_or_none, rate_limited, send
+from services.hubspot.client import SERVICE, error_of
+from services.transport.http import json_or_none, send
 
-SERVICE = "hubspot"
 PAGE_SIZE = 100
 # Keys HubSpot sets on a stored definition; ours never carry them, and they are never compared or sent.
 SERVER_KEYS = frozenset({"id", "revisionId", "archivedAt"})
@@ -84,32 +77,6 @@ class ActionDefinitions:
             body = json_or_none(response)
             return body if isinstance(body, dict) else {}
         raise error_of(response)
-
-
-def error_of(response: requests.Response) -> ServiceError:
-    """Classify a failed answer; the message never repeats the URL, which carries the API key."""
-    body = json_or_none(response)
-    info = body if isinstance(body, dict) else {}
-    message = f"HubSpot: {info.get('message') or response.reason or response.status_code}"
-    code = info.get("category") or info.get("errorType")
-    request_id = info.get("correlationId") or response.headers.get("X-HubSpot-Correlation-Id")
-    content = body if body is not None else response.text[:2000]
-    if response.status_code == 429:
-        return rate_limited(SERVICE, response, message, code=code, request_id=request_id, body=content)
-    kwargs: dict[str, Any] = {
-        "service": SERVICE,
-        "http_status": response.status_code,
-        "code": code,
-        "request_id": request_id,
-        "body": content,
-    }
-    if response.status_code >= 500:
-        return TransientError(message, **kwargs)
-    if response.status_code == 401:
-        return AuthenticationError(message, **kwargs)
-    if response.status_code == 404:
-        return NotFoundError(message, **kwargs)
-    return PermanentError(message, **kwargs)
 
 
 # Deciding what to publish ---------------------------------------------------------------------------
