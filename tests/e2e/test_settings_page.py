@@ -133,6 +133,9 @@ def test_product_mappings_are_listed_edited_removed_and_imported(
     listed = admin.get(PAGE)
     assert bare.bookkeeping.product_mappings(tenant, ["501"]) == {"501": other["Id"]}
     assert 'data-product="501"' in listed.text and "Setup fee" in listed.text
+    assert f'<option value="{other["Id"]}" selected>Setup fee</option>' in listed.text, (
+        "each row can be edited in place"
+    )
 
     csv_text = f"hubspot_product_id,quickbooks_item_id\n502,{item['Id']}\n503,{other['Id']}\nnot-a-product,7\n"
     imported = admin.http.post(
