@@ -17,6 +17,7 @@ from services.store.records import Connection
 from services.transport.errors import ServiceError
 
 BLANK_FILTER_ROWS = 3  # empty rows offered under the filters for new ones; empty rows are ignored
+MAX_FILTER_ROWS = 100
 LIST_OPERATORS = ("IN", "NOT_IN")
 NO_VALUE_OPERATORS = ("HAS_PROPERTY", "NOT_HAS_PROPERTY")
 PRODUCT_ID = re.compile(r"[0-9]{1,64}")
@@ -85,7 +86,9 @@ def settings_from_form(form: MultiDict[str, str], current: dict[str, Any]) -> di
     document = {k: v for k, v in current.items() if k not in ("contact_sync", *ID_SETTINGS)}
     mode = form.get("mode", "legacy")
     groups: dict[int, list[dict[str, Any]]] = {}
-    for row in range(int(form.get("rows", "0") or 0)):
+    rows = form.get("rows", "0")
+    # The form says how many rows it has; never believe more than a page could show.
+    for row in range(min(int(rows), MAX_FILTER_ROWS) if rows.isdecimal() else 0):
         prop = form.get(f"filters-{row}-property", "").strip()
         if not prop:
             continue

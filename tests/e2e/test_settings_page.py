@@ -72,6 +72,8 @@ def test_the_settings_form_saves_filters_and_accounts_and_actions_follow_them(
 
 def test_settings_that_would_not_work_are_shown_and_not_saved(admin: Admin, bare: Services) -> None:
     before = bare.companies.settings(REALM_ID)
+    for rows in ("9999999999", "²", "-1"):
+        assert admin.post(PAGE, form(mode="filters", rows=rows)).status_code == 400
 
     refused = admin.post(PAGE, form(mode="filters", rows="0"))
 
