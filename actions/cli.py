@@ -20,7 +20,7 @@ from services.bootstrap import Services
 from services.clock import utcnow
 from services.config import ConfigError
 from services.store.crypto import TokenCipher
-from services.store.records import FINAL_STATES, RUNNABLE_STATES, RUNNING
+from services.store.records import FINAL_STATES, HELD, RUNNABLE_STATES, RUNNING
 
 MANIFESTS = Path(__file__).resolve().parent.parent / "manifests"
 BASE_URL_PLACEHOLDER = "{{PUBLIC_BASE_URL}}"
@@ -174,7 +174,8 @@ def settings_show(realm_id: str) -> None:
 def settings_set(realm_id: str, path: Any) -> None:
     """Replace a company's settings with a JSON document."""
     try:
-        document = validate_settings(json.load(path))
+        longest = services().config.callback_expiry.total_seconds() / 3600
+        document = validate_settings(json.load(path), longest_hold_hours=longest)
     except json.JSONDecodeError as exc:
         raise click.ClickException(f"The file is not JSON: {exc}") from exc
     except SettingsError as exc:
@@ -192,7 +193,7 @@ def executions() -> None:
 
 
 @executions.command("list")
-@click.option("--state", type=click.Choice([*RUNNABLE_STATES, RUNNING, *FINAL_STATES]))
+@click.option("--state", type=click.Choice([*RUNNABLE_STATES, RUNNING, HELD, *FINAL_STATES]))
 @click.option("--limit", type=int, default=50, show_default=True)
 @with_appcontext
 def executions_list(state: str | None, limit: int) -> None:
@@ -267,13 +268,13 @@ def executions_purge(age: str) -> None:
 @click.argument("execution_id")
 @with_appcontext
 def executions_retry(execution_id: str) -> None:
-    """Run a failed execution again (once: a second retry is refused until it fails again)."""
+    """Run a failed or held execution again (once: a second retry is refused until it fails again)."""
     svc = services()
     e = svc.executions.find(execution_id)
     if e is None:
         raise click.ClickException(f"No execution {execution_id}")
     if not svc.executions.requeue_failed(e.id):
-        raise click.ClickException(f"Execution {e.id} is {e.state}, not failed; nothing to retry.")
+        raise click.ClickException(f"Execution {e.id} is {e.state}, not failed or held; nothing to retry.")
     svc.queue.ensure_enqueued(e.id, force=True)
     click.echo(f"Execution {e.id} queued again.")
 

@@ -83,7 +83,9 @@ def filter_rows(settings: dict[str, Any]) -> list[dict[str, str]]:
 
 def settings_from_form(form: MultiDict[str, str], current: dict[str, Any]) -> dict[str, Any]:
     """Turn the posted form into a settings document (validate it with books.settings.validate_settings)."""
-    document = {k: v for k, v in current.items() if k not in ("contact_sync", *ID_SETTINGS)}
+    document = {
+        k: v for k, v in current.items() if k not in ("contact_sync", "hold_failures", "hold_hours", *ID_SETTINGS)
+    }
     mode = form.get("mode", "legacy")
     groups: dict[int, list[dict[str, Any]]] = {}
     rows = form.get("rows", "0")
@@ -110,6 +112,14 @@ def settings_from_form(form: MultiDict[str, str], current: dict[str, Any]) -> di
         value = form.get(name, "").strip()
         if value:
             document[name] = value
+    held = [reason for reason in form.getlist("hold_failures") if reason]
+    if held:
+        document["hold_failures"] = held
+        hours = form.get("hold_hours", "").strip()
+        # Not a number: kept as text, so validation names the field instead of guessing.
+        document["hold_hours"] = int(hours) if hours.isdecimal() else hours or None
+        if document["hold_hours"] is None:
+            del document["hold_hours"]
     return document
 
 

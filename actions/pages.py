@@ -31,7 +31,7 @@ from services.accounts.flows import connect_company, disconnect_company, install
 from services.accounts.state import StateError, StateTokens
 from services.books.eligibility import contact_sync_mode, explain
 from services.books.records import contact_properties
-from services.books.settings import SettingsError, validate_settings
+from services.books.settings import HOLDABLE_REASONS, SettingsError, validate_settings
 from services.store.records import Connection, Tenant
 from services.transport.errors import ServiceError
 
@@ -215,6 +215,7 @@ def company_page(
         rows=filter_rows(settings),
         operators=OPERATOR_CHOICES,
         default_fields=DEFAULT_FIELDS,
+        holdable=HOLDABLE_REASONS,
         choices=choices,
         warnings=warnings(connection, profile, svc.companies.settings(realm_id), choices),
         mappings=svc.bookkeeping.product_mapping_list(Tenant(portal_id, realm_id), search),
@@ -251,7 +252,7 @@ def save_company(realm_id: str) -> Response | tuple[str, int]:
     svc = services()
     document = settings_from_form(request.form, svc.companies.settings(realm_id))
     try:
-        valid = validate_settings(document)
+        valid = validate_settings(document, longest_hold_hours=svc.config.callback_expiry.total_seconds() / 3600)
     except SettingsError as problem:
         return company_page(portal_id, realm_id, status=400, error=f"Not saved: {problem}.", settings=document)
     svc.companies.save_settings(realm_id, valid)

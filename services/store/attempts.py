@@ -12,6 +12,8 @@ from services.store.models import AttemptRow
 from services.store.records import Attempt, from_row
 
 RUNNING, SUCCEEDED, FAILED, RETRYING, ABANDONED = "running", "succeeded", "failed", "retrying", "abandoned"
+# held: the run failed for a reason the company holds for a person to fix
+HELD = "held"
 
 
 class AttemptRepository:
@@ -56,7 +58,7 @@ class AttemptRepository:
         count = 0
         with self.database.engine.connect() as conn:
             for outcome in conn.execute(query).scalars():
-                if outcome in (FAILED, SUCCEEDED):
+                if outcome in (FAILED, SUCCEEDED, HELD):
                     break
                 count += outcome == RETRYING
         return count

@@ -15,6 +15,7 @@ from services.store.engine import Database
 from services.store.models import ExecutionRow
 from services.store.records import (
     FAILED,
+    HELD,
     QUEUED,
     RETRYING,
     RUNNABLE_STATES,
@@ -163,18 +164,77 @@ class ExecutionRepository:
                 row.callback_state = EXPIRED if row.expires_at is not None and now >= row.expires_at else PENDING
             return True
 
-    def requeue_failed(self, execution_id: str) -> bool:
-        """Move a failed execution back to the queue, once; False when it was not failed.
-
-        This is an operator's explicit retry: it may book after HubSpot stopped waiting (the expiry is waived;
-        the callback state still says whether HubSpot can be told).
-        """
+    def hold(
+        self,
+        execution_id: str,
+        token: str,
+        *,
+        until: datetime,
+        output_fields: dict[str, Any],
+        reason: str,
+        message: str,
+    ) -> bool:
+        """Record a failure without reporting it: HubSpot keeps waiting while a person fixes the cause."""
         stmt = (
             update(ExecutionRow)
-            .where(ExecutionRow.id == execution_id, ExecutionRow.state == FAILED)
-            .values(state=QUEUED, failure_reason=None, failure_message=None, expires_at=None, updated_at=utcnow())
+            .where(ExecutionRow.id == execution_id, ExecutionRow.lease_token == token)
+            .values(
+                state=HELD,
+                held_until=until,
+                output_fields=output_fields,
+                failure_reason=reason,
+                failure_message=message,
+                lease_token=None,
+                lease_expires_at=None,
+                updated_at=utcnow(),
+            )
         )
         return self._changed(stmt)
+
+    def release_holds(self, now: datetime) -> list[Execution]:
+        """Report the held failures whose hold ran out (as failed, callback pending); return them."""
+        with self.database.session() as session:
+            rows = session.scalars(
+                select(ExecutionRow)
+                .where(ExecutionRow.state == HELD, ExecutionRow.held_until <= now)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for row in rows:
+                row.state = FAILED
+                row.held_until = None
+                row.finished_at = now
+                if row.callback_state not in (SENT, EXPIRED):
+                    row.callback_state = EXPIRED if row.expires_at is not None and now >= row.expires_at else PENDING
+            return [from_row(Execution, row) for row in rows]
+
+    def requeue_failed(self, execution_id: str) -> bool:
+        """Move a failed or held execution back to the queue, once; False when it was neither.
+
+        This is an operator's explicit retry. A failed one may book after HubSpot stopped waiting (the expiry is
+        waived; the callback state still says whether HubSpot can be told); a held one is still awaited.
+        """
+        now = utcnow()
+        cleared = {
+            "state": QUEUED,
+            "failure_reason": None,
+            "failure_message": None,
+            "held_until": None,
+            "updated_at": now,
+        }
+        with self.database.engine.begin() as conn:
+            failed = conn.execute(
+                update(ExecutionRow)
+                .where(ExecutionRow.id == execution_id, ExecutionRow.state == FAILED)
+                .values(**cleared, expires_at=None)
+            )
+            if failed.rowcount == 1:
+                return True
+            held = conn.execute(
+                update(ExecutionRow)
+                .where(ExecutionRow.id == execution_id, ExecutionRow.state == HELD)
+                .values(**cleared)
+            )
+            return bool(held.rowcount == 1)
 
     def to_sweep(self, *, queued_before: datetime, limit: int = 500) -> list[Execution]:
         """Return executions that may have lost their job: runnable and untouched, or with an expired lease."""

@@ -114,6 +114,8 @@ class ExecutionRow(Base):
     callback_sent_at: Mapped[datetime | None]
     # When HubSpot stops waiting for the callback (hs_expiration_duration after acceptance).
     expires_at: Mapped[datetime | None]
+    # A held failure is reported at this moment unless an operator retries it first.
+    held_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     finished_at: Mapped[datetime | None]

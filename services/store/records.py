@@ -9,8 +9,9 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, TypeVar
 
-# Execution states. queued -> running -> (retrying -> running)* -> succeeded | failed
-QUEUED, RUNNING, RETRYING, SUCCEEDED, FAILED = "queued", "running", "retrying", "succeeded", "failed"
+# Execution states. queued -> running -> (retrying -> running)* -> succeeded | failed | held;
+# held: failed for a reason the company holds for a person to fix; not reported until held_until.
+QUEUED, RUNNING, RETRYING, SUCCEEDED, FAILED, HELD = "queued", "running", "retrying", "succeeded", "failed", "held"
 # A job may take an execution in these states; 'running' qualifies only once its lease has run out.
 RUNNABLE_STATES = (QUEUED, RETRYING)
 FINAL_STATES = (SUCCEEDED, FAILED)
@@ -81,6 +82,8 @@ class Execution:
     callback_sent_at: datetime | None
     # When HubSpot stops waiting (None: never recorded, or waived by an operator's retry).
     expires_at: datetime | None
+    # A held failure is reported at this moment unless an operator retries it first.
+    held_until: datetime | None
 
     def expired(self, now: datetime) -> bool:
         """Tell whether HubSpot has stopped waiting for this execution's callback."""

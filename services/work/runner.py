@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from datetime import datetime, timedelta
 from typing import Any
 
 from rq import Retry
@@ -11,9 +12,11 @@ from rq import Retry
 from services import logs
 from services.books.failures import ActionFailure, failure_for, internal_error, not_connected
 from services.books.run import LeaseLostError, Run
+from services.books.settings import hold_for
 from services.bootstrap import Services
+from services.clock import utcnow
 from services.hubspot import outputs
-from services.store.attempts import ABANDONED, FAILED, RETRYING, SUCCEEDED
+from services.store.attempts import ABANDONED, FAILED, HELD, RETRYING, SUCCEEDED
 from services.store.records import Execution
 from services.transport.errors import RateLimitedError, ServiceError, TransientError
 from services.work.faults import INFRASTRUCTURE_FAULTS, REDIS_FAULTS, infrastructure_error
@@ -141,6 +144,19 @@ class ExecutionRunner:
             steps=svc.bookkeeping.steps(execution.id),
         )
 
+    def _hold_until(self, execution: Execution, reason: str) -> datetime | None:
+        """Return until when the company holds a failure of this reason for a person to fix (None: report it).
+
+        A hold never outlasts HubSpot's wait for the callback: after that there is nobody to report success to.
+        """
+        hours = hold_for(self.services.companies.settings(execution.realm_id or ""), reason)
+        if not hours:
+            return None
+        until = utcnow() + timedelta(hours=hours)
+        if execution.expires_at is not None:
+            until = min(until, execution.expires_at)
+        return until if until > utcnow() else None
+
     def _attempt_budget(self, error: TransientError) -> int:
         """Return how many retries an error may lead to before the action fails."""
         budget = len(self.config.retry_intervals)
@@ -159,6 +175,21 @@ class ExecutionRunner:
         return delay
 
     def _fail(self, execution: Execution, token: str, attempt_id: int, failure: ActionFailure, error: Exception) -> str:
+        held_until = self._hold_until(execution, failure.reason)
+        if held_until is not None:
+            if not self.executions.hold(
+                execution.id,
+                token,
+                until=held_until,
+                output_fields=outputs.failed(failure.reason, failure.message),
+                reason=failure.reason,
+                message=failure.message,
+            ):
+                self.attempts.finish(attempt_id, ABANDONED, error=error)
+                return "lease lost"
+            self.attempts.finish(attempt_id, HELD, error=error)
+            log.info("execution %s held until %s: %s", execution.id, held_until.isoformat(timespec="minutes"), failure)
+            return "held"
         if not self.executions.finish(
             execution.id,
             token,

@@ -41,6 +41,9 @@ def sweep(services: Services) -> SweepReport:
             if queue.ensure_enqueued(execution.id, force=execution.state == RUNNING):
                 requeued += 1
                 log.warning("execution %s (%s) had no live job; enqueued it again", execution.id, execution.state)
+        for released in services.executions.release_holds(utcnow()):
+            log.warning("execution %s: its hold ran out; reporting %s", released.id, released.failure_reason)
+            queue.request_callback_flush(released.portal_id)
         # A flush normally follows within moments; give it two sweeps (a minute by default) before forcing one.
         waiting_since = utcnow() - timedelta(seconds=max(5, 2 * services.config.sweep_interval))
         portals = services.callbacks.portals_waiting(waiting_since)

@@ -227,3 +227,17 @@ def test_a_fee_with_no_account_in_the_action_or_the_settings_fails_before_writin
     assert "default_payment_account" in (execution.failure_message or "")
     writes = [r for r in sims.qbo_requests() if r["method"] == "POST" and r["path"].startswith("/v3/")]
     assert writes == [], "nothing was written to the books (only the admin's OAuth calls went to Intuit)"
+
+
+def test_failures_to_hold_and_for_how_long_are_chosen_on_the_page(admin: Admin, bare: Services) -> None:
+    page = admin.get(PAGE)
+    assert 'name="hold_failures" value="LINE_ITEM_NOT_MATCHED"' in page.text
+
+    saved = admin.post(PAGE, form(hold_failures=["LINE_ITEM_NOT_MATCHED", "QUICKBOOKS_NOT_CONNECTED"], hold_hours="12"))  # type: ignore[arg-type]
+
+    assert "Settings saved." in saved.text
+    settings = bare.companies.settings(REALM_ID)
+    assert settings["hold_failures"] == ["LINE_ITEM_NOT_MATCHED", "QUICKBOOKS_NOT_CONNECTED"]
+    assert settings["hold_hours"] == 12
+    too_long = admin.post(PAGE, form(hold_failures="NO_CONTACT", hold_hours="500"))
+    assert too_long.status_code == 400 and "must not outlast HubSpot&#39;s wait" in too_long.text

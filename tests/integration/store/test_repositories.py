@@ -593,3 +593,40 @@ def test_old_finished_executions_are_purged_with_their_attempts_and_steps(repos:
     for kept in (fresh, waiting_for_its_callback, queued, retrying, holder):
         assert repos.executions.get(kept) is not None
     assert repos.retention.purge_finished(utcnow() - timedelta(days=90)) == 0
+
+
+# Held failures -----------------------------------------------------------------------------------
+
+
+def test_a_held_failure_is_reported_only_when_its_hold_runs_out(repos: Repositories) -> None:
+    execution_id = accepted(repos)
+    token = repos.executions.acquire_lease(execution_id, 60)
+    assert token
+    failure = {"hs_execution_state": "FAIL_CONTINUE", "failure_reason": "NO_CONTACT", "failure_message": "m"}
+    until = utcnow() + timedelta(hours=1)
+    assert repos.executions.hold(
+        execution_id, token, until=until, output_fields=failure, reason="NO_CONTACT", message="m"
+    )
+
+    held = execution(repos, execution_id)
+    assert (held.state, held.callback_state, held.lease_token) == ("held", "none", None)
+    assert repos.executions.release_holds(utcnow()) == []
+    released = repos.executions.release_holds(until + timedelta(seconds=1))
+    assert [e.id for e in released] == [execution_id]
+    reported = execution(repos, execution_id)
+    assert (reported.state, reported.callback_state, reported.held_until) == ("failed", "pending", None)
+
+
+def test_retrying_a_held_failure_keeps_hubspots_wait(repos: Repositories) -> None:
+    execution_id = accepted(repos, expires_at=utcnow() + timedelta(days=7))
+    token = repos.executions.acquire_lease(execution_id, 60)
+    assert token
+    repos.executions.hold(
+        execution_id, token, until=utcnow() + timedelta(hours=1), output_fields={}, reason="X", message="m"
+    )
+
+    assert repos.executions.requeue_failed(execution_id)
+
+    queued = execution(repos, execution_id)
+    assert queued.state == "queued" and queued.held_until is None and queued.expires_at is not None
+    assert repos.executions.requeue_failed(execution_id) is False

@@ -49,6 +49,7 @@ def execution(**overrides: Any) -> Execution:
         "lease_expires_at": None,
         "callback_sent_at": None,
         "expires_at": None,
+        "held_until": None,
     }
     values.update(overrides)
     return Execution(**values)
