@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
@@ -68,3 +69,14 @@ def publish(
         else:
             definitions.update(str(change.definition_id), change.definition)
             yield change
+
+
+@functools.cache
+def reason_labels() -> dict[str, str]:
+    """Return the label HubSpot shows for each failure reason, from the definitions' failure_reason options."""
+    labels: dict[str, str] = {}
+    for spec in all_actions():
+        for output in load(spec.manifest).get("outputFields", []):
+            if output["typeDefinition"]["name"] == "failure_reason":
+                labels.update({o["value"]: o["label"] for o in output["typeDefinition"].get("options", [])})
+    return labels

@@ -27,6 +27,7 @@ from actions.company_settings import (
     warnings,
 )
 from actions.endpoints import services
+from actions.manifests import reason_labels
 from services.accounts.flows import connect_company, disconnect_company, install_portal, remove_portal
 from services.accounts.state import StateError, StateTokens
 from services.books.eligibility import contact_sync_mode, explain
@@ -216,6 +217,7 @@ def company_page(
         operators=OPERATOR_CHOICES,
         default_fields=DEFAULT_FIELDS,
         holdable=HOLDABLE_REASONS,
+        reason_labels=reason_labels(),
         choices=choices,
         warnings=warnings(connection, profile, svc.companies.settings(realm_id), choices),
         mappings=svc.bookkeeping.product_mapping_list(Tenant(portal_id, realm_id), search),
