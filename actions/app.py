@@ -68,9 +68,16 @@ def create_app(config: Config | None = None, *, services: Services | None = None
 
     @app.get("/healthz")
     def health() -> Any:
-        """Tell a load balancer whether the database and Redis answer."""
-        services.redis.ping()
-        services.database.ping()
+        """Tell a load balancer the process is alive (it answers; nothing else is asked)."""
         return jsonify({"status": "ok"})
+
+    @app.get("/readyz")
+    def ready() -> Any:
+        """Tell whether work can be taken and finished: database, Redis, a live worker and the scheduler."""
+        from services.work.health import readiness
+
+        verdict = readiness(services)
+        body = {"status": "ready" if verdict.ready else "not ready", "checks": verdict.checks}
+        return jsonify(body), 200 if verdict.ready else 503
 
     return app

@@ -187,3 +187,39 @@ def test_the_sweeper_purges_old_finished_executions_once_a_day(services: Service
 
     assert (first.purged, second.purged) == (1, 0)
     assert services.executions.get(execution_id) is None
+
+
+def test_readiness_needs_a_live_worker_and_its_scheduler(
+    server: str, services: Services, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    import requests
+
+    before = requests.get(server + "/readyz", timeout=5)
+    assert before.status_code == 503
+    assert before.json()["checks"]["database"] == before.json()["checks"]["redis"] == "ok"
+    assert "no worker" in before.json()["checks"]["worker"]
+
+    start_worker()
+
+    ready = wait_for(lambda: (r := requests.get(server + "/readyz", timeout=5)).status_code == 200 and r, timeout=30)
+    assert ready.json() == {
+        "status": "ready",
+        "checks": {"database": "ok", "redis": "ok", "worker": "ok", "scheduler": "ok"},
+    }
+    assert requests.get(server + "/healthz", timeout=5).json() == {"status": "ok"}
+
+
+def test_readiness_says_when_redis_is_unreachable(services: Services) -> None:
+    import redis as redis_module
+
+    from services.bootstrap import Services as Built
+    from services.work.health import readiness
+    from services.work.queue import JobQueue
+
+    dead = redis_module.Redis(port=1, socket_connect_timeout=0.2)
+    broken = Built(services.config, services.repositories, dead, JobQueue(dead, services.config))
+
+    verdict = readiness(broken)
+
+    assert not verdict.ready and verdict.checks["database"] == "ok"
+    assert verdict.checks["redis"].startswith("unavailable")
