@@ -175,32 +175,34 @@ class ExecutionRunner:
         return delay
 
     def _fail(self, execution: Execution, token: str, attempt_id: int, failure: ActionFailure, error: Exception) -> str:
+        """Record a failure: held for a person to fix when the company says so, else reported."""
+        fields = outputs.failed(failure.reason, failure.message)
         held_until = self._hold_until(execution, failure.reason)
         if held_until is not None:
-            if not self.executions.hold(
+            recorded = self.executions.hold(
                 execution.id,
                 token,
                 until=held_until,
-                output_fields=outputs.failed(failure.reason, failure.message),
+                output_fields=fields,
                 reason=failure.reason,
                 message=failure.message,
-            ):
-                self.attempts.finish(attempt_id, ABANDONED, error=error)
-                return "lease lost"
-            self.attempts.finish(attempt_id, HELD, error=error)
-            log.info("execution %s held until %s: %s", execution.id, held_until.isoformat(timespec="minutes"), failure)
-            return "held"
-        if not self.executions.finish(
-            execution.id,
-            token,
-            succeeded=False,
-            output_fields=outputs.failed(failure.reason, failure.message),
-            failure_reason=failure.reason,
-            failure_message=failure.message,
-        ):
+            )
+        else:
+            recorded = self.executions.finish(
+                execution.id,
+                token,
+                succeeded=False,
+                output_fields=fields,
+                failure_reason=failure.reason,
+                failure_message=failure.message,
+            )
+        if not recorded:
             self.attempts.finish(attempt_id, ABANDONED, error=error)
             return "lease lost"
-        self.attempts.finish(attempt_id, FAILED, error=error)
+        self.attempts.finish(attempt_id, HELD if held_until else FAILED, error=error)
+        if held_until is not None:
+            log.info("execution %s held until %s: %s", execution.id, held_until.isoformat(timespec="minutes"), failure)
+            return "held"
         self._request_callback_flush(execution.portal_id)
         log.info("execution %s failed: %s", execution.id, failure)
         return "failed"
