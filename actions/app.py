@@ -56,15 +56,21 @@ def create_app(config: Config | None = None, *, services: Services | None = None
     log.info("HubSpot signatures are checked against %s", signed_url_origin(config))
 
     from actions import endpoints, errors, options, pages
+    from actions import metrics as metrics_endpoint
 
     errors.register(app)
     endpoints.register(app)
     options.register(app)
     pages.register(app)
+    metrics_endpoint.register(app)
     # Every browser form needs a CSRF token; HubSpot's signed requests are not browser forms.
     csrf = CSRFProtect(app)
     csrf.exempt(endpoints.bp)
     csrf.exempt(options.bp)
+    csrf.exempt(metrics_endpoint.bp)
+    from actions import ops
+
+    ops.register(app, csrf)
 
     @app.get("/healthz")
     def health() -> Any:

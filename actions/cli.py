@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -14,13 +13,14 @@ from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 from sqlalchemy.exc import SQLAlchemyError
 
+from actions.ops.commands import executions
 from services import bootstrap as bootstrap_module
 from services.books.settings import KNOWN_SETTINGS, SettingsError, validate_settings
 from services.bootstrap import Services
 from services.clock import utcnow
 from services.config import ConfigError
+from services.ops.tokens import ROLES
 from services.store.crypto import TokenCipher
-from services.store.records import FINAL_STATES, HELD, RUNNABLE_STATES, RUNNING
 
 MANIFESTS = Path(__file__).resolve().parent.parent / "manifests"
 BASE_URL_PLACEHOLDER = "{{PUBLIC_BASE_URL}}"
@@ -186,97 +186,7 @@ def settings_set(realm_id: str, path: Any) -> None:
 
 # Executions -------------------------------------------------------------------------------------
 
-
-@cli.group()
-def executions() -> None:
-    """Look after executions."""
-
-
-@executions.command("list")
-@click.option("--state", type=click.Choice([*RUNNABLE_STATES, RUNNING, HELD, *FINAL_STATES]))
-@click.option("--limit", type=int, default=50, show_default=True)
-@with_appcontext
-def executions_list(state: str | None, limit: int) -> None:
-    """List the newest executions."""
-    for e in services().executions.newest(state, limit):
-        reason = f" {e.failure_reason}" if e.failure_reason else ""
-        click.echo(
-            f"{e.id}  {e.created_at:%Y-%m-%d %H:%M:%S}  {e.action:<22} {e.state:<9}{reason}  "
-            f"portal {e.portal_id} {e.object_type} {e.object_id}  callback {e.callback_state}"
-        )
-
-
-@executions.command("show")
-@click.argument("execution_id")
-@with_appcontext
-def executions_show(execution_id: str) -> None:
-    """Show an execution (by id or callbackId) with its attempts and steps."""
-    svc = services()
-    e = svc.executions.find(execution_id)
-    if e is None:
-        raise click.ClickException(f"No execution {execution_id}")
-    data = {
-        "id": e.id,
-        "callback_id": e.callback_id,
-        "action": e.action,
-        "state": e.state,
-        "portal_id": e.portal_id,
-        "realm_id": e.realm_id,
-        "object": f"{e.object_type} {e.object_id}",
-        "inputs": e.inputs,
-        "failure_reason": e.failure_reason,
-        "failure_message": e.failure_message,
-        "output_fields": e.output_fields,
-        "callback_state": e.callback_state,
-        "created_at": e.created_at.isoformat(),
-        "attempts": [
-            {
-                "number": a.number,
-                "started_at": a.started_at.isoformat(),
-                "outcome": a.outcome,
-                "error_code": a.error_code,
-                "http_status": a.http_status,
-                "intuit_tid": a.request_id,
-                "message": a.message,
-            }
-            for a in svc.attempts.of(e.id)
-        ],
-        "steps": {name: {"status": s.status, **s.data} for name, s in svc.bookkeeping.steps(e.id).items()},
-    }
-    click.echo(json.dumps(data, indent=2, default=str))
-
-
-@executions.command("purge")
-@click.option("--older-than", "age", required=True, help="How long ago they finished: 90d, 12w, 36h.")
-@with_appcontext
-def executions_purge(age: str) -> None:
-    """Delete finished executions (with their attempts and steps) that finished longer ago than AGE.
-
-    Executions still waiting, running or retrying, those whose callback is not sent yet, and those that hold a
-    payment's document are kept.
-    """
-    match = re.fullmatch(r"\s*(\d+)\s*([hdw])\s*", age)
-    if not match:
-        raise click.BadParameter("give a number and a unit: 90d, 12w or 36h", param_hint="--older-than")
-    unit = {"h": "hours", "d": "days", "w": "weeks"}[match.group(2)]
-    cutoff = utcnow() - timedelta(**{unit: int(match.group(1))})
-    purged = services().retention.purge_finished(cutoff)
-    click.echo(f"Deleted {purged} executions finished before {cutoff.isoformat(timespec='seconds')}.")
-
-
-@executions.command("retry")
-@click.argument("execution_id")
-@with_appcontext
-def executions_retry(execution_id: str) -> None:
-    """Run a failed or held execution again (once: a second retry is refused until it fails again)."""
-    svc = services()
-    e = svc.executions.find(execution_id)
-    if e is None:
-        raise click.ClickException(f"No execution {execution_id}")
-    if not svc.executions.requeue_failed(e.id):
-        raise click.ClickException(f"Execution {e.id} is {e.state}, not failed or held; nothing to retry.")
-    svc.queue.ensure_enqueued(e.id, force=True)
-    click.echo(f"Execution {e.id} queued again.")
+cli.add_command(executions)
 
 
 # Processes --------------------------------------------------------------------------------------
@@ -296,7 +206,7 @@ def worker(burst: bool) -> None:
 
 
 def _warm_up(svc: Services) -> None:
-    """Do once in the worker what every forked work horse would otherwise do again for each job."""
+    """Import the jobs, configure the mappers and open a database connection before the first job needs them."""
     import importlib
 
     from sqlalchemy.orm import configure_mappers
@@ -312,8 +222,9 @@ def _warm_up(svc: Services) -> None:
 
 @cli.command("sweep")
 @click.option("--forever", is_flag=True, help="Sweep every SWEEP_INTERVAL seconds until stopped (the sweeper process).")
+@click.option("--metrics-port", type=int, default=0, help="With --forever: serve the sweeper's counters on this port.")
 @with_appcontext
-def sweep(forever: bool) -> None:
+def sweep(forever: bool, metrics_port: int) -> None:
     """Re-enqueue lost executions and resend stuck callbacks (once, or as a process of its own)."""
     import signal
     import threading
@@ -330,6 +241,11 @@ def sweep(forever: bool) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
     click.echo(f"Sweeping every {svc.config.sweep_interval} s.", err=True)
+    if metrics_port > 0:
+        # The holds that run out are counted here, in the sweeper's own process.
+        from services import metrics
+
+        metrics.serve(metrics_port)
     sweep_forever(svc, stopping)
 
 
@@ -439,6 +355,38 @@ def keys() -> None:
 def keys_generate() -> None:
     """Print a new TOKEN_ENCRYPTION_KEY."""
     click.echo(TokenCipher.generate_key())
+
+
+# Operators' tokens (no database or Redis needed) ------------------------------------------------
+
+
+@cli.group()
+def ops() -> None:
+    """Operators of the console and its API."""
+
+
+@ops.command("token", with_appcontext=False)
+@click.option("--subject", required=True, help="Who the token is for, e.g. ops@example.com.")
+@click.option("--role", type=click.Choice(ROLES), required=True, help="What the operator may do.")
+@click.option("--ttl", default="8h", show_default=True, help="How long it is valid: 90s, 30m, 8h, 2d (30d at most).")
+def ops_token(subject: str, role: str, ttl: str) -> None:
+    """Print an operator's token (HS256, signed with OPS_JWT_SECRET) on one line."""
+    from services.config import Config
+    from services.ops.tokens import OperatorTokens, parse_ttl
+
+    try:
+        lifetime = parse_ttl(ttl)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--ttl") from exc
+    if not subject.strip():
+        raise click.BadParameter("give who the token is for", param_hint="--subject")
+    try:
+        config = Config.from_env()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not config.ops_jwt_secret:
+        raise click.ClickException("OPS_JWT_SECRET is not set: operators' tokens are signed with it.")
+    click.echo(OperatorTokens(config).mint(subject, role, lifetime))
 
 
 @cli.command("demo", with_appcontext=False)

@@ -14,6 +14,7 @@ from actions.errors import ApiError
 from actions.registry import ActionSpec, all_actions
 from actions.schemas import ExecutionRequestSchema
 from actions.signature import SignatureError, verify
+from services import metrics
 from services.bootstrap import Services
 from services.clock import utcnow
 from services.hubspot import outputs
@@ -111,6 +112,7 @@ def execute(spec: ActionSpec) -> Any:
         # A 5xx makes HubSpot deliver again later, so the action is not lost.
         raise ApiError("The execution could not be recorded; HubSpot will retry.", 503) from exc
     if created:
+        metrics.accepted(spec.name)
         try:
             svc.queue.enqueue_execution(execution_id)
         except Exception:
@@ -121,7 +123,8 @@ def execute(spec: ActionSpec) -> Any:
 
 def _view(spec: ActionSpec) -> Any:
     def view() -> Any:
-        return execute(spec)
+        with metrics.time_accept():
+            return execute(spec)
 
     view.__name__ = f"execute_{spec.name}"
     return view

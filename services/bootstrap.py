@@ -14,16 +14,20 @@ from services.config import Config
 from services.hubspot.client import HubSpotClient
 from services.quickbooks.client import QuickBooksClient
 from services.store.attempts import AttemptRepository
+from services.store.audit import AuditRepository
 from services.store.bookkeeping import BookkeepingRepository
+from services.store.bulk import BulkRepository
 from services.store.callbacks import CallbackRepository
 from services.store.companies import CompanyRepository
 from services.store.connections import ConnectionRepository
 from services.store.crypto import TokenCipher
 from services.store.engine import Database
 from services.store.executions import ExecutionRepository
+from services.store.listing import ExecutionListing
 from services.store.records import Connection
 from services.store.repositories import Repositories
 from services.store.retention import RetentionRepository
+from services.store.stats import StatsRepository
 from services.transport.http import new_session
 from services.transport.oauth import OAuthTokenEndpoint, RefreshingTokens
 from services.transport.ratelimit import WindowLimiter
@@ -81,6 +85,26 @@ class Services:
     def retention(self) -> RetentionRepository:
         """Return the retention repository (purging old finished executions)."""
         return self.repositories.retention
+
+    @property
+    def stats(self) -> StatsRepository:
+        """Return the statistics repository (the metrics' counts and ages)."""
+        return self.repositories.stats
+
+    @property
+    def listing(self) -> ExecutionListing:
+        """Return the operators' queries over executions."""
+        return self.repositories.listing
+
+    @property
+    def audit(self) -> AuditRepository:
+        """Return the audit trail of operators' changes."""
+        return self.repositories.audit
+
+    @property
+    def bulk(self) -> BulkRepository:
+        """Return the bulk operations repository."""
+        return self.repositories.bulk
 
     def lock(self, name: str, timeout: int = 60) -> AbstractContextManager[object]:
         """Return a Redis lock shared by every process of the deployment."""

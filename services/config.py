@@ -106,6 +106,20 @@ class Config:
     trusted_proxies: int = 0
     # How long HubSpot waits for our callback before the workflow goes on without us (HubSpot's default).
     callback_expiration: str = "P7D"
+    # Operators' tokens: HS256 signed with this secret (minted by `qbo-actions ops token`), and/or RS256/ES256
+    # from an identity provider's key set. Without either, the console and its API refuse everyone.
+    ops_jwt_secret: str | None = None
+    ops_jwks_url: str | None = None
+    ops_jwt_issuer: str = "qbo-actions"
+    ops_jwt_audience: str = "qbo-actions-ops"
+    # Behind an identity-aware proxy: the header carrying the proxy's signed JWT (checked like a bearer token).
+    ops_proxy_jwt_header: str | None = None
+    # The claim of a token that names the role (a string, or a list whose highest role counts).
+    ops_jwt_role_claim: str = "role"
+    # Port of the worker's Prometheus endpoint (0: none).
+    worker_metrics_port: int = 0
+    # When set, /metrics answers only requests with `Authorization: Bearer <this>`.
+    metrics_token: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -135,6 +149,7 @@ class Config:
                     ("signature_max_age", "SIGNATURE_MAX_AGE"),
                     ("trusted_proxies", "TRUSTED_PROXIES"),
                     ("retention_days", "RETENTION_DAYS"),
+                    ("worker_metrics_port", "WORKER_METRICS_PORT"),
                 )
                 if env.get(key)
             }
@@ -182,6 +197,13 @@ class Config:
             retry_intervals=intervals,
             http_timeout=http_timeout,
             callback_expiration=callback_expiration.strip().upper(),
+            ops_jwt_secret=env.get("OPS_JWT_SECRET") or None,
+            ops_jwks_url=env.get("OPS_JWKS_URL") or None,
+            ops_jwt_issuer=env.get("OPS_JWT_ISSUER") or cls.ops_jwt_issuer,
+            ops_jwt_audience=env.get("OPS_JWT_AUDIENCE") or cls.ops_jwt_audience,
+            ops_proxy_jwt_header=env.get("OPS_PROXY_JWT_HEADER") or None,
+            ops_jwt_role_claim=env.get("OPS_JWT_ROLE_CLAIM") or cls.ops_jwt_role_claim,
+            metrics_token=env.get("METRICS_TOKEN") or None,
             **numbers,
         )
 

@@ -75,6 +75,7 @@ REDIS_URL = _redis_url_of_worker(os.environ.get("QBO_TEST_REDIS_URL", "redis://1
 POSTGRES_SCHEMA = f"test_{XDIST_WORKER or 'main'}"
 POSTGRES_URL = _postgres_url_of_worker(os.environ.get("QBO_TEST_POSTGRES_URL"))
 TOKEN_KEY = TokenCipher.generate_key()
+OPS_JWT_SECRET = "test-operators-secret-of-at-least-32-bytes"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -182,6 +183,7 @@ def environment(sims: Simulators, database_url: str, queue_name: str, **extra: s
         "SWEEP_INTERVAL": "1",
         "HTTP_TIMEOUT": "10",
         "QUICKBOOKS_THROTTLE_BACKOFF": "1",
+        "OPS_JWT_SECRET": OPS_JWT_SECRET,
         **extra,
     }
 

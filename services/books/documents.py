@@ -49,7 +49,12 @@ def private_note(run: Run) -> str:
 
 def document_url(run: Run, kind: str, document_id: str) -> str:
     """Return the QuickBooks web address of a document."""
-    return f"{run.app_url}/app/{kind.lower()}?txnId={document_id}"
+    return url_of(run.app_url, kind, document_id)
+
+
+def url_of(app_url: str, kind: str, document_id: str) -> str:
+    """Return the web address of a document in the QuickBooks app at ``app_url``."""
+    return f"{app_url}/app/{kind.lower()}?txnId={document_id}"
 
 
 def find_document(run: Run, kind: str, started: dict[str, Any]) -> dict[str, Any] | None:

@@ -64,6 +64,9 @@ REASONS: dict[str, str] = {
         "The server's own database or queue kept failing over several attempts; nothing was booked twice. Retry later."
     ),
     "INTERNAL_ERROR": "The action stopped on an unexpected error. The operator can see it and retry.",
+    "CANCELLED": (
+        "An operator cancelled this action, so nothing was booked; the failure message says who cancelled it and why."
+    ),
     "EXPIRED": (
         "HubSpot stopped waiting for this action before it could start booking, so nothing was booked. "
         "An operator may still retry it."

@@ -68,6 +68,16 @@ def match_line_items(run: Run, line_items: Sequence[CrmObject], *, create_missin
             f"No QuickBooks product matches {names}. Sync these products to QuickBooks, or let the action "
             "create missing products.",
             line_item_ids=[li.id for li in remaining],
+            # What an operator needs to map each product to a QuickBooks item and retry.
+            unmatched=[
+                {
+                    "line_item_id": li.id,
+                    "product_id": product_of[li.id],
+                    "name": item_name(li),
+                    "sku": text(li.properties.get("hs_sku")),
+                }
+                for li in remaining
+            ],
         )
     for li in remaining:
         matched[li.id] = _create_item(run, li)

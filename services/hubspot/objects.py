@@ -55,6 +55,17 @@ def object_type_name(object_type: str) -> str:
     return OBJECT_TYPE_NAMES.get(object_type.upper(), object_type.lower())
 
 
+# The type ids HubSpot's record pages use in their addresses.
+OBJECT_TYPE_IDS = {"deals": "0-3", "quotes": "0-14", "commerce_payments": "0-101", "contacts": "0-1"}
+HUBSPOT_APP_URL = "https://app.hubspot.com"
+
+
+def record_url(portal_id: int, object_type: str, object_id: str) -> str | None:
+    """Return the address of a record's page in HubSpot (None for a type without one we know)."""
+    type_id = OBJECT_TYPE_IDS.get(object_type_name(object_type))
+    return f"{HUBSPOT_APP_URL}/contacts/{portal_id}/record/{type_id}/{object_id}" if type_id else None
+
+
 # HubSpot's commerce payment properties, as its Payments API guide names them (the first name of each entry is
 # the one read; later ones are accepted too). `GET /crm/v3/properties/commerce_payments` on a portal lists them.
 PAYMENT_STATUSES = (

@@ -18,11 +18,15 @@ def like_pattern(text: str) -> str:
     return quote("%" + text.replace("%", "") + "%")
 
 
-def select(entity: str, where: str = "", *, start: int | None = None, size: int | None = None) -> str:
-    """Return ``SELECT * FROM entity [WHERE ...] [STARTPOSITION n] [MAXRESULTS m]``."""
+def select(
+    entity: str, where: str = "", *, start: int | None = None, size: int | None = None, order_by: str | None = None
+) -> str:
+    """Return ``SELECT * FROM entity [WHERE ...] [ORDERBY f] [STARTPOSITION n] [MAXRESULTS m]``."""
     statement = f"SELECT * FROM {entity}"
     if where:
         statement += f" WHERE {where}"
+    if order_by:
+        statement += f" ORDERBY {order_by}"
     if start is not None:
         statement += f" STARTPOSITION {start}"
     if size is not None:

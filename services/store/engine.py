@@ -42,7 +42,7 @@ def make_engine(database_url: str) -> Engine:
 def _discard_connections_after_fork(engine: Engine) -> None:
     """Never use a pooled connection in a process other than the one that opened it.
 
-    RQ forks a work horse per job; without this the horse would share the parent's sockets
+    RQ forks its scheduler and gunicorn its workers; without this a child would share the parent's sockets
     (SQLAlchemy's documented recipe for pools and multiprocessing).
     """
 

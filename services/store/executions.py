@@ -7,12 +7,12 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import exists, or_, select, update
 
 from services.clock import utcnow
 from services.store.callbacks import EXPIRED, PENDING, SENT
 from services.store.engine import Database
-from services.store.models import ExecutionRow
+from services.store.models import ExecutionRow, PaymentDocumentRow, StepRow
 from services.store.records import (
     FAILED,
     HELD,
@@ -145,6 +145,7 @@ class ExecutionRepository:
         output_fields: dict[str, Any],
         failure_reason: str | None = None,
         failure_message: str | None = None,
+        failure_details: dict[str, Any] | None = None,
     ) -> bool:
         """Record the outcome and queue its callback; False when the lease was lost."""
         with self.database.session() as session:
@@ -155,6 +156,7 @@ class ExecutionRepository:
             row.output_fields = output_fields
             row.failure_reason = failure_reason
             row.failure_message = failure_message
+            row.failure_details = failure_details
             row.lease_token = None
             row.lease_expires_at = None
             row.finished_at = now = utcnow()
@@ -173,6 +175,7 @@ class ExecutionRepository:
         output_fields: dict[str, Any],
         reason: str,
         message: str,
+        details: dict[str, Any] | None = None,
     ) -> bool:
         """Record a failure without reporting it: HubSpot keeps waiting while a person fixes the cause."""
         stmt = (
@@ -184,6 +187,7 @@ class ExecutionRepository:
                 output_fields=output_fields,
                 failure_reason=reason,
                 failure_message=message,
+                failure_details=details,
                 lease_token=None,
                 lease_expires_at=None,
                 updated_at=utcnow(),
@@ -218,6 +222,7 @@ class ExecutionRepository:
             "state": QUEUED,
             "failure_reason": None,
             "failure_message": None,
+            "failure_details": None,
             "held_until": None,
             "updated_at": now,
         }
@@ -235,6 +240,88 @@ class ExecutionRepository:
                 .values(**cleared)
             )
             return bool(held.rowcount == 1)
+
+    # Operators' changes -------------------------------------------------------------------------
+
+    def replace_inputs(self, execution_id: str, inputs: dict[str, Any]) -> bool:
+        """Give a failed or held execution corrected inputs before it is retried; False when it is neither.
+
+        Refused once a document write was sent: a resumed run returns that document, whatever the inputs say.
+        """
+        stmt = (
+            update(ExecutionRow)
+            .where(
+                ExecutionRow.id == execution_id,
+                ExecutionRow.state.in_((FAILED, HELD)),
+                ~self._document_written(execution_id),
+            )
+            .values(inputs=inputs, updated_at=utcnow())
+        )
+        return self._changed(stmt)
+
+    def cancel(self, execution_id: str, *, output_fields: dict[str, Any], reason: str, message: str) -> bool:
+        """Fail a waiting, retrying or held execution on an operator's word; False when it is in no such state.
+
+        Refused while a run holds it and once a document write was sent (that document may exist in QuickBooks).
+        """
+        now = utcnow()
+        with self.database.session() as session:
+            row = session.scalars(
+                select(ExecutionRow)
+                .where(
+                    ExecutionRow.id == execution_id,
+                    ExecutionRow.state.in_((QUEUED, RETRYING, HELD)),
+                    ~self._document_written(execution_id),
+                )
+                .with_for_update()
+            ).first()
+            if row is None:
+                return False
+            self._end(row, now, state=FAILED, output_fields=output_fields)
+            row.failure_reason, row.failure_message, row.failure_details = reason, message, None
+            return True
+
+    def mark_booked(self, execution_id: str, *, output_fields: dict[str, Any]) -> bool:
+        """Record that a document which already exists is this execution's; False while it runs or once it succeeded.
+
+        Payment documents claimed by the execution point at it too, so later executions on the payment reuse it.
+        """
+        now = utcnow()
+        with self.database.session() as session:
+            row = session.scalars(
+                select(ExecutionRow)
+                .where(ExecutionRow.id == execution_id, ExecutionRow.state.in_((QUEUED, RETRYING, HELD, FAILED)))
+                .with_for_update()
+            ).first()
+            if row is None:
+                return False
+            self._end(row, now, state=SUCCEEDED, output_fields=output_fields)
+            row.failure_reason = row.failure_message = row.failure_details = None
+            session.execute(
+                update(PaymentDocumentRow)
+                .where(PaymentDocumentRow.execution_id == execution_id)
+                .values(
+                    output_fields={key: value for key, value in output_fields.items() if key != "hs_execution_state"}
+                )
+            )
+            return True
+
+    @staticmethod
+    def _end(row: ExecutionRow, now: datetime, *, state: str, output_fields: dict[str, Any]) -> None:
+        """Finish an execution outside a run: its callback is pending unless HubSpot was told or stopped waiting."""
+        row.state = state
+        row.output_fields = output_fields
+        row.held_until = None
+        row.lease_token = None
+        row.lease_expires_at = None
+        row.finished_at = row.updated_at = now
+        if row.callback_state not in (SENT, EXPIRED):
+            row.callback_state = EXPIRED if row.expires_at is not None and now >= row.expires_at else PENDING
+
+    @staticmethod
+    def _document_written(execution_id: str) -> Any:
+        """Return the condition 'a document write of this execution was sent' (its outcome known or not)."""
+        return exists().where(StepRow.execution_id == execution_id, StepRow.name.like("document:%"))
 
     def to_sweep(self, *, queued_before: datetime, limit: int = 500) -> list[Execution]:
         """Return executions that may have lost their job: runnable and untouched, or with an expired lease."""

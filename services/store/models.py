@@ -91,7 +91,11 @@ class ExecutionRow(Base):
     """One execution request from HubSpot, from acceptance to the callback."""
 
     __tablename__ = "executions"
-    __table_args__ = (Index("ix_executions_state_updated", "state", "updated_at"),)
+    __table_args__ = (
+        Index("ix_executions_state_updated", "state", "updated_at"),
+        Index("ix_executions_reason_created", "failure_reason", "created_at"),
+        Index("ix_executions_created", "created_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     callback_id: Mapped[str] = mapped_column(String(255), unique=True)
@@ -108,6 +112,8 @@ class ExecutionRow(Base):
     attempt_count: Mapped[int] = mapped_column(Integer, default=0)
     failure_reason: Mapped[str | None] = mapped_column(String(64))
     failure_message: Mapped[str | None] = mapped_column(Text)
+    # What a person needs to fix the failure (for LINE_ITEM_NOT_MATCHED: the products that matched nothing).
+    failure_details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     output_fields: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # pending: HubSpot still waits for the outcome; sent: the callback was completed; none: nothing to send
     callback_state: Mapped[str] = mapped_column(String(16), default="none", index=True)
@@ -189,3 +195,43 @@ class PaymentDocumentRow(Base):
     execution_id: Mapped[str] = mapped_column(ForeignKey("executions.id"))
     output_fields: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEntryRow(Base):
+    """One change an operator made: who, what, when, and the state before and after."""
+
+    __tablename__ = "audit_entries"
+    __table_args__ = (Index("ix_audit_entries_execution", "execution_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    # retry, edit_and_retry, map_and_retry, cancel, mark_booked, bulk_retry, ...
+    action: Mapped[str] = mapped_column(String(32))
+    # Not a foreign key: the trail outlives executions purged by the retention policy.
+    execution_id: Mapped[str | None] = mapped_column(String(32))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class BulkOperationRow(Base):
+    """A retry of every execution that matched a filter, worked through in the background."""
+
+    __tablename__ = "bulk_operations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), default="retry")
+    actor: Mapped[str] = mapped_column(String(255))
+    filters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    execution_ids: Mapped[list[Any]] = mapped_column(default=list)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    # How many were queued again, and how many no longer qualified (retried already, cancelled, ...).
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    # queued, running, finished
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[datetime | None]

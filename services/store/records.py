@@ -70,6 +70,8 @@ class Execution:
     attempt_count: int
     failure_reason: str | None
     failure_message: str | None
+    # What a person needs to fix the failure (for LINE_ITEM_NOT_MATCHED: the products that matched nothing).
+    failure_details: dict[str, Any] | None
     output_fields: dict[str, Any] | None
     # none: nothing to send; pending: HubSpot still waits; sent: completed; rejected: HubSpot refused it;
     # expired: HubSpot stopped waiting before there was an outcome to send
@@ -168,3 +170,73 @@ class PaymentClaim:
     holder_outputs: dict[str, Any] | None
     # What the booked document was, once it is booked.
     document_outputs: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class ExecutionFilter:
+    """Which executions an operator looks at: every field narrows the set; None means any."""
+
+    state: str | None = None
+    reason: str | None = None
+    action: str | None = None
+    portal_id: int | None = None
+    realm_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    callback_id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the filter's set fields as plain JSON values (times in ISO 8601)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {
+            name: value.isoformat() if isinstance(value, datetime) else value
+            for name, value in values.items()
+            if value is not None
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExecutionFilter:
+        """Build a filter from what as_dict returned."""
+        values = dict(data)
+        for name in ("since", "until"):
+            if isinstance(values.get(name), str):
+                values[name] = datetime.fromisoformat(values[name])
+        return cls(**{f.name: values.get(f.name) for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One change an operator made."""
+
+    id: int
+    at: datetime
+    actor: str
+    role: str
+    action: str
+    execution_id: str | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    note: str | None
+
+
+@dataclass(frozen=True)
+class BulkOperation:
+    """A background retry of every execution that matched a filter, and how far it got."""
+
+    id: str
+    kind: str
+    actor: str
+    filters: dict[str, Any]
+    execution_ids: list[str]
+    total: int
+    done: int
+    skipped: int
+    state: str
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+    @property
+    def finished(self) -> bool:
+        """Tell whether every execution of the operation has been handled."""
+        return self.state == "finished"

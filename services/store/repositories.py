@@ -5,14 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.store.attempts import AttemptRepository
+from services.store.audit import AuditRepository
 from services.store.bookkeeping import BookkeepingRepository
+from services.store.bulk import BulkRepository
 from services.store.callbacks import CallbackRepository
 from services.store.companies import CompanyRepository
 from services.store.connections import ConnectionRepository
 from services.store.crypto import TokenCipher
 from services.store.engine import Database
 from services.store.executions import ExecutionRepository
+from services.store.listing import ExecutionListing
 from services.store.retention import RetentionRepository
+from services.store.stats import StatsRepository
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,10 @@ class Repositories:
     companies: CompanyRepository
     bookkeeping: BookkeepingRepository
     retention: RetentionRepository
+    stats: StatsRepository
+    listing: ExecutionListing
+    audit: AuditRepository
+    bulk: BulkRepository
 
     @classmethod
     def open(cls, database_url: str, cipher: TokenCipher) -> Repositories:
@@ -45,4 +53,8 @@ class Repositories:
             companies=CompanyRepository(database),
             bookkeeping=BookkeepingRepository(database),
             retention=RetentionRepository(database),
+            stats=StatsRepository(database),
+            listing=ExecutionListing(database),
+            audit=AuditRepository(database),
+            bulk=BulkRepository(database),
         )

@@ -6,6 +6,7 @@ from typing import Any
 
 import requests
 
+from services import metrics
 from services.transport.errors import RateLimitedError, TransientError
 
 USER_AGENT = "qbo-actions/0.1 (+https://github.com/qbo-actions)"
@@ -21,11 +22,14 @@ def new_session() -> requests.Session:
 def send(
     session: requests.Session, service: str, method: str, url: str, *, timeout: float, **kwargs: Any
 ) -> requests.Response:
-    """Send a request; connection failures and timeouts become TransientError."""
+    """Send a request to ``service`` and count its answer; connection failures and timeouts become TransientError."""
     try:
-        return session.request(method, url, timeout=(min(5.0, timeout), timeout), **kwargs)
+        response = session.request(method, url, timeout=(min(5.0, timeout), timeout), **kwargs)
     except (requests.ConnectionError, requests.Timeout) as exc:
+        metrics.remote_call(service, metrics.NO_ANSWER)
         raise TransientError(f"{service} could not be reached: {exc.__class__.__name__}", service=service) from exc
+    metrics.remote_call(service, response.status_code)
+    return response
 
 
 def retry_after_seconds(response: requests.Response) -> float | None:

@@ -6,7 +6,9 @@ import logging
 
 from rq import Retry
 
+from services import metrics
 from services.bootstrap import Services
+from services.clock import utcnow
 from services.hubspot.client import HubSpotClient
 from services.store.callbacks import REJECTED
 from services.store.records import PendingCallback
@@ -17,6 +19,7 @@ from services.transport.errors import (
     RateLimitedError,
     TransientError,
 )
+from services.work.faults import INFRASTRUCTURE_FAULTS
 from services.work.queue import retry_in
 
 log = logging.getLogger(__name__)
@@ -66,7 +69,7 @@ class CallbackFlusher:
                 self.callbacks.mark([pending[0].execution_id], state=REJECTED)
                 return 0
             return self._one_by_one(hubspot, pending)
-        self.callbacks.mark([p.execution_id for p in pending])
+        self._sent([p.execution_id for p in pending])
         return len(pending)
 
     def _one_by_one(self, hubspot: HubSpotClient, pending: list[PendingCallback]) -> int:
@@ -79,6 +82,19 @@ class CallbackFlusher:
                 log.error("callback %s refused by HubSpot: %s", callback.callback_id, error)
                 self.callbacks.mark([callback.execution_id], state=REJECTED)
                 continue
-            self.callbacks.mark([callback.execution_id])
+            self._sent([callback.execution_id])
             sent += 1
         return sent
+
+    def _sent(self, execution_ids: list[str]) -> None:
+        """Record that HubSpot took these callbacks, and how long each execution took from acceptance to here."""
+        now = utcnow()
+        self.callbacks.mark(execution_ids)
+        try:
+            starts = self.services.stats.starts(execution_ids)
+        except INFRASTRUCTURE_FAULTS as fault:
+            # The callbacks went out and are marked; a lost measurement must not send them again.
+            log.warning("durations of %s executions not measured: %s", len(execution_ids), fault)
+            return
+        for start in starts:
+            metrics.observe_execution(start.action, (now - start.created_at).total_seconds())

@@ -6,6 +6,7 @@ from __future__ import annotations
 from rq import Retry
 
 from services import bootstrap
+from services.ops.operations import Operations
 from services.work.callbacks import CallbackFlusher
 from services.work.runner import ExecutionRunner
 
@@ -13,6 +14,12 @@ from services.work.runner import ExecutionRunner
 def run_execution(execution_id: str) -> str | Retry:
     """Run one execution to its outcome, or hand it back for a later retry."""
     return ExecutionRunner(bootstrap.current()).run(execution_id)
+
+
+def run_bulk_retry(bulk_id: str) -> str:
+    """Retry every execution of a bulk operation, recording progress as it goes."""
+    bulk = Operations(bootstrap.current()).run_bulk(bulk_id)
+    return f"{bulk.done} retried, {bulk.skipped} skipped"
 
 
 def flush_callbacks(portal_id: int) -> str | Retry:

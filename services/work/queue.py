@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 # The job paths RQ stores with each job; services.jobs keeps them importable for jobs already queued.
 RUN_EXECUTION = "services.jobs.run_execution"
 FLUSH_CALLBACKS = "services.jobs.flush_callbacks"
+RUN_BULK_RETRY = "services.work.jobs.run_bulk_retry"
 # RQ only counts retries; our own attempt count (or HubSpot taking the callbacks) decides when to stop.
 RQ_RETRY_CEILING = 1000
 FLUSH_FLAG = "qbo-actions:flush-requested:"
@@ -74,6 +75,19 @@ class JobQueue:
             job.delete()
         self.enqueue_execution(execution_id)
         return True
+
+    def enqueue_bulk(self, bulk_id: str) -> None:
+        """Enqueue the job that works through a bulk retry (it resumes where it stopped if run again)."""
+        self.queue.enqueue(
+            RUN_BULK_RETRY,
+            bulk_id,
+            job_id=f"bulk-{bulk_id}",
+            # Each retry is a few quick writes; thousands of them take a while.
+            job_timeout=max(self.config.job_timeout, 3600),
+            result_ttl=3600,
+            failure_ttl=7 * 86400,
+            description=f"bulk retry {bulk_id}",
+        )
 
     def request_callback_flush(self, portal_id: int, *, force: bool = False) -> None:
         """Make sure one flush job will send this portal's pending callbacks."""

@@ -9,7 +9,7 @@ from typing import Any
 
 from rq import Retry
 
-from services import logs
+from services import logs, metrics
 from services.books.failures import ActionFailure, failure_for, internal_error, not_connected
 from services.books.run import LeaseLostError, Run
 from services.books.settings import hold_for
@@ -18,7 +18,7 @@ from services.clock import utcnow
 from services.hubspot import outputs
 from services.store.attempts import ABANDONED, FAILED, HELD, RETRYING, SUCCEEDED
 from services.store.records import Execution
-from services.transport.errors import RateLimitedError, ServiceError, TransientError
+from services.transport.errors import InfrastructureError, RateLimitedError, ServiceError, TransientError
 from services.work.faults import INFRASTRUCTURE_FAULTS, REDIS_FAULTS, infrastructure_error
 from services.work.handlers import HANDLERS
 from services.work.queue import retry_in
@@ -90,6 +90,7 @@ class ExecutionRunner:
             self.attempts.finish(attempt_id, ABANDONED)
             return "lease lost"
         self.attempts.finish(attempt_id, SUCCEEDED)
+        metrics.finished(execution.action, metrics.SUCCEEDED)
         self._request_callback_flush(execution.portal_id)
         return "succeeded"
 
@@ -102,6 +103,8 @@ class ExecutionRunner:
         self.attempts.finish(attempt_id, RETRYING, error=error)
         self.executions.release_for_retry(execution.id, token)
         delay = self._retry_delay(error, retries + 1)
+        # Our own database, Redis or time limit count as one: the attempts keep which of them failed.
+        metrics.retried("server" if isinstance(error, InfrastructureError) else error.service or "server")
         log.warning("execution %s: %s; retrying in %ss", execution.id, error, delay)
         return retry_in(delay)
 
@@ -186,6 +189,7 @@ class ExecutionRunner:
                 output_fields=fields,
                 reason=failure.reason,
                 message=failure.message,
+                details=failure.details or None,
             )
         else:
             recorded = self.executions.finish(
@@ -195,11 +199,13 @@ class ExecutionRunner:
                 output_fields=fields,
                 failure_reason=failure.reason,
                 failure_message=failure.message,
+                failure_details=failure.details or None,
             )
         if not recorded:
             self.attempts.finish(attempt_id, ABANDONED, error=error)
             return "lease lost"
         self.attempts.finish(attempt_id, HELD if held_until else FAILED, error=error)
+        metrics.finished(execution.action, metrics.HELD if held_until else metrics.FAILED, failure.reason)
         if held_until is not None:
             log.info("execution %s held until %s: %s", execution.id, held_until.isoformat(timespec="minutes"), failure)
             return "held"

@@ -7,6 +7,7 @@ import threading
 from dataclasses import dataclass
 from datetime import timedelta
 
+from services import metrics
 from services.bootstrap import Services
 from services.clock import utcnow
 from services.store.records import RUNNING
@@ -43,6 +44,7 @@ def sweep(services: Services) -> SweepReport:
                 log.warning("execution %s (%s) had no live job; enqueued it again", execution.id, execution.state)
         for released in services.executions.release_holds(utcnow()):
             log.warning("execution %s: its hold ran out; reporting %s", released.id, released.failure_reason)
+            metrics.finished(released.action, metrics.FAILED, released.failure_reason)
             queue.request_callback_flush(released.portal_id)
         # A flush normally follows within moments; give it two sweeps (a minute by default) before forcing one.
         waiting_since = utcnow() - timedelta(seconds=max(5, 2 * services.config.sweep_interval))
@@ -67,8 +69,9 @@ def purge_daily(services: Services) -> int:
 def sweep_forever(services: Services, stopping: threading.Event) -> None:
     """Sweep every SWEEP_INTERVAL seconds until ``stopping`` is set (the `sweeper` process of the Procfile).
 
-    It runs in a process of its own, never as a thread of the RQ worker: the worker forks a work horse per
-    job, and a fork taken while this thread held a lock (logging's, a pool's) could hang the horse.
+    It runs in a process of its own, never as a thread of the RQ worker: the worker runs its jobs in its main
+    thread under a SIGALRM time limit and forks its scheduler, and a fork taken while this thread held a lock
+    (logging's, a pool's) could hang the scheduler.
     """
     interval = services.config.sweep_interval
     while not stopping.wait(interval):

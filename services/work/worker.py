@@ -1,4 +1,10 @@
-"""The RQ worker process: a worker with its scheduler, started again whenever Redis comes back."""
+"""The RQ worker process: a worker with its scheduler, started again whenever Redis comes back.
+
+It is RQ's SimpleWorker: each job runs in this long-lived process, with no work horse forked per job, so the
+connections, the warmed-up imports and the metrics' counters last from one job to the next. The job's time
+limit still holds: RQ arms SIGALRM around each job (UnixSignalDeathPenalty), which works because jobs run in the
+main thread, and JobTimeoutException interrupts even a blocked socket read (the runner treats it as transient).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,9 @@ import logging
 import time
 
 import redis
-from rq import Worker
+from rq import SimpleWorker
 
+from services import metrics
 from services.bootstrap import Services
 from services.work.faults import REDIS_FAULTS
 
@@ -34,11 +41,20 @@ def work(services: Services, *, burst: bool = False) -> None:
 
     RQ's worker quits when Redis goes away while it reports a job; its jobs are safe (the database knows every
     execution, and the sweeper enqueues again what Redis lost), so a new worker starts as soon as Redis answers.
+    With WORKER_METRICS_PORT set, this process's counters are served there (a daemon thread; its port outlives
+    the restarts).
     """
+    port = services.config.worker_metrics_port
+    if port > 0:
+        try:
+            metrics.serve(port)
+        except OSError as exc:
+            # Another worker on this host has the port: booking matters more than this worker's metrics.
+            log.error("metrics not served: port %s is not free (%s); give each worker a port of its own", port, exc)
     while True:
         wait_for_redis(services.redis)
         try:
-            Worker([services.queue.queue], connection=services.redis).work(with_scheduler=True, burst=burst)
+            SimpleWorker([services.queue.queue], connection=services.redis).work(with_scheduler=True, burst=burst)
             return
         except REDIS_FAULTS as fault:
             log.error("the worker lost Redis (%s); starting a new one once it answers", fault)

@@ -4,6 +4,7 @@ database and Redis the tests stop (outages, chaos)."""
 from __future__ import annotations
 
 import re
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 import redis
 import requests
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from actions.app import create_app
 from services import bootstrap
@@ -24,6 +26,18 @@ from simulators.serve import start_in_thread
 from tests.builders import execution_body, sales_inputs, signed_post
 from tests.conftest import WorkerProcess, connect_standard, drain, environment, wait_for
 from tests.servers import PostgresServer, RedisServer
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# The flags Chromium needs to run as root in a container with no network beyond loopback.
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="module")
@@ -186,3 +200,25 @@ def run_invoice(
     assert signed_post(site, "/actions/create_invoice", payload).status_code == 200
     drain(services)
     return services.executions.find(payload["callbackId"])
+
+
+# A real browser (headless Chromium from Debian's package, driven by Playwright) ---------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert executable, "Chromium is missing: run the tests through `make test`, which installs Debian's chromium"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_FLAGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    opened = context.new_page()
+    opened.set_default_timeout(15_000)
+    yield opened
+    context.close()

@@ -223,3 +223,31 @@ def test_readiness_says_when_redis_is_unreachable(services: Services) -> None:
 
     assert not verdict.ready and verdict.checks["database"] == "ok"
     assert verdict.checks["redis"].startswith("unavailable")
+
+
+def test_a_job_over_its_time_limit_is_stopped_in_the_worker_process_which_goes_on_working(
+    server: str,
+    services: Services,
+    sims: Simulators,
+    settings: Any,
+    start_worker: Callable[..., WorkerProcess],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The worker runs jobs in its own process (SimpleWorker): RQ's SIGALRM must still stop one that overruns.
+    monkeypatch.setattr(services.queue, "config", services.config.with_overrides(job_timeout=2))
+    # QuickBooks books the invoice at once and answers after 6 s, well past the job's 2 s.
+    sims.qbo_fault(status=None, method="POST", path="/invoice$", delay=6, count=1)
+    worker = start_worker()
+    callback_id = send(server, sims)
+
+    execution = wait_for(lambda: finished(services, callback_id), timeout=60)
+
+    assert execution.state == "succeeded", (execution.failure_message, worker.log()[-2000:])
+    timed_out, succeeded = services.attempts.of(execution.id)
+    assert (timed_out.outcome, timed_out.error_code) == ("retrying", "JobTimeoutException")
+    assert timed_out.finished_at is not None
+    # Stopped at the limit, not when the answer came.
+    assert (timed_out.finished_at - timed_out.started_at).total_seconds() < 5
+    assert succeeded.outcome == "succeeded" and len(sims.entities("Invoice")) == 1
+    # The same worker process took the retry: the time limit did not cost it its life.
+    assert worker.process is not None and worker.process.poll() is None

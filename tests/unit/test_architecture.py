@@ -2,7 +2,7 @@
 
     actions  ->  work (and the composition root)  ->  books  ->  store | quickbooks | hubspot  ->  transport
 
-A module may import its own room, any room of a lower layer, and the foundation (config, clock, logs).
+A module may import its own room, any room of a lower layer, and the foundation (config, clock, logs, metrics).
 The three adapter rooms do not import each other, except that store may use transport. The rules (books)
 see storage only through the plain records of ``services.store.records`` and the ports passed to them.
 """
@@ -22,11 +22,11 @@ PACKAGES = ("actions", "services", "simulators")
 # Layers, top first. Each entry: layer name and the module prefixes (rooms) that belong to it.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("edge", ("actions",)),
-    ("work", ("services.work", "services.accounts", "services.jobs", "services.bootstrap")),
+    ("work", ("services.work", "services.accounts", "services.ops", "services.jobs", "services.bootstrap")),
     ("books", ("services.books",)),
     ("adapters", ("services.store", "services.quickbooks", "services.hubspot")),
     ("transport", ("services.transport",)),
-    ("foundation", ("services.config", "services.clock", "services.logs")),
+    ("foundation", ("services.config", "services.clock", "services.logs", "services.metrics")),
 )
 # Third-party packages a room must not import, and why.
 FORBIDDEN_PACKAGES: dict[str, tuple[str, ...]] = {

@@ -40,6 +40,7 @@ def execution(**overrides: Any) -> Execution:
         "attempt_count": 1,
         "failure_reason": None,
         "failure_message": None,
+        "failure_details": None,
         "output_fields": None,
         "callback_state": "none",
         "created_at": now,

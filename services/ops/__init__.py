@@ -1,0 +1,1 @@
+"""Operations on executions: auth, retries, audit."""
