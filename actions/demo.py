@@ -6,6 +6,7 @@ import json
 import logging
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from actions.registry import all_actions
 from actions.signature import sign_v3
 from services import bootstrap, logs
 from services.config import Config
+from services.ops.tokens import OperatorTokens
 from services.store import migrate
 from services.store.crypto import TokenCipher
 from simulators import hubspot as hubspot_sim
@@ -32,6 +34,7 @@ from simulators.scenario import (
 from simulators.serve import start_in_thread
 
 DEMO_SECRET = "demo-hubspot-client-secret"
+DEMO_OPERATORS_SECRET = "demo-operators-secret-for-the-console-only"
 
 
 def _config(workdir: Path, sims: Simulators) -> Config:
@@ -52,6 +55,7 @@ def _config(workdir: Path, sims: Simulators) -> Config:
             "QUICKBOOKS_AUTHORIZE_URL": f"{sims.quickbooks_url}/connect/oauth2",
             "QUICKBOOKS_REVOKE_URL": f"{sims.quickbooks_url}/v2/oauth2/tokens/revoke",
             "HUBSPOT_AUTHORIZE_URL": f"{sims.hubspot_url}/oauth/authorize",
+            "OPS_JWT_SECRET": DEMO_OPERATORS_SECRET,
         }
     )
 
@@ -108,16 +112,47 @@ def _install_and_connect(base_url: str, sims: Simulators) -> None:
     company_page = admin.get(f"{base_url}/oauth/quickbooks/connect", timeout=10)
     print(f"GET /oauth/quickbooks/connect -> Intuit's consent -> {company_page.url.removeprefix(base_url)}")
     token = re.search(r'name="csrf_token" value="([^"]+)"', company_page.text)
-    form = {"mode": "legacy", "rows": "0", "default_income_account": sims.account_id("Services")}
+    # A product QuickBooks does not know is held for an operator to fix, instead of failing the workflow.
+    form = {
+        "mode": "legacy",
+        "rows": "0",
+        "default_income_account": sims.account_id("Services"),
+        "hold_failures": "LINE_ITEM_NOT_MATCHED",
+    }
     saved = admin.post(company_page.url, data={**form, "csrf_token": token.group(1) if token else ""}, timeout=10)
     outcome = "saved" if "Settings saved." in saved.text else "not saved"
     print(f"POST the company's settings -> {saved.status_code} ({outcome})\n")
 
 
-def _serve_for_a_browser(base_url: str, sims: Simulators) -> int:
+def _operator_token(config: Config) -> str:
+    return OperatorTokens(config).mint("demo-operator@example.com", "admin", timedelta(hours=8))
+
+
+def _operator_fixes_the_held_one(base_url: str, config: Config) -> None:
+    """Do what an operator does through the API: find the held failure, correct an input, retry it."""
+    import requests
+
+    headers = {"Authorization": f"Bearer {_operator_token(config)}"}
+    held = requests.get(f"{base_url}/ops/api/executions", params={"state": "held"}, headers=headers, timeout=10).json()
+    print(f"GET /ops/api/executions?state=held -> {held['reason_counts']}")
+    for execution in held["executions"]:
+        retried = requests.post(
+            f"{base_url}/ops/api/executions/{execution['id']}/retry",
+            json={"inputs": {"create_missing_products": "yes"}},
+            headers=headers,
+            timeout=30,
+        )
+        print(
+            f"POST /ops/api/executions/{execution['id'][:8]}…/retry "
+            f'{{"inputs": {{"create_missing_products": "yes"}}}} -> {retried.status_code} ({retried.json()["state"]})\n'
+        )
+
+
+def _serve_for_a_browser(base_url: str, sims: Simulators, config: Config) -> int:
     """Keep the simulators and the app running for a person to install and connect in a browser."""
     print(f"Open {base_url}/settings in a browser: the simulated HubSpot asks which account installs the app, the")
     print("simulated Intuit which company to connect, then the company's settings page opens. Ctrl-C stops.")
+    print(f"\nThe operations console is at {base_url}/ops; sign in with this token:\n{_operator_token(config)}\n")
     try:
         while True:
             time.sleep(3600)
@@ -146,7 +181,7 @@ def run_demo(*, browser: bool = False, port: int = 0) -> int:
         print(f"Simulated QuickBooks at {sims.quickbooks_url}, HubSpot at {sims.hubspot_url}")
         print(f"Action server at {web.base_url} (SQLite {config.database_url}, in-process queue)\n")
         if browser:
-            return _serve_for_a_browser(web.base_url, sims)
+            return _serve_for_a_browser(web.base_url, sims, config)
         _install_and_connect(web.base_url, sims)
 
         existing = {entity: {e["Id"] for e in sims.entities(entity)} for entity in ("Customer", "Item")}
@@ -165,10 +200,14 @@ def run_demo(*, browser: bool = False, port: int = 0) -> int:
             object_id=unmatched["deal"],
         )
         status, answer = _post_signed(web.base_url + "/actions/create_invoice", payload)
-        callbacks["demo-unmatched"] = "Create a QuickBooks invoice (a product QuickBooks does not know)"
+        callbacks["demo-unmatched"] = (
+            "Create a QuickBooks invoice (held: a product QuickBooks did not know; fixed by an operator)"
+        )
         print(f"POST /actions/create_invoice (deal {unmatched['deal']}) -> {status} {json.dumps(answer)}\n")
 
         with bootstrap.installed(services):
+            SimpleWorker([services.queue.queue], connection=services.redis).work(burst=True)
+            _operator_fixes_the_held_one(web.base_url, config)
             SimpleWorker([services.queue.queue], connection=services.redis).work(burst=True)
 
         print("Created in QuickBooks:")
