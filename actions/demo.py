@@ -206,9 +206,9 @@ def run_demo(*, browser: bool = False, port: int = 0) -> int:
         print(f"POST /actions/create_invoice (deal {unmatched['deal']}) -> {status} {json.dumps(answer)}\n")
 
         with bootstrap.installed(services):
-            SimpleWorker([services.queue.queue], connection=services.redis).work(burst=True)
+            SimpleWorker(services.queue.all_queues, connection=services.redis).work(burst=True)
             _operator_fixes_the_held_one(web.base_url, config)
-            SimpleWorker([services.queue.queue], connection=services.redis).work(burst=True)
+            SimpleWorker(services.queue.all_queues, connection=services.redis).work(burst=True)
 
         print("Created in QuickBooks:")
         for entity in (

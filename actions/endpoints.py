@@ -114,7 +114,7 @@ def execute(spec: ActionSpec) -> Any:
     if created:
         metrics.accepted(spec.name)
         try:
-            svc.queue.enqueue_execution(execution_id)
+            svc.queue.enqueue_execution(execution_id, new.portal_id)
         except Exception:
             # The row is written: the sweeper enqueues it once the queue is back.
             log.exception("execution %s recorded but not enqueued; the sweeper will enqueue it", execution_id)

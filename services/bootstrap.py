@@ -28,12 +28,15 @@ from services.store.records import Connection
 from services.store.repositories import Repositories
 from services.store.retention import RetentionRepository
 from services.store.stats import StatsRepository
+from services.transport.gate import BATCH, CALL
 from services.transport.http import new_session
 from services.transport.oauth import OAuthTokenEndpoint, RefreshingTokens
-from services.transport.ratelimit import WindowLimiter
+from services.transport.ratelimit import RedisCallGate, server_limit
 from services.work.queue import JobQueue
 
 LOCK_PREFIX = "qbo-actions:lock:"
+# HubSpot counts a portal's calls over a rolling 10 s; after a 429 without Retry-After, sending waits that long.
+HUBSPOT_WINDOW = 10
 
 
 @dataclass
@@ -122,20 +125,49 @@ class Services:
             tokens,
             session=self.session,
             timeout=self.config.http_timeout,
+            gate=self.quickbooks_gate(connection.realm_id),
+        )
+
+    def quickbooks_gate(self, realm_id: str) -> RedisCallGate:
+        """Return the gate every process shares for one company: Intuit's limits per realm and app."""
+        config = self.config
+        per_call = (
+            server_limit("minute", config.quickbooks_calls_per_minute, 60),
+            server_limit("second", config.quickbooks_calls_per_second, 1),
+        )
+        batches = server_limit("batches", config.quickbooks_batches_per_minute, 60)
+        return RedisCallGate(
+            self.redis,
+            f"quickbooks:{realm_id}",
+            service="quickbooks",
+            limits={CALL: per_call, BATCH: (*per_call, batches)},
+            concurrency=config.quickbooks_concurrency,
+            request_timeout=config.http_timeout,
+            backoff=config.quickbooks_throttle_backoff,
         )
 
     def hubspot(self, portal_id: int) -> HubSpotClient:
         """Return a client for a portal, under the portal's rate limit shared by every worker."""
         endpoint = self.token_endpoint("hubspot")
         tokens = RefreshingTokens(self.connections.portal_vault(portal_id), endpoint, self.lock, f"hubspot:{portal_id}")
-        limiter = WindowLimiter(self.redis, f"hubspot:{portal_id}", limit=self.config.hubspot_calls_per_10s, window=10)
         return HubSpotClient(
             self.config.hubspot_api_base_url,
             portal_id,
             tokens,
             session=self.session,
             timeout=self.config.http_timeout,
-            before_call=limiter.acquire,
+            gate=self.hubspot_gate(portal_id),
+        )
+
+    def hubspot_gate(self, portal_id: int) -> RedisCallGate:
+        """Return the gate every process shares for one portal: HubSpot's limit per portal and app."""
+        return RedisCallGate(
+            self.redis,
+            f"hubspot:{portal_id}",
+            service="hubspot",
+            limits={CALL: (server_limit("window", self.config.hubspot_calls_per_10s, HUBSPOT_WINDOW),)},
+            request_timeout=self.config.http_timeout,
+            backoff=HUBSPOT_WINDOW,
         )
 
     def token_endpoint(self, service: str) -> OAuthTokenEndpoint:

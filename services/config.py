@@ -44,6 +44,16 @@ REQUIRED = (
 )
 
 
+# Settings that are calls per window or at once: each must let at least one call through.
+RATE_LIMITS = (
+    "hubspot_calls_per_10s",
+    "quickbooks_calls_per_minute",
+    "quickbooks_calls_per_second",
+    "quickbooks_concurrency",
+    "quickbooks_batches_per_minute",
+)
+
+
 class ConfigError(Exception):
     """The environment does not hold a usable configuration."""
 
@@ -88,6 +98,10 @@ class Config:
     hubspot_authorize_url: str = HUBSPOT_AUTHORIZE_URL
     hubspot_scopes: tuple[str, ...] = HUBSPOT_SCOPES
     queue_name: str = "qbo-actions"
+    # How long records read in batches for a portal's waiting executions are kept for them (0: no batching).
+    record_snapshot_seconds: int = 180
+    # Executions are spread over this many queues, one portal to a lane, served in turn (fairness).
+    queue_lanes: int = 16
     # Seconds between attempts after a transient failure; its length is the number of retries.
     retry_intervals: tuple[int, ...] = (10, 30, 60, 300, 900, 1800)
     job_timeout: int = 300
@@ -96,8 +110,14 @@ class Config:
     sweep_interval: int = 30
     # Seconds to wait after QuickBooks throttles us without saying how long (Intuit asks for 60).
     quickbooks_throttle_backoff: int = 60
-    # HubSpot allows OAuth apps about 100 calls per 10 s per portal; stay a little under it.
-    hubspot_calls_per_10s: int = 90
+    # Intuit's throttles per company (realm) and app: calls a minute and a second, calls at once, batches a minute.
+    quickbooks_calls_per_minute: int = 500
+    quickbooks_calls_per_second: int = 10
+    quickbooks_concurrency: int = 10
+    quickbooks_batches_per_minute: int = 40
+    # HubSpot allows an OAuth app 110 calls per 10 s per portal. No margin: the shared limiter is exact across
+    # processes (one atomic count on one clock), and its window is stretched for the network's jitter.
+    hubspot_calls_per_10s: int = 110
     http_timeout: float = 30.0
     signature_max_age: int = 300
     # Finished executions older than this many days are deleted by the sweeper once a day (0: kept for ever).
@@ -146,16 +166,27 @@ class Config:
                     ("sweep_interval", "SWEEP_INTERVAL"),
                     ("quickbooks_throttle_backoff", "QUICKBOOKS_THROTTLE_BACKOFF"),
                     ("hubspot_calls_per_10s", "HUBSPOT_CALLS_PER_10S"),
+                    ("quickbooks_calls_per_minute", "QUICKBOOKS_CALLS_PER_MINUTE"),
+                    ("quickbooks_calls_per_second", "QUICKBOOKS_CALLS_PER_SECOND"),
+                    ("quickbooks_concurrency", "QUICKBOOKS_CONCURRENCY"),
+                    ("quickbooks_batches_per_minute", "QUICKBOOKS_BATCHES_PER_MINUTE"),
                     ("signature_max_age", "SIGNATURE_MAX_AGE"),
                     ("trusted_proxies", "TRUSTED_PROXIES"),
                     ("retention_days", "RETENTION_DAYS"),
                     ("worker_metrics_port", "WORKER_METRICS_PORT"),
+                    ("queue_lanes", "QUEUE_LANES"),
+                    ("record_snapshot_seconds", "RECORD_SNAPSHOT_SECONDS"),
                 )
                 if env.get(key)
             }
             http_timeout = float(env.get("HTTP_TIMEOUT", "30"))
         except ValueError as exc:
             raise ConfigError(f"A numeric setting is not a number: {exc}") from exc
+        if numbers.get("queue_lanes", cls.queue_lanes) < 1:
+            raise ConfigError("QUEUE_LANES must be at least 1.")
+        for name in RATE_LIMITS:
+            if numbers.get(name, 1) < 1:
+                raise ConfigError(f"{name.upper()} must be at least 1.")
         lease = numbers.get("lease_seconds", cls.lease_seconds)
         job_timeout = numbers.get("job_timeout", cls.job_timeout)
         if lease <= job_timeout + http_timeout:

@@ -1,10 +1,10 @@
 """In-memory HTTP simulator of the QuickBooks Online Accounting API v3 and Intuit OAuth 2.0.
 
 It answers what a real client sees: ``/v3/company/<realm>/...`` entity create/update/read/delete/void,
-the query language subset, ValidationFault JSON, ``requestid`` replay, the lowercase gateway 401 body,
-the XML throttle body, ``intuit_tid`` headers, and Intuit OAuth: the consent page, the token/revoke
-endpoints and an OpenID discovery document, so ``intuitlib.client.AuthClient(environment=<discovery url>)``
-works offline.
+the query language subset, the ``/batch`` endpoint, ValidationFault JSON, ``requestid`` replay,
+the lowercase gateway 401 body, the XML throttle body, ``intuit_tid`` headers, and Intuit OAuth: the consent
+page, the token/revoke endpoints and an OpenID discovery document, so
+``intuitlib.client.AuthClient(environment=<discovery url>)`` works offline.
 
 Tests drive it through the Python methods of :class:`QuickBooksSimulator` or through the JSON admin
 endpoints under ``/_sim/`` when it runs in another thread or process::
@@ -38,6 +38,12 @@ ACCESS_TOKEN_LIFETIME = 3600
 REFRESH_TOKEN_LIFETIME = 8726400
 REFRESH_GRACE_SECONDS = 24 * 3600  # "Your previous refresh tokens expire 24 hours after you receive a new one"
 MAX_REQUESTID_LENGTH = 50
+# Batch: "the RequestID supports a maximum of 36 characters. For each batch ID, only 10 characters are allowed
+# when RequestID is also specified" (Intuit's Request ID docs); at most 30 items; 40 batch requests a minute.
+MAX_BATCH_REQUESTID_LENGTH = 36
+MAX_BATCH_ID_LENGTH = 10
+MAX_BATCH_ITEMS = 30
+BATCH_PER_MINUTE = 40
 MAX_DOC_NUMBER_LENGTH = 21
 DEFAULT_MAX_RESULTS = 100
 MAX_MAX_RESULTS = 1000
@@ -311,6 +317,15 @@ def _stale_object() -> QboError:
     )
 
 
+def _too_long(element: str, limit: int, length: int) -> QboError:
+    return QboError(
+        "2050",
+        "Invalid String Length",
+        f"{element} is longer than {limit} characters. Supplied length:{length}",
+        element,
+    )
+
+
 def _unsupported(path: str) -> QboError:
     return QboError(
         "500", "Unsupported Operation", f"Operation Could not find resource for relative : {path} is not supported."
@@ -343,7 +358,14 @@ def _throttled() -> Reply:
 
 @dataclass
 class InjectedFault:
-    """A canned response for the next ``count`` requests matching method/path/realm."""
+    """A canned response for the next ``count`` requests (or batch items) matching method/path/realm.
+
+    A batch request as a whole is matched by ``path="/batch$"``. A ``batch_item`` fault instead matches the items of
+    a batch as if each were a single call (``POST /invoice``, ``GET /query``...) and gives a matching item a Fault
+    in the 200 answer while the other items run normally: status 400 gives the 6000 ValidationFault, 5xx the 10000
+    SystemFault, and a ``body`` of ``{"Fault": {...}}`` any other. With ``after_commit`` the item's write happens
+    and only its answer is replaced.
+    """
 
     status: int | None  # None: answer normally, only after ``delay``
     method: str | None = None
@@ -354,6 +376,7 @@ class InjectedFault:
     headers: dict[str, str] = field(default_factory=dict)
     after_commit: bool = False
     delay: float = 0.0
+    batch_item: bool = False
 
     def matches(self, call: Call) -> bool:
         """Tell whether this fault applies to ``call``."""
@@ -394,6 +417,22 @@ class InjectedFault:
                 fault_type="SystemFault",
             )
         return Reply(status, error.body(stamp), headers=headers, delay=self.delay)
+
+    def item_fault(self) -> dict:
+        """Return the Fault object a ``batch_item`` fault puts in its item's answer."""
+        body = self.body if self.body is not None else self.reply("").body  # the Fault JSON of status 400 or 5xx
+        return copy.deepcopy(body["Fault"])
+
+
+def _item_fault_problem(status: int | None, body: Any, delay: float) -> str | None:
+    """Return why a ``batch_item`` fault can't be built (an item answer is a Fault object, sent at once)."""
+    if isinstance(body, dict) and isinstance(body.get("Fault"), dict):
+        return "a batch_item fault cannot delay" if delay else None
+    if body is not None:
+        return 'a batch_item fault body must be {"Fault": {...}}'
+    if status is None or not (status == 400 or status >= 500):
+        return "a batch_item fault needs status 400 or 5xx, or a Fault body"
+    return "a batch_item fault cannot delay" if delay else None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1551,6 +1590,11 @@ class Call:
         """Return the path injected faults match against."""
         return self.sub_path if self.kind == "api" else self.path
 
+    @property
+    def is_batch(self) -> bool:
+        """Tell whether this is a POST to the batch endpoint."""
+        return self.kind == "api" and self.method == "POST" and self.sub_path.strip("/") == "batch"
+
     def logged_body(self) -> Any:
         """Return the body as logged: the token form as a dict, JSON parsed, other text as is."""
         if not self.body:
@@ -1577,7 +1621,11 @@ class QuickBooksSimulator:
         """Forget everything (companies, tokens, faults, log, replays) and restore default settings."""
         with self._lock:
             self.throttle_per_minute = 500
+            self.batch_per_minute = BATCH_PER_MINUTE
             self.per_second_limit: int | None = None
+            # Intuit's "at most 10 concurrent requests per realm and app" (None: not enforced).
+            self.concurrent_limit: int | None = None
+            self._in_flight: dict[str, int] = {}
             self.refresh_grace_seconds: float = REFRESH_GRACE_SECONDS
             self.auto_approve_realm: str | None = None
             self.companies: dict[str, Company] = {}
@@ -1587,10 +1635,18 @@ class QuickBooksSimulator:
             self.faults: list[InjectedFault] = []
             self._log: list[dict] = []
             self._recent: dict[str, deque[float]] = {}
+            self._recent_batches: dict[str, deque[float]] = {}
 
     def configure(self, **settings: Any) -> None:
-        """Set throttle_per_minute, per_second_limit, refresh_grace_seconds and/or auto_approve_realm."""
-        allowed = ("throttle_per_minute", "per_second_limit", "refresh_grace_seconds", "auto_approve_realm")
+        """Set any of the settings named in ``allowed`` (throttles and limits, refresh grace, auto-approval)."""
+        allowed = (
+            "throttle_per_minute",
+            "batch_per_minute",
+            "per_second_limit",
+            "concurrent_limit",
+            "refresh_grace_seconds",
+            "auto_approve_realm",
+        )
         with self._lock:
             for name, value in settings.items():
                 if name not in allowed:
@@ -1695,10 +1751,19 @@ class QuickBooksSimulator:
         headers: dict[str, str] | None = None,
         after_commit: bool = False,
         delay: float = 0.0,
+        batch_item: bool = False,
     ) -> None:
-        """Answer the next ``count`` matching requests with ``status`` (see InjectedFault)."""
+        """Answer the next ``count`` matching requests (or batch items, with ``batch_item``) with ``status``.
+
+        See InjectedFault: ``add_fault(400, path="^/invoice$", batch_item=True)`` fails the next invoice item of a
+        batch with a 6000 Fault and lets the other items run; ``add_fault(500, path="/batch$")`` fails a whole batch.
+        """
         if path is not None:
             re.compile(path)
+        if batch_item:
+            problem = _item_fault_problem(status, body, float(delay))
+            if problem:
+                raise ValueError(problem)
         with self._lock:
             self.faults.append(
                 InjectedFault(
@@ -1711,6 +1776,7 @@ class QuickBooksSimulator:
                     dict(headers or {}),
                     bool(after_commit),
                     float(delay),
+                    bool(batch_item),
                 )
             )
 
@@ -1748,6 +1814,16 @@ class QuickBooksSimulator:
 
     # -- request handling ------------------------------------------------------------------------------
 
+    def enter(self, realm_id: str) -> None:
+        """Count an API request of a realm as in flight (until ``leave``), for ``concurrent_limit``."""
+        with self._lock:
+            self._in_flight[realm_id] = self._in_flight.get(realm_id, 0) + 1
+
+    def leave(self, realm_id: str) -> None:
+        """Count an API request of a realm as answered."""
+        with self._lock:
+            self._in_flight[realm_id] = max(0, self._in_flight.get(realm_id, 0) - 1)
+
     def handle(self, call: Call) -> Reply:
         """Answer one API or OAuth request: auth, throttle, injected faults, replay, the operation, the log."""
         with self._lock:
@@ -1757,19 +1833,21 @@ class QuickBooksSimulator:
             else:
                 reply = (self._gate(call) if call.kind == "api" else None) or self._with_faults(call)
             reply.headers.setdefault("intuit_tid", _new_tid())
-            self._log.append(
-                {
-                    "method": call.method,
-                    "path": call.path,
-                    "query": dict(call.args),
-                    "body": call.logged_body(),
-                    "status": reply.status,
-                    "requestid": call.args.get("requestid"),
-                    "realm_id": call.realm_id,
-                    "intuit_tid": reply.headers["intuit_tid"],
-                    "time": _iso(self.clock(), "milliseconds"),
-                }
-            )
+            entry: dict[str, Any] = {
+                "method": call.method,
+                "path": call.path,
+                "query": dict(call.args),
+                "body": call.logged_body(),
+                "status": reply.status,
+                "requestid": call.args.get("requestid"),
+                "realm_id": call.realm_id,
+                "intuit_tid": reply.headers["intuit_tid"],
+                "time": _iso(self.clock(), "milliseconds"),
+            }
+            if call.is_batch:  # one entry per batch request; the item count tells how much work it carried
+                requested = entry["body"].get("BatchItemRequest") if isinstance(entry["body"], dict) else None
+                entry["items"] = len(requested) if isinstance(requested, list) else 0
+            self._log.append(entry)
             return reply
 
     def consent_problem(self, params: dict[str, str]) -> str | None:
@@ -1845,24 +1923,41 @@ class QuickBooksSimulator:
                 _gateway_body("AUTHENTICATION", problem),
                 headers={"WWW-Authenticate": 'Bearer realm="Intuit", error="invalid_token"'},
             )
+        if self.concurrent_limit is not None and self._in_flight.get(call.realm_id, 0) > self.concurrent_limit:
+            return _throttled()
         now = self.clock()
         recent = self._recent.setdefault(call.realm_id, deque())
         while recent and recent[0] <= now - 60:
             recent.popleft()
         last_second = sum(1 for moment in recent if moment > now - 1)
-        if len(recent) >= self.throttle_per_minute or (
-            self.per_second_limit is not None and last_second >= self.per_second_limit
+        batches = self._recent_batches.setdefault(call.realm_id, deque())
+        while batches and batches[0] <= now - 60:
+            batches.popleft()
+        if (
+            len(recent) >= self.throttle_per_minute
+            or (self.per_second_limit is not None and last_second >= self.per_second_limit)
+            or (call.is_batch and len(batches) >= self.batch_per_minute)
         ):
             return _throttled()
+        # Assumption (Intuit does not say): a batch request also counts as one request against the per-minute
+        # throttle, on top of the batch limit of its own.
         recent.append(now)
+        if call.is_batch:
+            batches.append(now)
         return None
 
-    def _with_faults(self, call: Call) -> Reply:
-        fault = next((f for f in self.faults if f.matches(call)), None)
+    def _take_fault(self, call: Call, *, batch_item: bool = False) -> InjectedFault | None:
+        """Return the first fault matching ``call`` (a request, or one item of a batch), using up one of its count."""
+        fault = next((f for f in self.faults if f.batch_item == batch_item and f.matches(call)), None)
         if fault is not None:
             fault.count -= 1
             if fault.count <= 0:
                 self.faults.remove(fault)
+        return fault
+
+    def _with_faults(self, call: Call) -> Reply:
+        fault = self._take_fault(call)
+        if fault is not None:
             if fault.status is not None and not fault.after_commit:
                 return fault.reply(self._stamp())
         reply = self._perform(call)
@@ -1880,13 +1975,9 @@ class QuickBooksSimulator:
         requestid = call.args.get("requestid")
         if call.method != "POST" or requestid is None:
             return self._api(call)
-        if len(requestid) > MAX_REQUESTID_LENGTH:
-            error = QboError(
-                "2050",
-                "Invalid String Length",
-                f"requestid is longer than {MAX_REQUESTID_LENGTH} characters. Supplied length:{len(requestid)}",
-                "requestid",
-            )
+        limit = MAX_BATCH_REQUESTID_LENGTH if call.is_batch else MAX_REQUESTID_LENGTH
+        if len(requestid) > limit:
+            error = _too_long("requestid", limit, len(requestid))
             return Reply(error.status, error.body(self._stamp()))
         assert call.realm_id is not None  # token and revoke calls were answered above; API paths name a realm
         key = (call.realm_id, requestid)
@@ -1912,6 +2003,8 @@ class QuickBooksSimulator:
     def _route(self, company: Company, call: Call) -> tuple[str, Any]:
         parts = call.sub_path.strip("/").split("/")
         entity_name = ENTITY_BY_PATH.get(parts[0])
+        if call.is_batch:
+            return "BatchItemResponse", self._batch(company, call)
         if parts == ["query"]:
             text = call.args.get("query") if call.method == "GET" else call.body
             return "QueryResponse", company.query(text or "")
@@ -1940,6 +2033,35 @@ class QuickBooksSimulator:
             if operation in ("create", "update"):
                 return entity_name, company.save(entity_name, body, options)
         raise _unsupported(call.path)
+
+    def _batch(self, company: Company, call: Call) -> list[dict]:
+        """Answer every item of a batch on its own, as its single-entity endpoint would; a fault stops only its item."""
+        items = _batch_requests(call)
+        answers: dict[int, dict] = {}
+        # Queries run before the writes, so no item sees what another item of the same batch did; the writes then
+        # run in request order, each checked (names, DocNumbers...) exactly as separate POSTs would be.
+        for index in sorted(range(len(items)), key=lambda i: "Query" not in items[i]):
+            answers[index] = self._batch_item(company, call, items[index])
+        return [answers[index] for index in range(len(items))]
+
+    def _batch_item(self, company: Company, batch: Call, item: dict) -> dict:
+        """Answer one BatchItemRequest with ``{<Entity>: {...}, "bId"}`` or ``{"Fault": {...}, "bId"}``."""
+        bid = item["bId"]
+        try:
+            call = _batch_item_call(batch, item)
+        except QboError as error:
+            return {"Fault": error.body("")["Fault"], "bId": bid}
+        fault = self._take_fault(call, batch_item=True)
+        if fault is not None and not fault.after_commit:
+            return {"Fault": fault.item_fault(), "bId": bid}
+        try:
+            key, body = self._route(company, call)
+            answer = {key: body, "bId": bid}
+        except QboError as error:
+            answer = {"Fault": error.body("")["Fault"], "bId": bid}
+        if fault is not None:  # after_commit: the item's write happened, but its answer says it failed
+            return {"Fault": fault.item_fault(), "bId": bid}
+        return answer
 
     def _token(self, call: Call) -> Reply:
         """The OAuth token endpoint: refresh_token and authorization_code grants."""
@@ -1982,6 +2104,61 @@ class QuickBooksSimulator:
         except ValueError:
             return False
         return decoded == f"{self.client_id}:{self.client_secret}"
+
+
+# Keys of a BatchItemRequest besides the one entity (or "Query") it carries.
+_BATCH_ITEM_KEYS = ("bId", "operation", "optionsData")
+
+
+def _batch_requests(call: Call) -> list[dict]:
+    """Return a batch's BatchItemRequest list, or raise the request-level fault (too many items, bad bIds)."""
+    try:
+        body = json.loads(call.body or "{}")
+    except ValueError:
+        raise _invalid_property("request body (not valid JSON)") from None
+    items = body.get("BatchItemRequest") if isinstance(body, dict) else None
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise _required("BatchItemRequest")
+    if len(items) > MAX_BATCH_ITEMS:
+        # UNCONFIRMED: Intuit's code and wording for an oversized batch; 6000 is its generic validation fault.
+        raise _business(
+            f"A batch may have at most {MAX_BATCH_ITEMS} BatchItemRequest items. Supplied: {len(items)}",
+            "BatchItemRequest",
+        )
+    bids = [item.get("bId") for item in items]
+    if not all(isinstance(bid, str) and bid for bid in bids):
+        raise _required("bId")
+    if len(set(bids)) != len(bids):
+        raise _business("Every BatchItemRequest needs a bId of its own.", "bId")  # UNCONFIRMED wording
+    if call.args.get("requestid") is not None:
+        longest = max(len(bid) for bid in bids) if bids else 0
+        if longest > MAX_BATCH_ID_LENGTH:
+            raise _too_long("bId", MAX_BATCH_ID_LENGTH, longest)
+    return items
+
+
+def _batch_item_call(batch: Call, item: dict) -> Call:
+    """Return the single call a batch item stands for: ``POST /<entity>?operation=...`` or ``GET /query``."""
+    company_path = batch.path[: len(batch.path) - len(batch.sub_path)]
+    if "Query" in item:
+        args = {"query": str(item["Query"])}
+        return replace(batch, method="GET", path=f"{company_path}/query", args=args, body="", sub_path="/query")
+    names = [key for key in item if key not in _BATCH_ITEM_KEYS]
+    entity_name = names[0] if len(names) == 1 else None
+    if entity_name is None or entity_name not in WRITABLE:
+        raise _unsupported(f"batch item {', '.join(names) or 'without an entity'}")
+    operation = item.get("operation")
+    if operation is None:
+        raise _required("operation")
+    if str(operation).lower() not in ("create", "update", "delete"):
+        raise _invalid_enum("operation", operation)
+    if not isinstance(item[entity_name], dict):
+        raise _invalid_property(entity_name)
+    args = {"operation": str(operation).lower()}
+    if item.get("optionsData"):
+        args["include"] = str(item["optionsData"])  # "void" with update voids, as ?operation=update&include=void
+    sub_path, body = f"/{entity_name.lower()}", json.dumps(item[entity_name])
+    return replace(batch, path=company_path + sub_path, args=args, body=body, sub_path=sub_path)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -2165,7 +2342,11 @@ def create_app(sim: QuickBooksSimulator | None = None) -> Flask:
 
     @app.route("/v3/company/<realm_id>/<path:sub_path>", methods=["GET", "POST"])
     def api(realm_id: str, sub_path: str):
-        return _to_response(sim.handle(_call("api", realm_id, "/" + sub_path)))
+        sim.enter(realm_id)  # in flight until answered, an injected delay included
+        try:
+            return _to_response(sim.handle(_call("api", realm_id, "/" + sub_path)))
+        finally:
+            sim.leave(realm_id)
 
     @app.route("/connect/oauth2", methods=["GET", "POST"])
     def consent():

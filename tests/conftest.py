@@ -25,6 +25,7 @@ import redis
 import responses
 from rq import SimpleWorker
 from rq.registry import ScheduledJobRegistry
+from rq.worker import DequeueStrategy
 
 from actions.app import create_app
 from services import bootstrap
@@ -183,6 +184,11 @@ def environment(sims: Simulators, database_url: str, queue_name: str, **extra: s
         "SWEEP_INTERVAL": "1",
         "HTTP_TIMEOUT": "10",
         "QUICKBOOKS_THROTTLE_BACKOFF": "1",
+        # The limits of the simulators: HubSpot's allows 100 calls per 10 s per portal (HubSpot itself 110), and
+        # QuickBooks' has no per-second limit unless a test sets one (so a job that makes a dozen calls in a second
+        # does not wait out a job time limit of one second).
+        "HUBSPOT_CALLS_PER_10S": "100",
+        "QUICKBOOKS_CALLS_PER_SECOND": "1000",
         "OPS_JWT_SECRET": OPS_JWT_SECRET,
         **extra,
     }
@@ -246,20 +252,20 @@ def server(services: Services) -> Iterator[str]:
 
 def drain(svc: Services, *, timeout: float = 30) -> None:
     """Run every queued job in this process, including retries once they are due."""
-    queue = svc.queue.queue
-    scheduled = ScheduledJobRegistry(queue=queue)
+    queues = svc.queue.all_queues
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        SimpleWorker([queue], connection=svc.redis).work(burst=True)
-        waiting = scheduled.get_job_ids()
-        if not waiting:
+        SimpleWorker(queues, connection=svc.redis).work(burst=True, dequeue_strategy=DequeueStrategy.ROUND_ROBIN)
+        registries = [(queue, ScheduledJobRegistry(queue=queue)) for queue in queues]
+        if not any(registry.get_job_ids() for _, registry in registries):
             return
         time.sleep(0.2)
-        for job_id in scheduled.get_jobs_to_schedule(int(time.time()) + 1):
-            job = queue.fetch_job(job_id)
-            scheduled.remove(job_id)
-            if job is not None:
-                queue._enqueue_job(job)
+        for queue, registry in registries:
+            for job_id in registry.get_jobs_to_schedule(int(time.time()) + 1):
+                job = queue.fetch_job(job_id)
+                registry.remove(job_id)
+                if job is not None:
+                    queue._enqueue_job(job)
     raise AssertionError("jobs still scheduled after the timeout")
 
 

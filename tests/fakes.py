@@ -146,3 +146,24 @@ class FakeQuickBooks:
         self.entities.setdefault(entity, []).append(row)
         self._replies[requestid] = row
         return row
+
+
+class RecordingGate:
+    """A CallGate that lets every request go and records what it was told: slots by kind, open ones, and 429s."""
+
+    def __init__(self) -> None:
+        self.kinds: list[str] = []
+        self.open = 0
+        self.throttles: list[float | None] = []
+
+    @contextmanager
+    def slot(self, kind: str = "call") -> Iterator[None]:
+        self.kinds.append(kind)
+        self.open += 1
+        try:
+            yield
+        finally:
+            self.open -= 1
+
+    def throttled(self, retry_after: float | None) -> None:
+        self.throttles.append(retry_after)

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+from services.hubspot.client import CrmObject
 from services.store.records import CachedProfile, PaymentClaim, Step, Tenant
 
 # A lock shared by every process of the deployment, by name: ``with locks("customer:..."):``.
@@ -43,6 +44,18 @@ class Ledger(Protocol):
     def save_payment_document_outputs(
         self, tenant: Tenant, payment_id: str, kind: str, outputs: dict[str, Any]
     ) -> None: ...
+
+
+class HubSpotReader(Protocol):
+    """The HubSpot reads the rules make: the HubSpot client itself, or one that serves prefetched snapshots."""
+
+    def read_object(
+        self, object_type: str, object_id: str, properties: Sequence[str], associations: Sequence[str] = ()
+    ) -> CrmObject: ...
+
+    def batch_read(self, object_type: str, ids: Sequence[str], properties: Sequence[str]) -> list[CrmObject]: ...
+
+    def associations(self, from_type: str, object_id: str, to_type: str) -> list[str]: ...
 
 
 class ProfileCache(Protocol):

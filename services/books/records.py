@@ -8,7 +8,8 @@ from typing import Any
 
 from services.books.eligibility import contact_sync_mode
 from services.books.failures import ActionFailure
-from services.hubspot.client import CrmObject, HubSpotClient
+from services.books.ports import HubSpotReader
+from services.hubspot.client import CrmObject
 from services.hubspot.objects import CONTACT_PROPERTIES, LINE_ITEM_PROPERTIES, OBJECT_FIELDS, object_type_name
 from services.transport.errors import NotFoundError
 
@@ -40,7 +41,7 @@ def contact_properties(settings: dict[str, Any]) -> list[str]:
 
 
 def load_record(
-    hubspot: HubSpotClient,
+    hubspot: HubSpotReader,
     object_type: str,
     object_id: str,
     *,
@@ -68,7 +69,7 @@ def load_record(
     return EnrolledRecord(type_name, record, contact_ids[0] if contact_ids else None, line_items)
 
 
-def load_contact(hubspot: HubSpotClient, contact_id: str, settings: dict[str, Any]) -> CrmObject | None:
+def load_contact(hubspot: HubSpotReader, contact_id: str, settings: dict[str, Any]) -> CrmObject | None:
     """Read a contact with the properties customer matching and the sync filters need."""
     found = hubspot.batch_read("contacts", [contact_id], contact_properties(settings))
     return found[0] if found else None

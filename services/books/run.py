@@ -9,10 +9,9 @@ from typing import Any
 
 from services.books.company import CompanyProfile, company_profile
 from services.books.failures import ActionFailure, expired
-from services.books.ports import Ledger, LockFactory, ProfileCache
+from services.books.ports import HubSpotReader, Ledger, LockFactory, ProfileCache
 from services.books.settings import DEFAULTS_OF_INPUTS
 from services.clock import utcnow
-from services.hubspot.client import HubSpotClient
 from services.quickbooks.client import QuickBooksClient
 from services.store.records import Execution, Step, Tenant
 
@@ -30,7 +29,7 @@ class Run:
 
     execution: Execution
     qbo: QuickBooksClient
-    hubspot: HubSpotClient
+    hubspot: HubSpotReader
     settings: dict[str, Any]
     ledger: Ledger
     locks: LockFactory

@@ -216,7 +216,7 @@ class Operations:
             self.services.bookkeeping.save_product_mapping(tenant, product_id, item_id)
         if not self.executions.requeue_failed(execution.id):
             raise Conflict(f"Execution {execution.id} was retried or changed by someone else a moment ago.")
-        self.services.queue.ensure_enqueued(execution.id, force=True)
+        self.services.queue.ensure_enqueued(execution.id, execution.portal_id, force=True)
         action = "map_and_retry" if mappings else "edit_and_retry" if changed_inputs else "retry"
         after: dict[str, Any] = {"state": "waiting"}
         if changed_inputs:

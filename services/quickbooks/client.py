@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import requests
@@ -16,11 +17,18 @@ from services.transport.errors import (
     ServiceError,
     TransientError,
 )
-from services.transport.http import json_or_none, rate_limited, send
+from services.transport.gate import BATCH, CALL, CallGate, OpenGate
+from services.transport.http import json_or_none, rate_limited, retry_after_seconds, send
 from services.transport.oauth import TokenProvider
 
 SERVICE = "quickbooks"
 MINOR_VERSION = "75"
+# Intuit counts requests to this path against a batch limit of their own as well.
+BATCH_PATH = "batch"
+# Intuit's batch limits: items per request; with a requestid, its length and each bId's length.
+MAX_BATCH_ITEMS = 30
+MAX_BATCH_REQUESTID_LENGTH = 36
+MAX_BATCH_ID_LENGTH = 10
 
 
 class QuickBooksClient:
@@ -34,9 +42,12 @@ class QuickBooksClient:
         *,
         session: requests.Session,
         timeout: float = 30.0,
+        gate: CallGate | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.realm_id = realm_id
+        # Every request passes the company's gate: its limits, shared by every process.
+        self.gate = gate if gate is not None else OpenGate()
         self.tokens = tokens
         self.session = session
         self.timeout = timeout
@@ -83,6 +94,31 @@ class QuickBooksClient:
         """Return every payment term of the company."""
         return self.query(select("Term", size=MAX_RESULTS))
 
+    def batch(self, items: Sequence[dict[str, Any]], *, requestid: str) -> list[dict[str, Any]]:
+        """Send up to 30 BatchItemRequests at once; return each item's answer (entity or Fault) in request order."""
+        if len(items) > MAX_BATCH_ITEMS:
+            raise ValueError(f"a batch has at most {MAX_BATCH_ITEMS} items, not {len(items)}")
+        bids = [item.get("bId") for item in items]
+        # The short bIds are Intuit's rule for a batch with a requestid, which this client always sends.
+        if not all(isinstance(bid, str) and 0 < len(bid) <= MAX_BATCH_ID_LENGTH for bid in bids):
+            raise ValueError(f"every batch item needs a bId of 1 to {MAX_BATCH_ID_LENGTH} characters")
+        if len(set(bids)) != len(bids):
+            raise ValueError("every batch item needs a bId of its own")
+        if len(requestid) > MAX_BATCH_REQUESTID_LENGTH:
+            raise ValueError(f"a batch requestid has at most {MAX_BATCH_REQUESTID_LENGTH} characters")
+        if not items:
+            return []
+        response = self._request("POST", BATCH_PATH, json={"BatchItemRequest": list(items)}, requestid=requestid)
+        # Intuit answers the items in an order of its own; match the answers to the request by bId.
+        answers = {
+            answer.get("bId"): answer for answer in response.get("BatchItemResponse") or [] if isinstance(answer, dict)
+        }
+        missing = [bid for bid in bids if bid not in answers]
+        if missing:
+            message = f"QuickBooks: the batch answer lacks items {', '.join(map(str, missing))}"
+            raise TransientError(message, service=SERVICE, body=response)
+        return [answers[bid] for bid in bids]
+
     # Transport -----------------------------------------------------------------------------------
 
     def _request(
@@ -98,18 +134,27 @@ class QuickBooksClient:
         if requestid:
             query["requestid"] = requestid
         url = f"{self.base_url}/company/{self.realm_id}/{path}"
+        kind = BATCH if path == BATCH_PATH else CALL
         token = self.tokens.access_token()
-        response = self._send(method, url, query, json, token)
+        response = self._send(method, url, query, json, token, kind)
         if response.status_code == 401:
             # An expired token: refresh, then repeat the same call with the same requestid.
             token = self.tokens.refresh(token)
-            response = self._send(method, url, query, json, token)
+            response = self._send(method, url, query, json, token, kind)
         return self._parse(response)
 
-    def _send(self, method: str, url: str, query: dict[str, str], body: Any, token: str) -> requests.Response:
-        self.calls += 1
+    def _send(
+        self, method: str, url: str, query: dict[str, str], body: Any, token: str, kind: str
+    ) -> requests.Response:
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-        return send(self.session, SERVICE, method, url, params=query, json=body, headers=headers, timeout=self.timeout)
+        with self.gate.slot(kind):
+            self.calls += 1
+            response = send(
+                self.session, SERVICE, method, url, params=query, json=body, headers=headers, timeout=self.timeout
+            )
+            if response.status_code == 429:
+                self.gate.throttled(retry_after_seconds(response))
+        return response
 
     def _parse(self, response: requests.Response) -> dict[str, Any]:
         body = json_or_none(response)
@@ -118,32 +163,39 @@ class QuickBooksClient:
             return body
         if response.status_code == 429:
             raise rate_limited(SERVICE, response, "QuickBooks throttled the request", request_id=request_id)
-        code, message, detail, fault_type = _fault(body)
-        kwargs: dict[str, Any] = {
-            "service": SERVICE,
-            "http_status": response.status_code,
-            "code": code,
-            "detail": detail,
-            "request_id": request_id,
-            "body": body if body is not None else response.text[:2000],
-        }
-        text = f"QuickBooks: {message or response.reason}" + (f" ({detail})" if detail else "")
-        error: ServiceError
-        if response.status_code >= 500 or (response.status_code == 200 and body is None):
-            error = TransientError(text, **kwargs)
-        elif response.status_code == 401:
-            error = AuthenticationError(text, **kwargs)
-        elif response.status_code == 403 or code in faults.RECONNECT:
-            error = ConnectionRevokedError(text, **kwargs)
-        elif code == faults.THROTTLE_EXCEEDED:
-            error = TransientError(text, **kwargs)
-        elif response.status_code == 404 or code == faults.OBJECT_NOT_FOUND:
-            error = NotFoundError(text, **kwargs)
-        elif fault_type == "SystemFault":
-            error = TransientError(text, **kwargs)
-        else:
-            error = PermanentError(text, **kwargs)
-        raise error
+        raise _error(response.status_code, body, response.reason, request_id=request_id, text=response.text)
+
+
+def batch_item_error(answer: dict[str, Any], *, request_id: str | None = None) -> ServiceError:
+    """Return the error a single call would raise for this batch item's Fault (a fault in a 200 answer)."""
+    return _error(200, {"Fault": answer.get("Fault") or {}}, "batch item fault", request_id=request_id)
+
+
+def _error(status: int, body: Any, reason: str, *, request_id: str | None, text: str = "") -> ServiceError:
+    """Classify a failed answer (its status and Fault) into the error the rules act on."""
+    code, message, detail, fault_type = _fault(body)
+    kwargs: dict[str, Any] = {
+        "service": SERVICE,
+        "http_status": status,
+        "code": code,
+        "detail": detail,
+        "request_id": request_id,
+        "body": body if body is not None else text[:2000],
+    }
+    summary = f"QuickBooks: {message or reason}" + (f" ({detail})" if detail else "")
+    if status >= 500 or (status == 200 and body is None):
+        return TransientError(summary, **kwargs)
+    if status == 401:
+        return AuthenticationError(summary, **kwargs)
+    if status == 403 or code in faults.RECONNECT:
+        return ConnectionRevokedError(summary, **kwargs)
+    if code == faults.THROTTLE_EXCEEDED:
+        return TransientError(summary, **kwargs)
+    if status == 404 or code == faults.OBJECT_NOT_FOUND:
+        return NotFoundError(summary, **kwargs)
+    if fault_type == "SystemFault":
+        return TransientError(summary, **kwargs)
+    return PermanentError(summary, **kwargs)
 
 
 def _fault(body: Any) -> tuple[str | None, str | None, str | None, str | None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -89,6 +90,21 @@ class ExecutionRepository:
             query = query.where(ExecutionRow.state == state)
         with self.database.session() as session:
             return [from_row(Execution, row) for row in session.scalars(query)]
+
+    def waiting_objects(self, portal_id: int, object_types: Sequence[str], *, limit: int) -> list[str]:
+        """Return the ids of a portal's records of these types whose executions wait to run, oldest first."""
+        query = (
+            select(ExecutionRow.object_id)
+            .where(
+                ExecutionRow.portal_id == portal_id,
+                ExecutionRow.object_type.in_(list(object_types)),
+                ExecutionRow.state.in_(RUNNABLE_STATES),
+            )
+            .order_by(ExecutionRow.created_at)
+            .limit(limit)
+        )
+        with self.database.engine.connect() as conn:
+            return list(dict.fromkeys(str(object_id) for object_id in conn.execute(query).scalars()))
 
     # Leases: one run at a time -------------------------------------------------------------------
 

@@ -19,11 +19,11 @@ log = logging.getLogger(__name__)
 def read_backlog(services: Services) -> Backlog:
     """Read the queue and the executions table; a source that does not answer is left out, not an error."""
     backlog = Backlog()
-    queue = services.queue.queue
+    queues = services.queue.all_queues
     try:
         # No cleanup of the registry: a scrape only looks.
-        scheduled = ScheduledJobRegistry(queue=queue).get_job_count(cleanup=False)
-        backlog = replace(backlog, queued_jobs=queue.count, scheduled_jobs=scheduled)
+        scheduled = sum(ScheduledJobRegistry(queue=queue).get_job_count(cleanup=False) for queue in queues)
+        backlog = replace(backlog, queued_jobs=services.queue.depth(), scheduled_jobs=scheduled)
     except INFRASTRUCTURE_FAULTS as fault:
         log.warning("metrics: the queue could not be read: %s", fault)
     try:

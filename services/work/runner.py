@@ -11,6 +11,8 @@ from rq import Retry
 
 from services import logs, metrics
 from services.books.failures import ActionFailure, failure_for, internal_error, not_connected
+from services.books.ports import HubSpotReader
+from services.books.records import contact_properties
 from services.books.run import LeaseLostError, Run
 from services.books.settings import hold_for
 from services.bootstrap import Services
@@ -21,6 +23,7 @@ from services.store.records import Execution
 from services.transport.errors import InfrastructureError, RateLimitedError, ServiceError, TransientError
 from services.work.faults import INFRASTRUCTURE_FAULTS, REDIS_FAULTS, infrastructure_error
 from services.work.handlers import HANDLERS
+from services.work.prefetch import SnapshotReader, Snapshots
 from services.work.queue import retry_in
 
 log = logging.getLogger(__name__)
@@ -134,17 +137,33 @@ class ExecutionRunner:
         if connection is None or not connection.active:
             raise not_connected(realm_id, was_connected=connection is not None)
         lease_seconds = self.config.lease_seconds
+        settings = svc.companies.settings(realm_id)
         return Run(
             execution=execution,
             qbo=svc.quickbooks(connection),
-            hubspot=svc.hubspot(execution.portal_id),
-            settings=svc.companies.settings(realm_id),
+            hubspot=self._hubspot_reader(execution, settings),
+            settings=settings,
             ledger=svc.bookkeeping,
             locks=svc.lock,
             profiles=svc.companies,
             keep_lease=lambda: self.executions.renew_lease(execution.id, token, lease_seconds),
             app_url=self.config.quickbooks_app_url,
             steps=svc.bookkeeping.steps(execution.id),
+        )
+
+    def _hubspot_reader(self, execution: Execution, settings: dict[str, Any]) -> HubSpotReader:
+        """Return the run's HubSpot reads: served from the snapshots of records read in batches, when enabled."""
+        svc, seconds, portal_id = self.services, self.config.record_snapshot_seconds, execution.portal_id
+        hubspot = svc.hubspot(portal_id)
+        if seconds <= 0:
+            return hubspot
+        return SnapshotReader(
+            hubspot,
+            Snapshots(svc.redis, portal_id, seconds=seconds),
+            waiting_objects=lambda types, limit: svc.executions.waiting_objects(portal_id, types, limit=limit),
+            lock=svc.lock,
+            contact_properties=contact_properties(settings),
+            read_contacts=not execution.inputs.get("customer"),
         )
 
     def _hold_until(self, execution: Execution, reason: str) -> datetime | None:

@@ -39,7 +39,7 @@ def sweep(services: Services) -> SweepReport:
     with services.lock("sweeper", timeout=120):
         for execution in services.executions.to_sweep(queued_before=utcnow() - GRACE):
             # A running execution listed here has an expired lease: its worker is gone.
-            if queue.ensure_enqueued(execution.id, force=execution.state == RUNNING):
+            if queue.ensure_enqueued(execution.id, execution.portal_id, force=execution.state == RUNNING):
                 requeued += 1
                 log.warning("execution %s (%s) had no live job; enqueued it again", execution.id, execution.state)
         for released in services.executions.release_holds(utcnow()):

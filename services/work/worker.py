@@ -13,6 +13,7 @@ import time
 
 import redis
 from rq import SimpleWorker
+from rq.worker import DequeueStrategy
 
 from services import metrics
 from services.bootstrap import Services
@@ -54,7 +55,9 @@ def work(services: Services, *, burst: bool = False) -> None:
     while True:
         wait_for_redis(services.redis)
         try:
-            SimpleWorker([services.queue.queue], connection=services.redis).work(with_scheduler=True, burst=burst)
+            SimpleWorker(services.queue.all_queues, connection=services.redis).work(
+                with_scheduler=True, burst=burst, dequeue_strategy=DequeueStrategy.ROUND_ROBIN
+            )
             return
         except REDIS_FAULTS as fault:
             log.error("the worker lost Redis (%s); starting a new one once it answers", fault)

@@ -20,7 +20,7 @@ BLOCK = {"outputFields": {"hs_execution_state": "BLOCK", "hs_expiration_duration
 
 
 def queued_job_ids(services: Services) -> list[str]:
-    return services.queue.queue.get_job_ids()
+    return [job_id for queue in services.queue.all_queues for job_id in queue.get_job_ids()]
 
 
 def test_accepts_a_signed_execution_records_it_and_enqueues_its_job(server: str, services: Services) -> None:

@@ -60,7 +60,8 @@ def test_hubspot_refusing_a_read_fails_with_hubspot_rejected(perform: Perform, s
 def test_hubspot_down_for_good_fails_with_hubspot_unavailable(
     perform: Perform, sims: Simulators, services: Services, settings: Any
 ) -> None:
-    sims.hs_fault(method="GET", path="/crm/v3/objects/deals/", status=503, count=10)
+    # Every read of the deal, alone or in a batch with its neighbours.
+    sims.hs_fault(path="/crm/v3/objects/deals/", status=503, count=10)
     deal = seed_deal(sims)
 
     execution = perform(deal["deal"], inputs=sales_inputs(create_missing_products="yes"))

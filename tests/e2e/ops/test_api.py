@@ -365,8 +365,10 @@ def test_a_bulk_retry_after_a_quickbooks_outage_books_each_document_exactly_once
 
     count = 200
     # No retries: every run that meets the outage fails QUICKBOOKS_UNAVAILABLE at once.
-    # (and no waiting for HubSpot's rate limit, which its own tests cover).
-    config = services.config.with_overrides(retry_intervals=(), hubspot_calls_per_10s=100000)
+    # (and no waiting for the shared rate limits, which their own tests cover).
+    config = services.config.with_overrides(
+        retry_intervals=(), hubspot_calls_per_10s=100000, quickbooks_calls_per_minute=100000
+    )
     monkeypatch.setattr(services, "config", config)
     item = sims.add_entity("Item", {"Name": "Widget", "Type": "Service", "IncomeAccountRef": {"value": "1"}})
     services.bookkeeping.save_product_mapping(Tenant(PORTAL_ID, REALM_ID), "555", item["Id"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 
@@ -490,6 +491,19 @@ def test_per_second_limit_when_enabled(api, sim):
     sim.per_second_limit = 2
     statuses = [api.query("SELECT * FROM Term").status_code for _ in range(3)]
     assert statuses == [200, 200, 429]
+
+
+def test_concurrent_limit_when_enabled(api, sim):
+    sim.concurrent_limit = 1
+    sim.add_fault(None, path="^/query$", delay=0.5)  # the first query stays in flight for half a second
+    slow: list[int] = []
+    first = threading.Thread(target=lambda: slow.append(api.query("SELECT * FROM Term").status_code))
+    first.start()
+    time.sleep(0.2)
+    assert api.query("SELECT * FROM Term").status_code == 429
+    first.join(timeout=5)
+    assert slow == [200]
+    assert api.query("SELECT * FROM Term").status_code == 200
 
 
 # --- injected faults and admin endpoints ---------------------------------------------------------------

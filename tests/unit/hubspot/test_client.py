@@ -19,7 +19,7 @@ from services.transport.errors import (
     ServiceError,
     TransientError,
 )
-from tests.fakes import FakeTokens
+from tests.fakes import FakeTokens, RecordingGate
 
 BASE_URL = "https://api.hubapi.example"
 PORTAL_ID = 102670506
@@ -361,3 +361,22 @@ def test_a_207_outside_a_batch_read_is_an_error(http: responses.RequestsMock, cl
     )
     with pytest.raises(PermanentError):
         client.complete_callbacks([("ap-1", {}), ("ap-2", {})])
+
+
+# The portal's gate -------------------------------------------------------------------------------
+
+
+def test_every_request_goes_through_the_gate_and_a_429_is_told_to_it(
+    http: responses.RequestsMock, tokens: FakeTokens
+) -> None:
+    gate = RecordingGate()
+    client = HubSpotClient(BASE_URL, PORTAL_ID, tokens, session=requests.Session(), timeout=5, gate=gate)
+    http.get(f"{BASE_URL}/crm/v3/objects/deals/614", json={"id": "614", "properties": {}})
+    http.get(f"{BASE_URL}/crm/v3/objects/deals/614", status=429, headers={"Retry-After": "3"}, json={})
+
+    client.read_object("deals", "614", ["dealname"])
+    assert isinstance(failing_read(client), RateLimitedError)
+
+    assert gate.kinds == ["call", "call"]
+    assert gate.throttles == [3.0]
+    assert gate.open == 0

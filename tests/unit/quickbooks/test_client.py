@@ -9,7 +9,7 @@ import requests
 import responses
 from responses import matchers
 
-from services.quickbooks.client import QuickBooksClient
+from services.quickbooks.client import QuickBooksClient, batch_item_error
 from services.quickbooks.query import quote
 from services.transport.errors import (
     AuthenticationError,
@@ -20,7 +20,7 @@ from services.transport.errors import (
     ServiceError,
     TransientError,
 )
-from tests.fakes import FakeTokens
+from tests.fakes import FakeTokens, RecordingGate
 
 BASE_URL = "https://sandbox-quickbooks.api.intuit.com/v3"
 REALM_ID = "9130355"
@@ -348,3 +348,162 @@ def test_quote_escapes_an_apostrophe_with_a_backslash() -> None:
 
 def test_quote_escapes_a_backslash_before_the_apostrophes() -> None:
     assert quote("a\\'b") == "'a\\\\\\'b'"
+
+
+# The company's gate ------------------------------------------------------------------------------
+
+
+def test_every_request_goes_through_the_gate_including_the_one_after_a_refresh(
+    http: responses.RequestsMock, tokens: FakeTokens
+) -> None:
+    gate = RecordingGate()
+    client = QuickBooksClient(BASE_URL, REALM_ID, tokens, session=requests.Session(), timeout=5, gate=gate)
+    http.get(f"{COMPANY}/invoice/145", status=401, json=fault("3200", "AuthenticationFailed"))
+    http.get(f"{COMPANY}/invoice/145", json={"Invoice": {"Id": "145"}})
+
+    client.read("Invoice", "145")
+
+    assert gate.kinds == ["call", "call"]
+    assert gate.throttles == []
+
+
+def test_a_batch_request_is_a_batch_for_the_gate(http: responses.RequestsMock, tokens: FakeTokens) -> None:
+    gate = RecordingGate()
+    client = QuickBooksClient(BASE_URL, REALM_ID, tokens, session=requests.Session(), timeout=5, gate=gate)
+    http.post(f"{COMPANY}/batch", json={"BatchItemResponse": []})
+
+    client._request("POST", "batch", json={"BatchItemRequest": []})
+
+    assert gate.kinds == ["batch"]
+
+
+@pytest.mark.parametrize(("headers", "told"), [({}, None), ({"Retry-After": "7"}, 7.0)])
+def test_a_429_is_told_to_the_gate_with_its_retry_after(
+    http: responses.RequestsMock, tokens: FakeTokens, headers: dict[str, str], told: float | None
+) -> None:
+    gate = RecordingGate()
+    client = QuickBooksClient(BASE_URL, REALM_ID, tokens, session=requests.Session(), timeout=5, gate=gate)
+    http.get(f"{COMPANY}/invoice/145", status=429, headers=headers, body='<Error code="3001"/>')
+
+    assert isinstance(failing_read(client), RateLimitedError)
+    assert gate.throttles == [told]
+    assert gate.open == 0
+
+
+# Batch -------------------------------------------------------------------------------------------
+
+
+def batch_items() -> list[dict[str, Any]]:
+    """Return two invoice creates and a query, as BatchItemRequests."""
+    return [
+        {"bId": "1", "operation": "create", "Invoice": invoice(DocNumber="HS-1")},
+        {"bId": "2", "operation": "create", "Invoice": invoice(DocNumber="HS-2")},
+        {"bId": "3", "Query": "select * from Item"},
+    ]
+
+
+def test_batch_posts_the_items_and_returns_the_answers_in_request_order(
+    http: responses.RequestsMock, tokens: FakeTokens
+) -> None:
+    gate = RecordingGate()
+    client = QuickBooksClient(BASE_URL, REALM_ID, tokens, session=requests.Session(), timeout=5, gate=gate)
+    duplicate = fault("6140", "Duplicate Document Number Error", "DocNumber=HS-2")["Fault"]
+    answers = [
+        {"QueryResponse": {"Item": [{"Id": "1"}]}, "bId": "3"},
+        {"Fault": duplicate, "bId": "2"},
+        {"Invoice": {"Id": "145", "DocNumber": "HS-1"}, "bId": "1"},
+    ]
+    http.post(
+        f"{COMPANY}/batch",
+        match=[
+            params(requestid="exec-1-b1"),
+            bearer("access-1"),
+            matchers.json_params_matcher({"BatchItemRequest": batch_items()}),
+        ],
+        json={"BatchItemResponse": answers, "time": "2025-09-29T09:17:31.892-07:00"},
+    )
+
+    result = client.batch(batch_items(), requestid="exec-1-b1")
+
+    assert result == [answers[2], answers[1], answers[0]]
+    assert gate.kinds == ["batch"]
+    assert client.calls == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (429, '<Error code="3001"/>', RateLimitedError),
+        (500, "<html>Internal Server Error</html>", TransientError),
+        (503, "", TransientError),
+        (400, fault("6000", detail="A batch may have at most 30 BatchItemRequest items"), PermanentError),
+    ],
+    ids=["429", "500", "503", "400"],
+)
+def test_a_failed_batch_request_raises_the_usual_errors(
+    http: responses.RequestsMock, client: QuickBooksClient, status: int, body: Any, expected: type[ServiceError]
+) -> None:
+    if isinstance(body, dict):
+        http.post(f"{COMPANY}/batch", status=status, json=body)
+    else:
+        http.post(f"{COMPANY}/batch", status=status, body=body)
+    with pytest.raises(ServiceError) as raised:
+        client.batch(batch_items(), requestid="exec-1-b1")
+    assert type(raised.value) is expected
+    assert raised.value.http_status == status
+
+
+def test_a_batch_answer_without_an_item_is_transient(http: responses.RequestsMock, client: QuickBooksClient) -> None:
+    http.post(f"{COMPANY}/batch", json={"BatchItemResponse": [{"Invoice": {"Id": "145"}, "bId": "1"}]})
+    with pytest.raises(TransientError, match="lacks items 2, 3"):
+        client.batch(batch_items(), requestid="exec-1-b1")
+
+
+@pytest.mark.parametrize(
+    ("items", "requestid"),
+    [
+        ([{"bId": str(n), "Query": "select * from Item"} for n in range(31)], "exec-1-b1"),
+        ([{"bId": "1", "Query": "select * from Item"}, {"bId": "1", "Query": "select * from Term"}], "exec-1-b1"),
+        ([{"bId": "12345678901", "Query": "select * from Item"}], "exec-1-b1"),
+        ([{"Query": "select * from Item"}], "exec-1-b1"),
+        ([{"bId": "1", "Query": "select * from Item"}], "r" * 37),
+    ],
+    ids=["31-items", "repeated-bid", "long-bid", "no-bid", "long-requestid"],
+)
+def test_a_batch_outside_intuits_limits_is_refused_before_sending(
+    client: QuickBooksClient, items: list[dict[str, Any]], requestid: str
+) -> None:
+    with pytest.raises(ValueError):
+        client.batch(items, requestid=requestid)
+    assert client.calls == 0
+
+
+def test_an_empty_batch_sends_nothing(client: QuickBooksClient) -> None:
+    assert client.batch([], requestid="exec-1-b1") == []
+    assert client.calls == 0
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [("6140", PermanentError), ("610", NotFoundError), ("3100", ConnectionRevokedError)],
+    ids=["duplicate-doc-number", "not-found", "reconnect"],
+)
+def test_an_item_fault_becomes_the_error_a_single_call_raises(
+    http: responses.RequestsMock, client: QuickBooksClient, code: str, expected: type[ServiceError]
+) -> None:
+    body = fault(code, f"Error {code}", f"Detail of {code}")
+    http.post(f"{COMPANY}/invoice", status=200, json=body)
+    with pytest.raises(ServiceError) as single:
+        client.create("Invoice", invoice(DocNumber="HS-614"), requestid="exec-1-invoice")
+
+    from_item = batch_item_error({"Fault": body["Fault"], "bId": "1"}, request_id="1-abc")
+
+    assert type(from_item) is type(single.value) is expected
+    assert (from_item.code, from_item.message, from_item.detail, from_item.http_status) == (
+        single.value.code,
+        single.value.message,
+        single.value.detail,
+        200,
+    )
+    assert from_item.request_id == "1-abc"
+    assert from_item.body == {"Fault": body["Fault"]}

@@ -116,6 +116,31 @@ def test_numeric_settings_are_read() -> None:
     assert (config.signature_max_age, config.http_timeout) == (120, 2.5)
 
 
+def test_the_shared_rate_limits_are_read_and_default_to_the_services_own() -> None:
+    defaults = Config.from_env(environment())
+    config = Config.from_env(
+        environment(
+            QUICKBOOKS_CALLS_PER_MINUTE="400",
+            QUICKBOOKS_CALLS_PER_SECOND="8",
+            QUICKBOOKS_CONCURRENCY="4",
+            QUICKBOOKS_BATCHES_PER_MINUTE="30",
+            HUBSPOT_CALLS_PER_10S="100",
+        )
+    )
+
+    assert (defaults.quickbooks_calls_per_minute, defaults.quickbooks_calls_per_second) == (500, 10)
+    assert (defaults.quickbooks_concurrency, defaults.quickbooks_batches_per_minute) == (10, 40)
+    assert defaults.hubspot_calls_per_10s == 110
+    assert (config.quickbooks_calls_per_minute, config.quickbooks_calls_per_second) == (400, 8)
+    assert (config.quickbooks_concurrency, config.quickbooks_batches_per_minute) == (4, 30)
+    assert config.hubspot_calls_per_10s == 100
+
+
+@pytest.mark.parametrize("name", ["QUICKBOOKS_CONCURRENCY", "QUICKBOOKS_CALLS_PER_SECOND", "HUBSPOT_CALLS_PER_10S"])
+def test_a_rate_limit_must_let_a_call_through(name: str) -> None:
+    assert f"{name} must be at least 1" in config_error(**{name: "0"})
+
+
 def test_empty_numeric_settings_keep_their_defaults() -> None:
     config = Config.from_env(environment(JOB_TIMEOUT="", LEASE_SECONDS=""))
     assert (config.job_timeout, config.lease_seconds) == (300, 360)

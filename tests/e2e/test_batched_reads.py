@@ -1,0 +1,91 @@
+"""HubSpot is read for many executions at once: a burst costs a few calls per hundred executions, not per one."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from services.bootstrap import Services
+from simulators.scenario import Simulators, seed_deal
+from tests.builders import execution_body, sales_inputs, signed_post
+from tests.conftest import drain
+
+CALLBACKS = "/automation/v4/actions/callbacks"
+
+
+def _burst(server: str, sims: Simulators, count: int) -> list[tuple[str, dict[str, Any]]]:
+    """Post ``count`` invoices, each deal with its own contact, amount and two line items."""
+    sent = []
+    for number in range(count):
+        contact = {"firstname": f"Buyer{number}", "lastname": "Batch", "email": f"buyer{number}@x.example"}
+        lines = [
+            {"name": "Widget", "quantity": str(number % 3 + 1), "price": "10", "hs_product_id": "555"},
+            {"name": "Gadget", "quantity": "1", "price": str(number + 1), "hs_product_id": "556"},
+        ]
+        seeded = seed_deal(sims, contact=contact, line_items=lines)
+        payload = execution_body(seeded["deal"], inputs=sales_inputs())
+        assert signed_post(server, "/actions/create_invoice", payload).status_code == 200
+        sent.append((payload["callbackId"], {"email": contact["email"], "total": (number % 3 + 1) * 10 + number + 1}))
+    return sent
+
+
+@pytest.fixture
+def products(sims: Simulators, settings: Any, services: Services, monkeypatch: Any) -> None:
+    for name in ("Widget", "Gadget"):
+        sims.add_entity("Item", {"Name": name, "Type": "Service", "IncomeAccountRef": {"value": "1"}})
+    # Not about the rate limits (tested on their own): let the burst run at full speed.
+    sims.hubspot_settings(limit_per_10s=100000)
+    sims.quickbooks_config(throttle_per_minute=100000)
+    unlimited = services.config.with_overrides(hubspot_calls_per_10s=100000, quickbooks_calls_per_minute=100000)
+    monkeypatch.setattr(services, "config", unlimited)
+
+
+def test_a_burst_reads_hubspot_in_batches_and_books_each_record_right(
+    server: str, services: Services, sims: Simulators, products: None
+) -> None:
+    sent = _burst(server, sims, 120)
+
+    drain(services, timeout=120)
+
+    reads = [r for r in sims.hs_requests() if not r["path"].startswith(CALLBACKS) and "/oauth/" not in r["path"]]
+    assert len(reads) / len(sent) <= 0.2, [r["path"] for r in reads]
+    customers = {c["Id"]: c["PrimaryEmailAddr"]["Address"] for c in sims.entities("Customer")}
+    invoices = {i["Id"]: i for i in sims.entities("Invoice")}
+    states = [services.executions.find(c) for c, _ in sent]
+    assert len(invoices) == len(sent), {(e.state, e.failure_reason, e.failure_message) for e in states if e}
+    for callback_id, expected in sent:
+        execution = services.executions.find(callback_id)
+        assert execution is not None and execution.state == "succeeded", execution
+        invoice = invoices[execution.output_fields["quickbooks_id"]]  # type: ignore[index]
+        assert customers[invoice["CustomerRef"]["value"]] == expected["email"]
+        assert Decimal(str(invoice["TotalAmt"])) == expected["total"]
+
+
+def test_without_snapshots_each_execution_reads_its_own_record(
+    server: str, services: Services, sims: Simulators, products: None, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(services, "config", services.config.with_overrides(record_snapshot_seconds=0))
+    sent = _burst(server, sims, 5)
+
+    drain(services)
+
+    singles = [r for r in sims.hs_requests() if r["method"] == "GET" and r["path"].startswith("/crm/v3/objects/deals/")]
+    assert len(singles) == len(sent)
+    assert {services.executions.find(c).state for c, _ in sent} == {"succeeded"}  # type: ignore[union-attr]
+
+
+def test_a_record_changed_after_its_snapshot_was_read_is_read_again_when_the_snapshot_lacks_a_property(
+    server: str, services: Services, sims: Simulators, products: None
+) -> None:
+    sent = _burst(server, sims, 3)
+    drain(services)
+    # Snapshots hold what the action asked for; a different question is answered by HubSpot, not a guess.
+    from services.work.prefetch import Snapshots
+
+    snapshots = Snapshots(services.redis, 102670506, seconds=60)
+    execution = services.executions.find(sent[0][0])
+    assert execution is not None
+    held = snapshots.get("deals", [execution.object_id])[execution.object_id]
+    assert "dealname" in held["asked"] and "hs_priority" not in held["asked"]
