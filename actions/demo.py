@@ -56,6 +56,8 @@ def _config(workdir: Path, sims: Simulators) -> Config:
             "QUICKBOOKS_REVOKE_URL": f"{sims.quickbooks_url}/v2/oauth2/tokens/revoke",
             "HUBSPOT_AUTHORIZE_URL": f"{sims.hubspot_url}/oauth/authorize",
             "OPS_JWT_SECRET": DEMO_OPERATORS_SECRET,
+            # The demo runs its jobs in one burst, without RQ's scheduler: callbacks go at once.
+            "CALLBACK_FLUSH_DELAY": "0",
         }
     )
 

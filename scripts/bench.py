@@ -1,7 +1,8 @@
 #!/usr/bin/env python
-"""Benchmark of the execution endpoint and of the worker (NOT a test; `make bench`).
+"""Benchmark of the execution endpoint, of the worker and of a drain (NOT a test; `make bench`).
 
-    .venv/bin/python scripts/bench.py [--quick]
+    .venv/bin/python scripts/bench.py [--quick] [--only endpoint|worker|drain] [--skip-drain]
+        [--workers K] [--burst N] [--drain-parts burst,fairness,scaling] [--drain-timeout S]
 
 1. The execution endpoint under gunicorn on PostgreSQL + Redis, driven by wrk with pre-signed, unique
    execution requests (scripts/bench_wrk.lua); a few gunicorn configurations, the best one reported.
@@ -15,7 +16,12 @@
    100 otherwise; the same two products, 399.50), counted the same way (an Invoice and a Payment each),
    and the Invoices and Payments created in the simulated company checked: exactly M of each, each
    Payment paying its own new Invoice.
-3. A summary table (figure, target, met) and machine facts; the figures go to .run/bench-results.json.
+3. The drain (scripts/bench_drain.py): the simulators enforce the documented limits (QuickBooks 500/min,
+   10/s, 10 concurrent per realm; HubSpot 110 per 10 s per portal) while the Procfile's processes (web under
+   gunicorn, K workers, the sweeper) drain a burst of N invoices for one company (N = 1,000, 200 with
+   --quick), the same burst while a second portal sends 10 executions (its latency), and 10 companies x 200
+   invoices (50 with --quick) with 1, 2 and 4 workers (1 and 4 with --quick).
+4. A summary table (figure, target, met) and machine facts; the figures go to .run/bench-results.json.
 
 It needs the private Redis (127.0.0.1:6390) and PostgreSQL (127.0.0.1:5439) of scripts/services.sh and
 `wrk` (installed with apt-get when missing). It creates the database `qbo_actions_bench`, uses Redis db 15
@@ -66,6 +72,10 @@ from simulators.scenario import (  # noqa: E402
     execution_request,
 )
 
+# scripts/bench_drain.py imports this module as `bench`: the same module, even when run as a script.
+sys.modules.setdefault("bench", sys.modules[__name__])
+import bench_drain  # noqa: E402
+
 try:  # HubSpot's own client signs, as in the tests; the server's function is the fallback.
     from hubspot.utils.signature import Signature
 
@@ -104,6 +114,7 @@ TARGET_QBO_PER_INVOICE = 1.1
 TARGET_HS_PER_EXECUTION = 3.0
 EXPECTED_QBO_PER_PAID_INVOICE = 2.0  # an Invoice and a Payment; no target
 PAID_AMOUNT = 399.5
+PHASES = ("endpoint", "worker", "drain")
 
 
 # Processes ---------------------------------------------------------------------------------------
@@ -361,7 +372,9 @@ class Bench:
         )
         redis.Redis.from_url(self.redis_url).flushdb()
 
-    def start_gunicorn(self, name: str, args: list[str], port: int) -> subprocess.Popen[bytes]:
+    def start_gunicorn(
+        self, name: str, args: list[str], port: int, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = WORK_DIR / f"gunicorn-{name}.log"
         log.write_text("")
         cmd = [
@@ -373,7 +386,7 @@ class Bench:
             "warning",
             *args,
         ]
-        process = self.procs.start(f"gunicorn {name}", cmd, self.env(), log)
+        process = self.procs.start(f"gunicorn {name}", cmd, env or self.env(), log)
         wait_http(f"http://127.0.0.1:{port}/healthz", process, log)
         # Every worker has imported the app once /healthz answers once per worker; give them a moment.
         time.sleep(0.5)
@@ -588,7 +601,9 @@ def verify_run(bench: Bench, tag: str, ids: list[list[tuple[str, str]]], stats: 
     for entry in mix.values():
         entry["share_of_rows"] = round(entry["rows"] / max(1, len(rows)), 3)
     conn = redis.Redis.from_url(bench.redis_url)
-    queued_jobs = {j.decode() for j in conn.lrange(f"rq:queue:{QUEUE}", 0, -1)}
+    # Executions wait on the lanes of the queue (one portal to a lane), flushes on the queue itself.
+    queue_keys = [k.decode() for k in conn.keys(f"rq:queue:{QUEUE}*")]
+    queued_jobs = {j.decode() for key in queue_keys for j in conn.lrange(key, 0, -1)}
     in_queue = sum(1 for execution_id, _ in rows if f"execution-{execution_id}" in queued_jobs)
     # wrk stops mid-flight: up to one request per connection was sent (and usually recorded) but its
     # answer was never read. Those are the only requests allowed to be absent from the table.
@@ -607,7 +622,7 @@ def verify_run(bench: Bench, tag: str, ids: list[list[tuple[str, str]]], stats: 
         "rows_not_sent": len(db_ids - sent_ids),
         "sent_not_recorded": not_recorded,
         "rows_in_queue": in_queue,
-        "queue_length": conn.llen(f"rq:queue:{QUEUE}"),
+        "queue_length": sum(conn.llen(key) for key in queue_keys),
         "rows_minus_200s": len(rows) - (answered_200 - wrapped),
         "mix": mix,
         "rows_with_wrong_action": wrong_action,
@@ -722,6 +737,11 @@ def endpoint_phase(bench: Bench) -> dict[str, Any]:
 
 def connect_standard(bench: Bench) -> None:
     """Store the simulators' tokens and the company settings (as tests/conftest.py connect_standard)."""
+    connect_companies(bench, [(PORTAL_ID, REALM_ID)])
+
+
+def connect_companies(bench: Bench, tenants: list[tuple[int, str]]) -> None:
+    """Connect each (portal, realm) with the simulators' tokens and the standard company settings."""
     from datetime import timedelta
 
     from services.bootstrap import bootstrap
@@ -731,30 +751,24 @@ def connect_standard(bench: Bench) -> None:
     svc = bootstrap(Config.from_env(bench.env()))
     try:
         repos = svc.repositories
-        repos.connections.save_portal(
-            PORTAL_ID, f"{HUBSPOT_REFRESH_TOKEN}-{PORTAL_ID}", f"{HUBSPOT_ACCESS_TOKEN}-{PORTAL_ID}", None
-        )
-        repos.connections.save_quickbooks(
-            PORTAL_ID, REALM_ID, f"{QBO_REFRESH_TOKEN}-{REALM_ID}", f"{QBO_ACCESS_TOKEN}-{REALM_ID}", None, "Sim Co"
-        )
-        connection = repos.connections.quickbooks(PORTAL_ID, REALM_ID)
-        assert connection is not None
-        repos.connections.save_quickbooks_tokens(
-            connection.id,
-            f"{QBO_ACCESS_TOKEN}-{REALM_ID}",
-            utcnow() + timedelta(hours=1),
-            f"{QBO_REFRESH_TOKEN}-{REALM_ID}",
-        )
-        repos.connections.save_portal(
-            PORTAL_ID,
-            f"{HUBSPOT_REFRESH_TOKEN}-{PORTAL_ID}",
-            f"{HUBSPOT_ACCESS_TOKEN}-{PORTAL_ID}",
-            utcnow() + timedelta(minutes=30),
-        )
-        repos.companies.save_settings(
-            REALM_ID,
-            {"contact_sync": {"mode": "legacy"}, "default_income_account": bench.sims.account_id("Services")},
-        )
+        for portal_id, realm_id in tenants:
+            hs_refresh, hs_access = f"{HUBSPOT_REFRESH_TOKEN}-{portal_id}", f"{HUBSPOT_ACCESS_TOKEN}-{portal_id}"
+            qbo_refresh, qbo_access = f"{QBO_REFRESH_TOKEN}-{realm_id}", f"{QBO_ACCESS_TOKEN}-{realm_id}"
+            repos.connections.save_portal(portal_id, hs_refresh, hs_access, None)
+            repos.connections.save_quickbooks(portal_id, realm_id, qbo_refresh, qbo_access, None, "Sim Co")
+            connection = repos.connections.quickbooks(portal_id, realm_id)
+            assert connection is not None
+            repos.connections.save_quickbooks_tokens(
+                connection.id, qbo_access, utcnow() + timedelta(hours=1), qbo_refresh
+            )
+            repos.connections.save_portal(portal_id, hs_refresh, hs_access, utcnow() + timedelta(minutes=30))
+            repos.companies.save_settings(
+                realm_id,
+                {
+                    "contact_sync": {"mode": "legacy"},
+                    "default_income_account": bench.sims.account_id("Services", realm_id),
+                },
+            )
     finally:
         svc.database.engine.dispose()
         svc.redis.close()
@@ -858,6 +872,8 @@ class MemoryPoller(threading.Thread):
 
 
 def shape(path: str) -> str:
+    """Return a request path with its ids as placeholders (a callback's id included)."""
+    path = re.sub(r"/callbacks/(?!complete$)[^/]+/complete$", "/callbacks/{callbackId}/complete", path)
     return re.sub(r"/\d+(?=/|$)", "/{id}", path)
 
 
@@ -1208,6 +1224,8 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str, bool | No
             ),
             ("paid-invoice job time in its work horse (mean)", f"{paid['execution_job_ms']['mean']} ms", "", None),
         ]
+    if results.get("drain"):
+        rows += bench_drain.summary_rows(results["drain"])
     return rows
 
 
@@ -1233,6 +1251,8 @@ def print_summary(results: dict[str, Any]) -> None:
         print(
             f"QuickBooks calls of the {paid['paid_invoices']} paid invoices by endpoint: {paid['quickbooks_by_kind']}"
         )
+    for line in bench_drain.detail_lines(results.get("drain") or {}):
+        print(line)
     m = results["machine"]
     print(
         f"machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, Linux {m['kernel']}, "
@@ -1243,12 +1263,25 @@ def print_summary(results: dict[str, Any]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="shorter runs, fewer invoices (under a minute)")
+    parser.add_argument("--quick", action="store_true", help="shorter runs, fewer invoices in every phase")
     parser.add_argument("--skip-endpoint", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--skip-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--skip-drain", action="store_true", help="leave out the drain phase")
+    parser.add_argument("--only", action="append", choices=PHASES, default=[], help="run only this phase (repeatable)")
+    parser.add_argument("--workers", type=int, default=4, help="drain: workers of the burst and fairness runs")
+    parser.add_argument("--burst", type=int, default=None, help="drain: invoices of the burst (1000; 200 --quick)")
+    parser.add_argument(
+        "--drain-parts", default=",".join(bench_drain.PARTS), help="drain: which runs (burst,fairness,scaling)"
+    )
+    parser.add_argument("--drain-timeout", type=float, default=None, help="drain: seconds a run may take")
     parser.add_argument("--config", action="append", default=[], help=argparse.SUPPRESS)
     parser.add_argument("--connections", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    skipped = {"endpoint": args.skip_endpoint, "worker": args.skip_worker, "drain": args.skip_drain}
+    phases = set(args.only) if args.only else {phase for phase in PHASES if not skipped[phase]}
+    drain_options = bench_drain.DrainOptions.build(
+        args.quick, args.workers, args.burst, args.drain_parts, args.drain_timeout
+    )
 
     # SIGTERM (and SIGHUP) unwind like Ctrl-C, so the finally below stops every child.
     def interrupted(signum: int, _frame: Any) -> None:
@@ -1300,10 +1333,10 @@ def main() -> int:
             f"{sims.quickbooks_url} {sims.hubspot_url}",
             flush=True,
         )
-        if not args.skip_endpoint:
+        if "endpoint" in phases:
             print("\n1. Execution endpoint under gunicorn (wrk, pre-signed unique requests, no worker)", flush=True)
             results["endpoint"] = endpoint_phase(bench)
-        if not args.skip_worker:
+        if "worker" in phases:
             print(
                 "\n2. Remote calls per completed invoice and paid invoice (real worker, simulators in subprocesses)",
                 flush=True,
@@ -1336,6 +1369,17 @@ def main() -> int:
                 flush=True,
             )
             print(f"  created in QuickBooks: {p['created']}", flush=True)
+        if "drain" in phases:
+            print(
+                "\n3. Drain: real workers, web and sweeper against simulators enforcing the documented limits",
+                flush=True,
+            )
+            results["drain"] = {}
+            bench_drain.drain_phase(bench, drain_options, results["drain"])
+            failed = bench_drain.failed_runs(results["drain"])
+            if failed:
+                results["error"] = f"drain runs failed: {', '.join(failed)}"
+                status = 1
     except KeyboardInterrupt:
         print("\ninterrupted; stopping everything", file=sys.stderr)
         status = 130
@@ -1350,7 +1394,7 @@ def main() -> int:
     results["total_seconds"] = round(time.monotonic() - started, 1)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    if "endpoint" in results or "worker" in results:
+    if any(phase in results for phase in PHASES):
         print_summary(results)
     print(f"total {results['total_seconds']} s")
     return status

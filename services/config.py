@@ -98,6 +98,8 @@ class Config:
     hubspot_authorize_url: str = HUBSPOT_AUTHORIZE_URL
     hubspot_scopes: tuple[str, ...] = HUBSPOT_SCOPES
     queue_name: str = "qbo-actions"
+    # Seconds a finished execution's callback waits, so that a burst's callbacks go to HubSpot 100 at a time (0: none).
+    callback_flush_delay: int = 2
     # How long records read in batches for a portal's waiting executions are kept for them (0: no batching).
     record_snapshot_seconds: int = 180
     # Executions are spread over this many queues, one portal to a lane, served in turn (fairness).
@@ -176,6 +178,7 @@ class Config:
                     ("worker_metrics_port", "WORKER_METRICS_PORT"),
                     ("queue_lanes", "QUEUE_LANES"),
                     ("record_snapshot_seconds", "RECORD_SNAPSHOT_SECONDS"),
+                    ("callback_flush_delay", "CALLBACK_FLUSH_DELAY"),
                 )
                 if env.get(key)
             }

@@ -190,6 +190,8 @@ def environment(sims: Simulators, database_url: str, queue_name: str, **extra: s
         "HUBSPOT_CALLS_PER_10S": "100",
         "QUICKBOOKS_CALLS_PER_SECOND": "1000",
         "OPS_JWT_SECRET": OPS_JWT_SECRET,
+        # Callbacks are sent at once in tests; tests/e2e/test_callbacks.py checks the delay on its own.
+        "CALLBACK_FLUSH_DELAY": "0",
         **extra,
     }
 

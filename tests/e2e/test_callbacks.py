@@ -68,3 +68,25 @@ def test_lost_access_to_the_portal_keeps_every_completion_waiting(services: Serv
     assert isinstance(result, str) and "wait for access" in result
     assert states(services, callback_ids) == ["pending", "pending"]
     assert CallbackFlusher(services).flush(PORTAL_ID) == "sent 2"
+
+
+def test_a_bursts_callbacks_wait_a_moment_and_go_to_hubspot_together(
+    services: Services, sims: Simulators, monkeypatch: Any
+) -> None:
+    from rq.registry import ScheduledJobRegistry
+
+    from tests.conftest import drain
+
+    monkeypatch.setattr(services.queue, "config", services.config.with_overrides(callback_flush_delay=1))
+    callback_ids = finished(services, 30)
+
+    for _ in callback_ids:
+        # What the runner does after each success: one flush is asked for, later.
+        services.queue.request_callback_flush(PORTAL_ID)
+
+    assert services.queue.queue.count == 0, "nothing is sent at once"
+    assert len(ScheduledJobRegistry(queue=services.queue.queue).get_job_ids()) == 1
+    drain(services)
+    assert states(services, callback_ids) == ["sent"] * 30
+    completions = [r for r in sims.hs_requests() if r["path"].startswith("/automation/v4/actions/callbacks")]
+    assert [r["path"] for r in completions] == ["/automation/v4/actions/callbacks/complete"]
