@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from actions.errors import ApiError
 from actions.registry import ActionSpec, all_actions
-from actions.schemas import ExecutionRequestSchema
+from actions.schemas import ExecutionRequestSchema, problems
 from actions.signature import SignatureError, verify
 from services import metrics
 from services.bootstrap import Services
@@ -71,10 +71,7 @@ def json_body() -> dict[str, Any]:
 def validation_error(error: ValidationError, where: str) -> ApiError:
     """Turn a schema error into a 400 that names each bad field."""
     messages = error.messages if isinstance(error.messages, dict) else {"_schema": error.messages}
-    problems = "; ".join(
-        f"{key}: {' '.join(map(str, value)) if isinstance(value, list) else value}" for key, value in messages.items()
-    )
-    return ApiError(f"Invalid {where}: {problems}", 400, errors=messages)
+    return ApiError(f"Invalid {where}: {problems(error)}", 400, errors=messages)
 
 
 def execute(spec: ActionSpec) -> Any:

@@ -17,6 +17,14 @@ AFTER = re.compile(r"[0-9]{1,9}")
 SEARCH_MAX = 100
 
 
+def problems(invalid: ValidationError) -> str:
+    """Return a schema's complaints as one sentence that names each bad field."""
+    messages = invalid.messages if isinstance(invalid.messages, dict) else {"_schema": invalid.messages}
+    return "; ".join(
+        f"{name}: {' '.join(map(str, why)) if isinstance(why, list) else why}" for name, why in messages.items()
+    )
+
+
 class OriginSchema(Schema):
     """Where the request comes from."""
 

@@ -18,6 +18,7 @@ from actions.endpoints import services
 from actions.ops import schemas
 from actions.ops.auth import NotSignedIn, bearer_operator
 from actions.ops.inputs import corrected_inputs
+from actions.schemas import problems
 from services.ops.operations import ExecutionView, OperationError, Operations
 from services.ops.tokens import Operator
 
@@ -74,7 +75,7 @@ def load(schema: Schema, data: Any, where: str) -> Any:
     try:
         return schema.load(data)
     except ValidationError as invalid:
-        raise OperationError(f"Invalid {where}: {schemas.problems(invalid)}") from invalid
+        raise OperationError(f"Invalid {where}: {problems(invalid)}") from invalid
 
 
 def body() -> dict[str, Any]:
@@ -132,7 +133,7 @@ def retry_execution(operator: Operator, execution_id: str) -> Any:
     ops = operations()
     inputs = None
     if loaded["inputs"]:
-        inputs = corrected_inputs(ops.view(execution_id).execution, loaded["inputs"])
+        inputs = corrected_inputs(ops.find(execution_id), loaded["inputs"])
     ops.retry(execution_id, operator, inputs=inputs, item_mappings=loaded["item_mappings"])
     return jsonify(detail(ops.view(execution_id))), 202
 

@@ -165,7 +165,7 @@ def executions_retry(execution_id: str, inputs: tuple[str, ...], maps: tuple[str
     try:
         corrected = None
         if inputs:
-            corrected = corrected_inputs(ops.view(execution_id).execution, _pairs(inputs, "NAME=VALUE"))
+            corrected = corrected_inputs(ops.find(execution_id), _pairs(inputs, "NAME=VALUE"))
         e = ops.retry(execution_id, _operator(), inputs=corrected, item_mappings=_pairs(maps, "PRODUCT=ITEM") or None)
     except OperationError as failure:
         raise click.ClickException(failure.message) from failure

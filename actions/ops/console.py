@@ -21,6 +21,7 @@ from actions.endpoints import services
 from actions.ops import auth, schemas
 from actions.ops.inputs import corrected_inputs, editable_inputs
 from actions.registry import by_name
+from actions.schemas import problems
 from services.books.failures import REASONS
 from services.ops.operations import PUBLIC_STATES, OperationError, Operations, public_state
 from services.ops.tokens import Operator
@@ -127,7 +128,7 @@ def executions(operator: Operator) -> Any:
     try:
         query = _filter_query.load(args)
     except ValidationError as invalid:
-        flash(f"The filter was not understood: {schemas.problems(invalid)}", "error")
+        flash(f"The filter was not understood: {problems(invalid)}", "error")
         return redirect(url_for("ops.executions"))
     where = schemas.to_filter(query)
     try:
@@ -274,7 +275,7 @@ def bulk_retry(operator: Operator) -> Response:
         where: ExecutionFilter = schemas.to_filter(schemas.FilterSchema().load(args))
         bulk = operations().start_bulk_retry(where, operator)
     except ValidationError as invalid:
-        flash(f"The filter was not understood: {schemas.problems(invalid)}", "error")
+        flash(f"The filter was not understood: {problems(invalid)}", "error")
         return redirect(_list_url(args))
     except OperationError as failure:
         flash(failure.message, "error")

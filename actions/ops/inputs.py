@@ -6,8 +6,8 @@ from typing import Any
 
 from marshmallow import ValidationError
 
-from actions.ops import schemas
 from actions.registry import by_name
+from actions.schemas import problems
 from services.ops.operations import InvalidRequest
 from services.store.records import Execution
 
@@ -35,4 +35,4 @@ def corrected_inputs(execution: Execution, overrides: dict[str, Any]) -> dict[st
     try:
         return spec.input_schema().load({**execution.inputs, **overrides})  # type: ignore[no-any-return]
     except ValidationError as invalid:
-        raise InvalidRequest(f"Invalid inputs: {schemas.problems(invalid)}") from invalid
+        raise InvalidRequest(f"Invalid inputs: {problems(invalid)}") from invalid

@@ -68,14 +68,6 @@ class FilterSchema(Schema):
             raise ValidationError("since must be before until", "since")
 
 
-def problems(invalid: ValidationError) -> str:
-    """Return a schema's complaints as one sentence that names each bad field."""
-    messages = invalid.messages if isinstance(invalid.messages, dict) else {"_schema": invalid.messages}
-    return "; ".join(
-        f"{name}: {' '.join(map(str, why)) if isinstance(why, list) else why}" for name, why in messages.items()
-    )
-
-
 def to_filter(loaded: dict[str, Any]) -> ExecutionFilter:
     """Return the filter of what FilterSchema (or ListQuerySchema) loaded."""
     values = {name: value for name, value in loaded.items() if name in FILTER_NAMES}

@@ -162,6 +162,10 @@ class Operations:
             hubspot_url=record_url(execution.portal_id, execution.object_type, execution.object_id),
         )
 
+    def find(self, id_or_callback: str) -> Execution:
+        """Return an execution by id or callbackId (NotFound otherwise)."""
+        return self._find(id_or_callback)
+
     def bulk(self, bulk_id: str) -> BulkOperation:
         """Return a bulk operation and its progress."""
         found = self.services.bulk.get(bulk_id)
@@ -337,13 +341,15 @@ class Operations:
             except (Conflict, NotFound, InvalidRequest):
                 # Retried, cancelled or purged since the bulk retry was asked for: nothing to do.
                 skipped += 1
-            if (done + skipped) % PROGRESS_EVERY == 0 or done + skipped == bulk.total:
-                self.services.bulk.progress(bulk.id, done=done, skipped=skipped, finished=done + skipped == bulk.total)
+            if (done + skipped) % PROGRESS_EVERY == 0:
+                self.services.bulk.progress(bulk.id, done=done, skipped=skipped)
                 if on_progress is not None:
                     on_progress(self.bulk(bulk.id))
-        if bulk.total == 0 or done + skipped < bulk.total:
-            self.services.bulk.progress(bulk.id, done=done, skipped=skipped, finished=True)
-        return self.bulk(bulk.id)
+        self.services.bulk.progress(bulk.id, done=done, skipped=skipped, finished=True)
+        finished = self.bulk(bulk.id)
+        if on_progress is not None:
+            on_progress(finished)
+        return finished
 
     # Helpers -------------------------------------------------------------------------------------
 

@@ -76,16 +76,28 @@ def test_without_snapshots_each_execution_reads_its_own_record(
     assert {services.executions.find(c).state for c, _ in sent} == {"succeeded"}  # type: ignore[union-attr]
 
 
-def test_a_record_changed_after_its_snapshot_was_read_is_read_again_when_the_snapshot_lacks_a_property(
+def test_a_run_asking_for_a_property_no_snapshot_holds_reads_hubspot_again(
     server: str, services: Services, sims: Simulators, products: None
 ) -> None:
+    from services.work.prefetch import SnapshotReader, Snapshots
+
     sent = _burst(server, sims, 3)
     drain(services)
-    # Snapshots hold what the action asked for; a different question is answered by HubSpot, not a guess.
-    from services.work.prefetch import Snapshots
-
-    snapshots = Snapshots(services.redis, 102670506, seconds=60)
     execution = services.executions.find(sent[0][0])
     assert execution is not None
-    held = snapshots.get("deals", [execution.object_id])[execution.object_id]
-    assert "dealname" in held["asked"] and "hs_priority" not in held["asked"]
+    portal = execution.portal_id
+    reader = SnapshotReader(
+        services.hubspot(portal),
+        Snapshots(services.redis, portal, seconds=60),
+        waiting_objects=lambda types, limit: [],
+        lock=services.lock,
+        contact_properties=["email"],
+    )
+    before = len(sims.hs_requests())
+
+    served = reader.read_object("deals", execution.object_id, ["dealname"], ("contacts", "line_items"))
+    assert len(sims.hs_requests()) == before, "the snapshot answered"
+    asked_more = reader.read_object("deals", execution.object_id, ["dealname", "hs_priority"], ("contacts",))
+
+    assert served.properties == {"dealname": "Acme renewal"} and asked_more.properties["dealname"] == "Acme renewal"
+    assert len(sims.hs_requests()) > before, "a property the snapshot lacks is read from HubSpot, never guessed"

@@ -9,21 +9,17 @@ from services.config import Config
 from services.work.queue import LANE_OF_PORTAL, JobQueue
 
 
+def queue_of(lanes: int) -> JobQueue:
+    """Return a queue with this many lanes over an in-process Redis."""
+    required = ("HUBSPOT_CLIENT_ID", "HUBSPOT_CLIENT_SECRET", "QUICKBOOKS_CLIENT_ID", "QUICKBOOKS_CLIENT_SECRET")
+    environment = {**dict.fromkeys(required, "x"), "SECRET_KEY": "x", "TOKEN_ENCRYPTION_KEY": "x"}
+    config = Config.from_env({**environment, "REDIS_URL": "redis://unused", "QUEUE_LANES": str(lanes)})
+    return JobQueue(fakeredis.FakeRedis(), config)
+
+
 @pytest.fixture
 def queue() -> JobQueue:
-    config = Config.from_env(
-        {
-            "HUBSPOT_CLIENT_ID": "x",
-            "HUBSPOT_CLIENT_SECRET": "x",
-            "QUICKBOOKS_CLIENT_ID": "x",
-            "QUICKBOOKS_CLIENT_SECRET": "x",
-            "SECRET_KEY": "x",
-            "TOKEN_ENCRYPTION_KEY": "x",
-            "REDIS_URL": "redis://unused",
-            "QUEUE_LANES": "4",
-        }
-    )
-    return JobQueue(fakeredis.FakeRedis(), config)
+    return queue_of(4)
 
 
 def test_a_portal_keeps_its_lane_while_it_sends(queue: JobQueue) -> None:
@@ -61,19 +57,7 @@ def test_a_portal_that_stopped_sending_is_given_the_shortest_lane_again(queue: J
 
 
 def test_one_lane_means_one_queue_for_every_portal() -> None:
-    config = Config.from_env(
-        {
-            "HUBSPOT_CLIENT_ID": "x",
-            "HUBSPOT_CLIENT_SECRET": "x",
-            "QUICKBOOKS_CLIENT_ID": "x",
-            "QUICKBOOKS_CLIENT_SECRET": "x",
-            "SECRET_KEY": "x",
-            "TOKEN_ENCRYPTION_KEY": "x",
-            "REDIS_URL": "redis://unused",
-            "QUEUE_LANES": "1",
-        }
-    )
-    queue = JobQueue(fakeredis.FakeRedis(), config)
+    queue = queue_of(1)
 
     assert queue.lane_of(1) is queue.lane_of(2) is queue.lanes[0]
     assert [q.name for q in queue.all_queues] == ["qbo-actions", "qbo-actions.lane0"]
