@@ -47,6 +47,8 @@ from simulators.scenario import DEFAULT_CONTACT, PORTAL_ID, REALM_ID, Simulators
 
 # The documented limits (../shared/reference/quickbooks-online.md §4, hubspot.md §6).
 QBO_PER_MINUTE, QBO_PER_SECOND, QBO_CONCURRENT = 500, 10, 10
+# And 40 batch requests a minute per company (each also one of the 500).
+QBO_BATCHES_PER_MINUTE = 40
 HUBSPOT_PER_10S = 110
 # The issue's goals.
 TARGET_429 = 0
@@ -78,6 +80,9 @@ SETTINGS_SHOWN = (
     "LEASE_SECONDS",
     "HTTP_TIMEOUT",
     "SWEEP_INTERVAL",
+    "QUICKBOOKS_BATCH_WRITES",
+    "QUICKBOOKS_BATCH_ABOVE",
+    "QUICKBOOKS_BATCH_FILL_MS",
 )
 STATE = "hs_execution_state"
 
@@ -158,7 +163,10 @@ def reset_world(bench: core.Bench, tenants: list[Tenant]) -> None:
 def enforce_limits(sims: Simulators) -> None:
     """Make the simulators enforce the documented limits (the warm-ups run under the simulators' defaults)."""
     sims.quickbooks_config(
-        throttle_per_minute=QBO_PER_MINUTE, per_second_limit=QBO_PER_SECOND, concurrent_limit=QBO_CONCURRENT
+        throttle_per_minute=QBO_PER_MINUTE,
+        per_second_limit=QBO_PER_SECOND,
+        concurrent_limit=QBO_CONCURRENT,
+        batch_per_minute=QBO_BATCHES_PER_MINUTE,
     )
     sims.hubspot_settings(limit_per_10s=HUBSPOT_PER_10S)
 
@@ -601,11 +609,25 @@ def call_figures(bench: core.Bench, documents: int, executions: int) -> dict[str
             (calls["quickbooks_requests"] - calls["quickbooks_429"]) / max(1, documents), 3
         ),
         "quickbooks_by_kind": by_kind_and_status([r for r in qbo_log if not r["path"].startswith("/oauth2")]),
+        **batch_figures(qbo_log),
         "hubspot_requests": calls["hubspot_requests"],
         "hubspot_429": calls["hubspot_429"],
         "hubspot_per_execution": calls["hubspot_per_execution"],
         "hubspot_per_execution_without_429": calls["hubspot_per_execution_without_429"],
         "hubspot_by_kind": by_kind_and_status(hs_log),
+    }
+
+
+def batch_figures(qbo_log: list[dict[str, Any]]) -> dict[str, Any]:
+    """Count the documents created in batches and alone, and how full the batches were."""
+    batches = [r for r in qbo_log if r["method"] == "POST" and r["path"].endswith("/batch") and r["status"] == 200]
+    alone = [r for r in qbo_log if r["method"] == "POST" and r["path"].endswith("/invoice") and r["status"] == 200]
+    in_batches = sum(int(r.get("items") or 0) for r in batches)
+    return {
+        "quickbooks_batches": len(batches),
+        "documents_in_batches": in_batches,
+        "documents_alone": len(alone),
+        "documents_per_batch": round(in_batches / len(batches), 1) if batches else None,
     }
 
 
@@ -744,6 +766,8 @@ def figures(bench: core.Bench, plan: Plan, d: Drained) -> dict[str, Any]:
         **burst,
         "quickbooks_floor_seconds": round(60 * plan.per_tenant / QBO_PER_MINUTE, 1),
         "quickbooks_floor_both_limits_seconds": round(tightest_pace(plan.per_tenant), 1),
+        # With batches: 40 a minute of 30 documents each.
+        "quickbooks_batch_floor_seconds": round(60 * plan.per_tenant / (QBO_BATCHES_PER_MINUTE * 30), 1),
         "invoices_created": invoices_created(bench, plan.all_tenants()),
         **call_figures(bench, documents, executions),
         "retries": retries(bench, plan.label),
@@ -803,7 +827,8 @@ def one_line(r: dict[str, Any]) -> str:
         f"{r['documents']} documents ({r['failed']} failed) in {r['drain_seconds']} s: "
         f"{r['documents_per_minute']}/min; 429s QuickBooks {r['quickbooks_429']}, HubSpot {r['hubspot_429']}; "
         f"per document {r['quickbooks_per_document']} QBO, {r['hubspot_per_execution']} HubSpot calls, "
-        f"{r['worker_cpu_ms_per_document']} ms worker CPU"
+        f"{r['worker_cpu_ms_per_document']} ms worker CPU; {r.get('documents_in_batches', 0)} documents in "
+        f"{r.get('quickbooks_batches', 0)} batches"
     )
     late = r.get("latecomer")
     if late:

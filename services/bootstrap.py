@@ -15,6 +15,7 @@ from services.hubspot.client import HubSpotClient
 from services.quickbooks.client import QuickBooksClient
 from services.store.attempts import AttemptRepository
 from services.store.audit import AuditRepository
+from services.store.batches import BatchRepository
 from services.store.bookkeeping import BookkeepingRepository
 from services.store.bulk import BulkRepository
 from services.store.callbacks import CallbackRepository
@@ -108,6 +109,11 @@ class Services:
     def bulk(self) -> BulkRepository:
         """Return the bulk operations repository."""
         return self.repositories.bulk
+
+    @property
+    def batches(self) -> BatchRepository:
+        """Return the QuickBooks batches repository (parked document writes, batches in flight)."""
+        return self.repositories.batches
 
     def lock(self, name: str, timeout: int = 60) -> AbstractContextManager[object]:
         """Return a Redis lock shared by every process of the deployment."""

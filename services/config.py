@@ -54,6 +54,10 @@ RATE_LIMITS = (
 )
 
 
+# When documents go to QuickBooks in batches: always, never, or while the company is busy.
+BATCH_WRITES = ("auto", "on", "off")
+
+
 class ConfigError(Exception):
     """The environment does not hold a usable configuration."""
 
@@ -117,6 +121,12 @@ class Config:
     quickbooks_calls_per_second: int = 10
     quickbooks_concurrency: int = 10
     quickbooks_batches_per_minute: int = 40
+    # Documents go to QuickBooks in batches of up to 30 (one POST /batch): on, off, or auto (only while the
+    # company is busy: it made quickbooks_batch_above calls in the last minute, or sent a batch in it).
+    quickbooks_batch_writes: str = "auto"
+    quickbooks_batch_above: int = 250
+    # How long a batch with room left waits for more documents before it goes out (milliseconds).
+    quickbooks_batch_fill_ms: int = 1000
     # HubSpot allows an OAuth app 110 calls per 10 s per portal. No margin: the shared limiter is exact across
     # processes (one atomic count on one clock), and its window is stretched for the network's jitter.
     hubspot_calls_per_10s: int = 110
@@ -172,6 +182,8 @@ class Config:
                     ("quickbooks_calls_per_second", "QUICKBOOKS_CALLS_PER_SECOND"),
                     ("quickbooks_concurrency", "QUICKBOOKS_CONCURRENCY"),
                     ("quickbooks_batches_per_minute", "QUICKBOOKS_BATCHES_PER_MINUTE"),
+                    ("quickbooks_batch_above", "QUICKBOOKS_BATCH_ABOVE"),
+                    ("quickbooks_batch_fill_ms", "QUICKBOOKS_BATCH_FILL_MS"),
                     ("signature_max_age", "SIGNATURE_MAX_AGE"),
                     ("trusted_proxies", "TRUSTED_PROXIES"),
                     ("retention_days", "RETENTION_DAYS"),
@@ -190,6 +202,9 @@ class Config:
         for name in RATE_LIMITS:
             if numbers.get(name, 1) < 1:
                 raise ConfigError(f"{name.upper()} must be at least 1.")
+        batch_writes = (env.get("QUICKBOOKS_BATCH_WRITES") or cls.quickbooks_batch_writes).strip().lower()
+        if batch_writes not in BATCH_WRITES:
+            raise ConfigError(f"QUICKBOOKS_BATCH_WRITES must be one of {', '.join(BATCH_WRITES)}.")
         lease = numbers.get("lease_seconds", cls.lease_seconds)
         job_timeout = numbers.get("job_timeout", cls.job_timeout)
         if lease <= job_timeout + http_timeout:
@@ -238,6 +253,7 @@ class Config:
             ops_proxy_jwt_header=env.get("OPS_PROXY_JWT_HEADER") or None,
             ops_jwt_role_claim=env.get("OPS_JWT_ROLE_CLAIM") or cls.ops_jwt_role_claim,
             metrics_token=env.get("METRICS_TOKEN") or None,
+            quickbooks_batch_writes=batch_writes,
             **numbers,
         )
 

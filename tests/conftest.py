@@ -201,9 +201,23 @@ def database_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'qbo-actions.sqlite3'}"
 
 
+# How documents go to QuickBooks: as the server decides (auto), one call each, or always in batches. The
+# exactly-once, retry and kill-a-worker tests run in the last two by overriding the write_mode fixture.
+WRITE_MODES = {
+    "auto": {},
+    "single": {"QUICKBOOKS_BATCH_WRITES": "off"},
+    "batched": {"QUICKBOOKS_BATCH_WRITES": "on", "QUICKBOOKS_BATCH_FILL_MS": "0"},
+}
+
+
 @pytest.fixture
-def env(sims: Simulators, database_url: str) -> dict[str, str]:
-    return environment(sims, database_url, f"test-{uuid.uuid4().hex[:8]}")
+def write_mode() -> str:
+    return "auto"
+
+
+@pytest.fixture
+def env(sims: Simulators, database_url: str, write_mode: str) -> dict[str, str]:
+    return environment(sims, database_url, f"test-{uuid.uuid4().hex[:8]}", **WRITE_MODES[write_mode])
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from services.clock import utcnow
-from services.store.records import CachedProfile, PaymentClaim, Step, Tenant
+from services.store.records import BatchItem, CachedProfile, PaymentClaim, Step, Tenant
 from services.transport.errors import PermanentError
 from simulators.quickbooks import QueryParser, run_query
 
@@ -89,6 +89,28 @@ class FakeLedger:
         self, tenant: Tenant, payment_id: str, kind: str, outputs: dict[str, Any]
     ) -> None:
         self.document_outputs[(tenant, payment_id, kind)] = outputs
+
+
+class FakeBatches:
+    """The books.ports.BatchWrites in memory: parked writes by (execution, step), each park in ``parked``."""
+
+    def __init__(self, ledger: FakeLedger) -> None:
+        self.ledger = ledger
+        self.items: dict[tuple[str, str], BatchItem] = {}
+        self.parked: list[tuple[str, str, dict[str, Any]]] = []
+
+    def park(
+        self, tenant: Tenant, execution_id: str, step: str, entity: str, body: dict[str, Any], started: dict[str, Any]
+    ) -> None:
+        self.ledger.save_step(execution_id, step, "started", started)
+        self.items.setdefault(
+            (execution_id, step),
+            BatchItem(execution_id, step, tenant.portal_id, tenant.realm_id, entity, body, None, None, utcnow()),
+        )
+        self.parked.append((step, entity, body))
+
+    def item(self, execution_id: str, step: str) -> BatchItem | None:
+        return self.items.get((execution_id, step))
 
 
 class FakeLocks:

@@ -4,6 +4,7 @@ and the output fields that link them back to the record."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
@@ -12,6 +13,7 @@ from services.books.failures import ActionFailure
 from services.books.lines import item_ids
 from services.books.run import Run
 from services.quickbooks import faults
+from services.quickbooks.client import QuickBooksClient
 from services.quickbooks.query import MAX_RESULTS, equals, quote, ref, select
 from services.transport.errors import PermanentError
 
@@ -59,12 +61,18 @@ def url_of(app_url: str, kind: str, document_id: str) -> str:
 
 def find_document(run: Run, kind: str, started: dict[str, Any]) -> dict[str, Any] | None:
     """Look for a document an earlier, interrupted run may have created."""
+    return find_created(run.qbo, kind, started, run.markers(started))
+
+
+def find_created(
+    qbo: QuickBooksClient, kind: str, started: dict[str, Any], markers: Sequence[str]
+) -> dict[str, Any] | None:
+    """Look for the document of a started write: by its number, or by its customer, date and marker."""
     if started.get("doc_number"):
-        found = run.qbo.query(select(kind, equals("DocNumber", started["doc_number"])))
+        found = qbo.query(select(kind, equals("DocNumber", started["doc_number"])))
     else:
         customer = f"CustomerRef = {quote(started['customer_id'])} AND " if started.get("customer_id") else ""
-        found = run.qbo.query(select(kind, f"{customer}{equals('TxnDate', started['txn_date'])}", size=MAX_RESULTS))
-        markers = run.markers(started)
+        found = qbo.query(select(kind, f"{customer}{equals('TxnDate', started['txn_date'])}", size=MAX_RESULTS))
         found = [doc for doc in found if any(f"({m})" in str(doc.get("PrivateNote") or "") for m in markers)]
     return document_summary(found[0]) if found else None
 
@@ -95,22 +103,23 @@ def create_document(
         body["DocNumber"] = context["doc_number"] = doc_number(run, kind)
 
     def create(requestid: str) -> dict[str, Any]:
-        try:
-            return document_summary(run.qbo.create(kind, body, requestid=requestid))
-        except PermanentError as error:
-            if error.code in faults.UNKNOWN_REFERENCE:
-                # A remembered customer or item was deleted in QuickBooks: forget it, so a retry matches again.
-                run.ledger.forget_mappings_to(
-                    run.realm_id, customer_id=customer_id, item_ids=item_ids(body.get("Line", []))
-                )
-            raise
+        return document_summary(run.qbo.create(kind, body, requestid=requestid))
 
-    return run.write_once(
-        f"document:{kind}",
-        create,
-        find_existing=lambda started: find_document(run, kind, started),
-        context=context,
-    )
+    try:
+        return run.write_once(
+            f"document:{kind}",
+            create,
+            find_existing=lambda started: find_document(run, kind, started),
+            context=context,
+            batch=(kind, body),
+        )
+    except PermanentError as error:
+        if error.code in faults.UNKNOWN_REFERENCE:
+            # A remembered customer or item was deleted in QuickBooks: forget it, so a retry matches again.
+            run.ledger.forget_mappings_to(
+                run.realm_id, customer_id=customer_id, item_ids=item_ids(body.get("Line", []))
+            )
+        raise
 
 
 def output_fields(run: Run, kind: str, document: dict[str, Any], customer_id: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from services.hubspot.client import CrmObject
-from services.store.records import CachedProfile, PaymentClaim, Step, Tenant
+from services.store.records import BatchItem, CachedProfile, PaymentClaim, Step, Tenant
 
 # A lock shared by every process of the deployment, by name: ``with locks("customer:..."):``.
 LockFactory = Callable[[str], AbstractContextManager[object]]
@@ -64,3 +64,13 @@ class ProfileCache(Protocol):
     def cached_profile(self, realm_id: str) -> CachedProfile | None: ...
 
     def save_profile(self, realm_id: str, profile: dict[str, Any]) -> None: ...
+
+
+class BatchWrites(Protocol):
+    """Where a document write waits for its company's next QuickBooks batch (services.store.batches)."""
+
+    def park(
+        self, tenant: Tenant, execution_id: str, step: str, entity: str, body: dict[str, Any], started: dict[str, Any]
+    ) -> None: ...
+
+    def item(self, execution_id: str, step: str) -> BatchItem | None: ...

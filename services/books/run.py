@@ -8,12 +8,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.books.company import CompanyProfile, company_profile
-from services.books.failures import ActionFailure, expired
-from services.books.ports import HubSpotReader, Ledger, LockFactory, ProfileCache
+from services.books.failures import ActionFailure, expired, failure_for
+from services.books.ports import BatchWrites, HubSpotReader, Ledger, LockFactory, ProfileCache
 from services.books.settings import DEFAULTS_OF_INPUTS
 from services.clock import utcnow
-from services.quickbooks.client import QuickBooksClient
+from services.quickbooks.client import QuickBooksClient, batch_item_error
 from services.store.records import Execution, Step, Tenant
+from services.transport.errors import ConnectionRevokedError, TransientError
 
 # Fixed namespace so that requestids derived from the same execution are the same in every process.
 REQUEST_ID_NAMESPACE = uuid.UUID("6f1d3c56-3c2a-4b8e-9a51-0c2f7c1e9b10")
@@ -21,6 +22,32 @@ REQUEST_ID_NAMESPACE = uuid.UUID("6f1d3c56-3c2a-4b8e-9a51-0c2f7c1e9b10")
 
 class LeaseLostError(Exception):
     """Another run took this execution over; this one must stop without writing."""
+
+
+class AwaitingBatch(Exception):
+    """The run's document write waits for its company's next QuickBooks batch; the run starts again once answered."""
+
+    def __init__(self, step: str) -> None:
+        super().__init__(f"{step} waits for a QuickBooks batch")
+        self.step = step
+
+
+def batch_failure(record: dict[str, Any]) -> ActionFailure:
+    """Return the failure of a run whose batch the sender gave up on, from what the sender kept of the error."""
+    kind = ConnectionRevokedError if record.get("revoked") else TransientError
+    error = kind(
+        str(record.get("message") or "QuickBooks did not answer the batch"),
+        service=str(record.get("service") or "quickbooks"),
+        http_status=record.get("http_status"),
+        code=record.get("code"),
+        request_id=record.get("request_id"),
+    )
+    return failure_for(error)
+
+
+def never() -> bool:
+    """Tell that a write goes at once, never in a batch."""
+    return False
 
 
 @dataclass
@@ -44,6 +71,9 @@ class Run:
     scope: str = ""
     # The scope an older release gave the same document, to find writes it started before an upgrade.
     legacy_scope: str = ""
+    # Where document writes wait for a QuickBooks batch, and whether the next one should (asked at each write).
+    batches: BatchWrites | None = None
+    batch_now: Callable[[], bool] = never
     _profile: CompanyProfile | None = None
 
     @property
@@ -116,6 +146,7 @@ class Run:
         *,
         find_existing: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
         context: dict[str, Any] | None = None,
+        batch: tuple[str, dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """Perform a QuickBooks write at most once across runs and return its recorded result.
 
@@ -123,10 +154,28 @@ class Run:
         write without learning its outcome, ``find_existing`` looks for it in QuickBooks first (the
         requestid alone is not relied on: Intuit does not document how long it remembers one).
         ``context`` is stored with the started step and handed to ``find_existing`` on the next run.
+        ``batch`` (entity, body) lets the write wait for the company's next batch instead, when ``batch_now``
+        says so: the run stops with AwaitingBatch, and the next run finds the step done or rejected.
         """
         previous = self.steps.get(step)
         if previous is not None and previous.status == "done":
             return previous.data
+        if previous is not None and previous.status == "rejected":
+            # QuickBooks refused this write in a batch and created nothing: fail as the single call would have,
+            # and leave the step started so that a retry looks it up before sending it again.
+            started = {key: value for key, value in previous.data.items() if key not in ("fault", "batched")}
+            self.record(step, "started", started)
+            raise batch_item_error(previous.data.get("fault") or {})
+        if previous is not None and previous.status == "started" and previous.data.get("batch_error"):
+            # The sender gave its batch up after the retries (its outcome unknown): fail as the single call would
+            # have after its retries; a retry looks the document up before sending it again.
+            started = {key: value for key, value in previous.data.items() if key not in ("batch_error", "batched")}
+            self.record(step, "started", started)
+            raise batch_failure(previous.data["batch_error"])
+        if previous is not None and previous.status == "started" and previous.data.get("batched"):
+            if self.batches is not None and self.batches.item(self.execution.id, step) is not None:
+                raise AwaitingBatch(step)
+            # Out of its batch without an answer (its company was disconnected): its outcome is unknown.
         if previous is not None and previous.status == "started" and find_existing is not None:
             existing = find_existing(previous.data)
             if existing is not None:
@@ -137,9 +186,16 @@ class Run:
             raise expired(self.execution.expires_at)
         self.renew_lease()
         started = dict(previous.data) if previous is not None else dict(context or {})
+        started.pop("batched", None)
         # A write sent again keeps the requestid it was first sent with, so QuickBooks can replay its answer.
         started.setdefault("requestid", self.requestid(step))
         started.setdefault("marker", self.marker)
+        if batch is not None and self.batches is not None and self.batch_now():
+            entity, body = batch
+            started["batched"] = True
+            self.batches.park(self.tenant, self.execution.id, step, entity, body, started)
+            self.steps[step] = Step(execution_id=self.execution.id, name=step, status="started", data=started)
+            raise AwaitingBatch(step)
         self.record(step, "started", started)
         result = create(started["requestid"])
         self.record(step, "done", result)

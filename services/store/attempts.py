@@ -14,6 +14,8 @@ from services.store.records import Attempt, from_row
 RUNNING, SUCCEEDED, FAILED, RETRYING, ABANDONED = "running", "succeeded", "failed", "retrying", "abandoned"
 # held: the run failed for a reason the company holds for a person to fix
 HELD = "held"
+# batched: the run stopped at a document write, which waits for the company's next QuickBooks batch
+BATCHED = "batched"
 
 
 class AttemptRepository:

@@ -13,7 +13,7 @@ from sqlalchemy import exists, or_, select, update
 from services.clock import utcnow
 from services.store.callbacks import EXPIRED, PENDING, SENT
 from services.store.engine import Database
-from services.store.models import ExecutionRow, PaymentDocumentRow, StepRow
+from services.store.models import BatchItemRow, ExecutionRow, PaymentDocumentRow, StepRow
 from services.store.records import (
     FAILED,
     HELD,
@@ -147,6 +147,15 @@ class ExecutionRepository:
             update(ExecutionRow)
             .where(ExecutionRow.id == execution_id, ExecutionRow.lease_token == token)
             .values(state=RETRYING, lease_token=None, lease_expires_at=None, updated_at=utcnow())
+        )
+        return self._changed(stmt)
+
+    def release_to_batch(self, execution_id: str, token: str) -> bool:
+        """Hand a leased execution back to wait for its document's batch (the batch's answer queues it again)."""
+        stmt = (
+            update(ExecutionRow)
+            .where(ExecutionRow.id == execution_id, ExecutionRow.lease_token == token)
+            .values(state=QUEUED, lease_token=None, lease_expires_at=None, updated_at=utcnow())
         )
         return self._changed(stmt)
 
@@ -306,7 +315,12 @@ class ExecutionRepository:
         with self.database.session() as session:
             row = session.scalars(
                 select(ExecutionRow)
-                .where(ExecutionRow.id == execution_id, ExecutionRow.state.in_((QUEUED, RETRYING, HELD, FAILED)))
+                .where(
+                    ExecutionRow.id == execution_id,
+                    ExecutionRow.state.in_((QUEUED, RETRYING, HELD, FAILED)),
+                    # A document waiting in a QuickBooks batch would be booked next to the one marked here.
+                    ~self._in_batch(),
+                )
                 .with_for_update()
             ).first()
             if row is None:
@@ -339,14 +353,24 @@ class ExecutionRepository:
         """Return the condition 'a document write of this execution was sent' (its outcome known or not)."""
         return exists().where(StepRow.execution_id == execution_id, StepRow.name.like("document:%"))
 
+    @staticmethod
+    def _in_batch() -> Any:
+        """Return the condition 'a document write of the execution waits for a QuickBooks batch, or is in one'."""
+        return exists().where(BatchItemRow.execution_id == ExecutionRow.id)
+
     def to_sweep(self, *, queued_before: datetime, limit: int = 500) -> list[Execution]:
-        """Return executions that may have lost their job: runnable and untouched, or with an expired lease."""
+        """Return executions that may have lost their job: runnable and untouched, or with an expired lease.
+
+        One whose document waits for a batch has no job on purpose: the batch's answer queues it again.
+        """
         now = utcnow()
         query = (
             select(ExecutionRow)
             .where(
                 or_(
-                    ExecutionRow.state.in_(RUNNABLE_STATES) & (ExecutionRow.updated_at < queued_before),
+                    ExecutionRow.state.in_(RUNNABLE_STATES)
+                    & (ExecutionRow.updated_at < queued_before)
+                    & ~self._in_batch(),
                     (ExecutionRow.state == RUNNING) & (ExecutionRow.lease_expires_at < now),
                 )
             )

@@ -235,3 +235,43 @@ class BulkOperationRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     finished_at: Mapped[datetime | None]
+
+
+class QuickBooksBatchRow(Base):
+    """One POST /batch to a company: recorded with its requestid before it is sent, deleted once it is answered.
+
+    A batch whose answer was lost is looked up member by member and, when none of them exists, sent again with
+    the same requestid and items, so QuickBooks can replay its first answer.
+    """
+
+    __tablename__ = "quickbooks_batches"
+    __table_args__ = (Index("ix_quickbooks_batches_tenant", "portal_id", "realm_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    portal_id: Mapped[int] = mapped_column(Integer)
+    realm_id: Mapped[str] = mapped_column(String(32))
+    requestid: Mapped[str] = mapped_column(String(36), unique=True)
+    # How many times the sender tried it (sent it, or looked its documents up): from 1 on, its outcome is unknown
+    # until an answer is stored; after a failed try, not tried again before retry_at.
+    tries: Mapped[int] = mapped_column(Integer, default=0)
+    retry_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class BatchItemRow(Base):
+    """A document write parked for its company's next batch, or a member of a batch in flight."""
+
+    __tablename__ = "quickbooks_batch_items"
+    __table_args__ = (Index("ix_quickbooks_batch_items_tenant", "portal_id", "realm_id", "batch_id", "created_at"),)
+
+    execution_id: Mapped[str] = mapped_column(ForeignKey("executions.id"), primary_key=True)
+    step: Mapped[str] = mapped_column(String(128), primary_key=True)
+    portal_id: Mapped[int] = mapped_column(Integer)
+    realm_id: Mapped[str] = mapped_column(String(32))
+    entity: Mapped[str] = mapped_column(String(32))
+    body: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Set when the item joins a batch, with its bId there.
+    batch_id: Mapped[str | None] = mapped_column(ForeignKey("quickbooks_batches.id"))
+    bid: Mapped[str | None] = mapped_column(String(10))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

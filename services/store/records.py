@@ -240,3 +240,33 @@ class BulkOperation:
     def finished(self) -> bool:
         """Tell whether every execution of the operation has been handled."""
         return self.state == "finished"
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """A document write waiting for its company's next QuickBooks batch, or in a batch now."""
+
+    execution_id: str
+    step: str
+    portal_id: int
+    realm_id: str
+    entity: str
+    body: dict[str, Any]
+    batch_id: str | None
+    bid: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A POST /batch to one company: its requestid, its members in bId order, and whether it went out before."""
+
+    id: str
+    portal_id: int
+    realm_id: str
+    requestid: str
+    # How many times the sender tried it (from 1 on, QuickBooks may have created some of its documents), and not
+    # before when it may try again.
+    tries: int
+    retry_at: datetime | None
+    items: tuple[BatchItem, ...]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from services.store.attempts import AttemptRepository
 from services.store.audit import AuditRepository
+from services.store.batches import BatchRepository
 from services.store.bookkeeping import BookkeepingRepository
 from services.store.bulk import BulkRepository
 from services.store.callbacks import CallbackRepository
@@ -35,6 +36,7 @@ class Repositories:
     listing: ExecutionListing
     audit: AuditRepository
     bulk: BulkRepository
+    batches: BatchRepository
 
     @classmethod
     def open(cls, database_url: str, cipher: TokenCipher) -> Repositories:
@@ -57,4 +59,5 @@ class Repositories:
             listing=ExecutionListing(database),
             audit=AuditRepository(database),
             bulk=BulkRepository(database),
+            batches=BatchRepository(database),
         )

@@ -26,6 +26,10 @@ class CallGate(Protocol):
         """Hear that the server answered 429 (with its Retry-After, when it sent one) and hold back every sender."""
         ...
 
+    def recent(self, kind: str, limit_name: str) -> int:
+        """Return about how many requests of ``kind`` went out in the window of one of its limits."""
+        ...
+
 
 class OpenGate:
     """No limits: every request goes at once (clients built without a gate, and unit tests)."""
@@ -37,3 +41,7 @@ class OpenGate:
 
     def throttled(self, retry_after: float | None) -> None:
         """Nothing to slow down; the error still reaches the retry rule."""
+
+    def recent(self, kind: str, limit_name: str) -> int:
+        """Count nothing: an open gate keeps no log."""
+        return 0

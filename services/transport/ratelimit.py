@@ -184,6 +184,7 @@ class RateLimiter:
         self.max_wait = max_wait
         self.clock = clock
         self.sleep = sleep
+        self.connection = connection
         self.scripts = scripts_of(connection)
         # One hash tag for every key of a company or portal: a script's keys must share a Redis Cluster slot.
         base = f"{PREFIX}{{{key}}}"
@@ -210,6 +211,12 @@ class RateLimiter:
                 )
             self.sleep(wait)
             waited += wait
+
+    def logged(self, name: str) -> int:
+        """Return how many calls the log of one limit holds: those of its last window, and a few older until the
+        next call trims them."""
+        index = next(i for i, limit in enumerate(self.limits) if limit.name == name)
+        return int(self.connection.zcard(self.keys[index + 1]))
 
     def block(self, seconds: float) -> None:
         """Keep every process from sending on this key for ``seconds`` (a longer block already set stays)."""
@@ -349,6 +356,10 @@ class RedisCallGate:
             yield
         finally:
             self.in_flight.release(holder)
+
+    def recent(self, kind: str, limit_name: str) -> int:
+        """Return about how many calls of ``kind`` went out in the window of one of its limits."""
+        return self.limiters[kind].logged(limit_name)
 
     def throttled(self, retry_after: float | None) -> None:
         """Block the key for the server's Retry-After, or else for ``backoff`` seconds (Redis trouble is logged)."""

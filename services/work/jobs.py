@@ -7,6 +7,7 @@ from rq import Retry
 
 from services import bootstrap
 from services.ops.operations import Operations
+from services.work import batches
 from services.work.callbacks import CallbackFlusher
 from services.work.runner import ExecutionRunner
 
@@ -25,3 +26,8 @@ def run_bulk_retry(bulk_id: str) -> str:
 def flush_callbacks(portal_id: int) -> str | Retry:
     """Report every finished execution of a portal to HubSpot, in batches."""
     return CallbackFlusher(bootstrap.current()).flush(portal_id)
+
+
+def send_batches(portal_id: int, realm_id: str) -> str | Retry:
+    """Send the document writes waiting for a portal's company, up to 30 per QuickBooks batch."""
+    return batches.send_batches(bootstrap.current(), portal_id, realm_id)

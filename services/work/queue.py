@@ -26,9 +26,11 @@ if TYPE_CHECKING:
 RUN_EXECUTION = "services.jobs.run_execution"
 FLUSH_CALLBACKS = "services.jobs.flush_callbacks"
 RUN_BULK_RETRY = "services.work.jobs.run_bulk_retry"
+SEND_BATCHES = "services.work.jobs.send_batches"
 # RQ only counts retries; our own attempt count (or HubSpot taking the callbacks) decides when to stop.
 RQ_RETRY_CEILING = 1000
 FLUSH_FLAG = "qbo-actions:flush-requested:"
+BATCH_FLAG = "qbo-actions:batch-requested:"
 # A job in one of these states will still run; anything else (finished, failed, gone) will not.
 LIVE_STATUSES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 LANE_OF_PORTAL = "qbo-actions:lane-of-portal:"
@@ -180,6 +182,26 @@ class JobQueue:
                 self.queue.enqueue_in(timedelta(seconds=delay), FLUSH_CALLBACKS, portal_id, **options)
             else:
                 self.queue.enqueue(FLUSH_CALLBACKS, portal_id, **options)
+
+    def request_batches(self, portal_id: int, realm_id: str, *, force: bool = False) -> None:
+        """Make sure a sender will put the documents waiting for this portal's company into batches."""
+        # The sender lowers the flag before each look at what waits, so an item parked after that look raises it
+        # again and gets a sender of its own (which steps aside while the first one still runs; see send_batches).
+        if self.connection.set(f"{BATCH_FLAG}{portal_id}:{realm_id}", "1", nx=True, ex=600) or force:
+            self.queue.enqueue(
+                SEND_BATCHES,
+                portal_id,
+                realm_id,
+                # A sender works for at most a minute, then hands over; its batches wait on the limiter meanwhile.
+                job_timeout=max(self.config.job_timeout, 120),
+                result_ttl=0,
+                failure_ttl=7 * 86400,
+                description=f"QuickBooks batches of portal {portal_id}, company {realm_id}",
+            )
+
+    def clear_batch_request(self, portal_id: int, realm_id: str) -> bool:
+        """Lower a company's batch flag; tell whether it was raised."""
+        return bool(self.connection.delete(f"{BATCH_FLAG}{portal_id}:{realm_id}"))
 
     def clear_flush_request(self, portal_id: int) -> None:
         """Lower the flag before a flush reads what is pending."""

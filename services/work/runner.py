@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,14 +14,16 @@ from services import logs, metrics
 from services.books.failures import ActionFailure, failure_for, internal_error, not_connected
 from services.books.ports import HubSpotReader
 from services.books.records import contact_properties
-from services.books.run import LeaseLostError, Run
+from services.books.run import AwaitingBatch, LeaseLostError, Run, never
 from services.books.settings import hold_for
 from services.bootstrap import Services
 from services.clock import utcnow
+from services.config import Config
 from services.hubspot import outputs
-from services.store.attempts import ABANDONED, FAILED, HELD, RETRYING, SUCCEEDED
+from services.store.attempts import ABANDONED, BATCHED, FAILED, HELD, RETRYING, SUCCEEDED
 from services.store.records import Execution
 from services.transport.errors import InfrastructureError, RateLimitedError, ServiceError, TransientError
+from services.transport.gate import BATCH, CALL, CallGate
 from services.work.faults import INFRASTRUCTURE_FAULTS, REDIS_FAULTS, infrastructure_error
 from services.work.handlers import HANDLERS
 from services.work.prefetch import SnapshotReader, Snapshots
@@ -29,6 +32,23 @@ from services.work.queue import retry_in
 log = logging.getLogger(__name__)
 # Being throttled is not failing: a busy portal or company gets this many more retries.
 THROTTLE_ALLOWANCE = 20
+
+
+def batch_rule(config: Config, gate: CallGate) -> Callable[[], bool]:
+    """Return what tells, at a document write, whether it goes in the company's next QuickBooks batch."""
+    if config.quickbooks_batch_writes == "on":
+        return lambda: True
+    if config.quickbooks_batch_writes == "off":
+        return never
+
+    def busy() -> bool:
+        # Busy: half of Intuit's minute used, or batching already under way (so it does not stop and start).
+        try:
+            return gate.recent(CALL, "minute") >= config.quickbooks_batch_above or gate.recent(BATCH, "batches") > 0
+        except REDIS_FAULTS:
+            return False
+
+    return busy
 
 
 class ExecutionRunner:
@@ -77,6 +97,8 @@ class ExecutionRunner:
         except LeaseLostError:
             self.attempts.finish(attempt_id, ABANDONED)
             return "lease lost"
+        except AwaitingBatch:
+            return self._await_batch(execution, token, attempt_id)
         except INFRASTRUCTURE_FAULTS as fault:
             return self._transient(execution, token, attempt_id, infrastructure_error(fault))
         except TransientError as error:
@@ -111,6 +133,17 @@ class ExecutionRunner:
         log.warning("execution %s: %s; retrying in %ss", execution.id, error, delay)
         return retry_in(delay)
 
+    def _await_batch(self, execution: Execution, token: str, attempt_id: int) -> str:
+        """Let the execution wait for its company's next batch; the batch's answer queues it again."""
+        self.attempts.finish(attempt_id, BATCHED)
+        if not self.executions.release_to_batch(execution.id, token):
+            return "lease lost"
+        try:
+            self.services.queue.request_batches(execution.portal_id, execution.realm_id or "")
+        except REDIS_FAULTS as fault:
+            log.warning("execution %s: batch sender not requested (%s); the sweeper will", execution.id, fault)
+        return "awaiting batch"
+
     def _retry_blind(self, execution_id: str, error: TransientError) -> Retry:
         """Ask RQ to try again when nothing could be recorded (the database or Redis is down)."""
         delay = self.config.retry_intervals[0]
@@ -138,9 +171,10 @@ class ExecutionRunner:
             raise not_connected(realm_id, was_connected=connection is not None)
         lease_seconds = self.config.lease_seconds
         settings = svc.companies.settings(realm_id)
+        qbo = svc.quickbooks(connection)
         return Run(
             execution=execution,
-            qbo=svc.quickbooks(connection),
+            qbo=qbo,
             hubspot=self._hubspot_reader(execution, settings),
             settings=settings,
             ledger=svc.bookkeeping,
@@ -149,6 +183,8 @@ class ExecutionRunner:
             keep_lease=lambda: self.executions.renew_lease(execution.id, token, lease_seconds),
             app_url=self.config.quickbooks_app_url,
             steps=svc.bookkeeping.steps(execution.id),
+            batches=svc.batches,
+            batch_now=batch_rule(self.config, qbo.gate),
         )
 
     def _hubspot_reader(self, execution: Execution, settings: dict[str, Any]) -> HubSpotReader:

@@ -42,6 +42,9 @@ def sweep(services: Services) -> SweepReport:
             if queue.ensure_enqueued(execution.id, execution.portal_id, force=execution.state == RUNNING):
                 requeued += 1
                 log.warning("execution %s (%s) had no live job; enqueued it again", execution.id, execution.state)
+        # Documents parked for a batch whose sender was lost, or a batch whose answer was (the sender settles it).
+        for tenant in services.batches.tenants_waiting(utcnow() - GRACE):
+            queue.request_batches(tenant.portal_id, tenant.realm_id, force=True)
         for released in services.executions.release_holds(utcnow()):
             log.warning("execution %s: its hold ran out; reporting %s", released.id, released.failure_reason)
             metrics.finished(released.action, metrics.FAILED, released.failure_reason)

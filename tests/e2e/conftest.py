@@ -24,7 +24,7 @@ from services.store.records import Execution
 from simulators.scenario import PORTAL_ID, REALM_ID, Simulators, seed_deal
 from simulators.serve import start_in_thread
 from tests.builders import execution_body, sales_inputs, signed_post
-from tests.conftest import WorkerProcess, connect_standard, drain, environment, wait_for
+from tests.conftest import WRITE_MODES, WorkerProcess, connect_standard, drain, environment, wait_for
 from tests.servers import PostgresServer, RedisServer
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -50,7 +50,14 @@ def postgres() -> Iterator[PostgresServer]:
 class World:
     """The app, a worker and their private database and Redis, which the test may stop and start."""
 
-    def __init__(self, sims: Simulators, postgres: PostgresServer, redis_server: RedisServer, tmp_path: Path) -> None:
+    def __init__(
+        self,
+        sims: Simulators,
+        postgres: PostgresServer,
+        redis_server: RedisServer,
+        tmp_path: Path,
+        write_mode: str = "auto",
+    ) -> None:
         self.sims, self.postgres, self.redis = sims, postgres, redis_server
         self.env = environment(
             sims,
@@ -61,6 +68,7 @@ class World:
             LEASE_SECONDS="9",
             HTTP_TIMEOUT="3",
             JOB_TIMEOUT="5",
+            **WRITE_MODES[write_mode],
         )
         self.services = bootstrap.bootstrap(
             Config.from_env(self.env), redis_connection=redis.Redis.from_url(redis_server.url)
@@ -113,9 +121,9 @@ class World:
 
 
 @pytest.fixture
-def world(sims: Simulators, postgres: PostgresServer, tmp_path: Path) -> Iterator[World]:
+def world(sims: Simulators, postgres: PostgresServer, tmp_path: Path, write_mode: str) -> Iterator[World]:
     redis_server = RedisServer().start()
-    built = World(sims, postgres, redis_server, tmp_path)
+    built = World(sims, postgres, redis_server, tmp_path, write_mode)
     yield built
     built.close()
     redis_server.stop()

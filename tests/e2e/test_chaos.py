@@ -54,7 +54,8 @@ def invoices_made(sims: Simulators) -> int:
     return len(sims.entities("Invoice"))
 
 
-def test_two_portals_book_everything_exactly_once_through_every_kind_of_failure(world: World) -> None:
+@pytest.mark.parametrize("write_mode", ["single", "batched"])
+def test_two_portals_book_everything_exactly_once_through_every_kind_of_failure(world: World, write_mode: str) -> None:
     sims = world.sims
     sims.add_portal(OTHER_PORTAL)
     connect_standard(world.services, portal_id=OTHER_PORTAL)
@@ -72,9 +73,10 @@ def test_two_portals_book_everything_exactly_once_through_every_kind_of_failure(
         for portal in DOMAINS
     }
     # QuickBooks throttles, fails, and books without answering (the client sees a 500 after the write).
-    sims.qbo_fault(status=429, method="POST", path="/invoice$", count=3)
-    sims.qbo_fault(status=500, method="POST", path="/invoice$", count=3)
-    sims.qbo_fault(status=500, method="POST", path="/invoice$", count=3, after_commit=True)
+    writes = "/invoice$" if write_mode == "single" else "/batch$"
+    sims.qbo_fault(status=429, method="POST", path=writes, count=3)
+    sims.qbo_fault(status=500, method="POST", path=writes, count=3)
+    sims.qbo_fault(status=500, method="POST", path=writes, count=3, after_commit=True)
     second_worker = world.start_worker()
 
     payloads = []

@@ -30,6 +30,7 @@ def reported(sims: Simulators, callback_id: str) -> list[dict[str, Any]]:
     return sims.callbacks(callback_id)
 
 
+@pytest.mark.parametrize("write_mode", ["single", "batched"])
 def test_a_worker_process_completes_each_action_and_reports_back(
     server: str, services: Services, sims: Simulators, settings: Any, start_worker: Callable[..., WorkerProcess]
 ) -> None:
@@ -99,6 +100,37 @@ def test_a_worker_killed_mid_job_loses_nothing_and_doubles_nothing(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("write_mode", ["batched"])
+def test_a_worker_killed_while_its_batch_is_out_loses_nothing_and_doubles_nothing(
+    server: str, services: Services, sims: Simulators, settings: Any, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    """The sender dies waiting for QuickBooks' answer: the next one looks the batch up instead of sending it."""
+    sims.qbo_fault(method="POST", path="/batch$", status=None, delay=3, count=1)
+    quick_takeover = {"LEASE_SECONDS": "8", "JOB_TIMEOUT": "4", "HTTP_TIMEOUT": "3.5"}
+    doomed = start_worker(**quick_takeover)
+    callback_ids = [send(server, sims) for _ in range(3)]
+
+    wait_for(lambda: any(r["path"].endswith("/batch") for r in sims.qbo_requests()))
+    doomed.kill()
+    start_worker(**quick_takeover)
+
+    executions = [wait_for(lambda cid=cid: finished(services, cid), timeout=90) for cid in callback_ids]
+
+    assert [e.state for e in executions] == ["succeeded"] * 3, [e.failure_message for e in executions]
+    assert len(sims.entities("Invoice")) == 3
+    batches = [r for r in sims.qbo_requests() if r["path"].endswith("/batch")]
+    # The batch that was out when the worker died was looked up, not sent again; the rest went in new ones.
+    assert len({b["requestid"] for b in batches}) == len(batches)
+    assert sum(b["items"] for b in batches) == 3
+    assert any("FROM Invoice" in str(r["query"].get("query")) for r in sims.qbo_requests())
+    for execution, callback_id in zip(executions, callback_ids, strict=True):
+        wait_for(lambda cid=callback_id: reported(sims, cid))
+        assert len(reported(sims, callback_id)) == 1
+        assert [a.outcome for a in services.attempts.of(execution.id)] == ["batched", "succeeded"]
+    assert services.database.count("quickbooks_batches") == 0
+
+
+@pytest.mark.slow
 def test_two_workers_booking_the_same_payment_at_once_book_one_document(
     server: str, services: Services, sims: Simulators, settings: Any, start_worker: Callable[..., WorkerProcess]
 ) -> None:
@@ -131,6 +163,7 @@ def test_two_workers_booking_the_same_payment_at_once_book_one_document(
     assert waits and all("is booking" in (a.message or "") for a in waits)
 
 
+@pytest.mark.parametrize("write_mode", ["single", "batched"])
 def test_a_worker_process_books_each_payment_action(
     server: str, services: Services, sims: Simulators, settings: Any, start_worker: Callable[..., WorkerProcess]
 ) -> None:
@@ -243,6 +276,8 @@ def test_a_job_over_its_time_limit_is_stopped_in_the_worker_process_which_goes_o
     execution = wait_for(lambda: finished(services, callback_id), timeout=60)
 
     assert execution.state == "succeeded", (execution.failure_message, worker.log()[-2000:])
+    # The run records its attempt's outcome just after the execution's.
+    wait_for(lambda: services.attempts.of(execution.id)[-1].outcome != "running")
     timed_out, succeeded = services.attempts.of(execution.id)
     assert (timed_out.outcome, timed_out.error_code) == ("retrying", "JobTimeoutException")
     assert timed_out.finished_at is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -15,20 +16,49 @@ from tests.builders import execution_body, sales_inputs, signed_post
 from tests.conftest import only_callback, qbo_writes, set_execution
 
 
+@pytest.fixture(params=["single", "batched"])
+def write_mode(request: pytest.FixtureRequest) -> str:
+    """Every test here runs with documents created one call each, and again in QuickBooks batches."""
+    return str(request.param)
+
+
+# Where an invoice is written in each mode: its own POST, or the company's POST /batch.
+WRITE_PATH = {"single": "/invoice$", "batched": "/batch$"}
+# How a run that writes the invoice ends: with it, or stopped until its batch is answered.
+FIRST_RUN = {"single": "succeeded", "batched": "awaiting batch"}
+
+
 def invoices(sims: Simulators) -> list[dict[str, Any]]:
     return sims.entities("Invoice")
 
 
+def invoice_writes(sims: Simulators, write_mode: str) -> list[dict[str, Any]]:
+    return qbo_writes(sims, "invoice" if write_mode == "single" else "batch")
+
+
+def outcomes(services: Services, execution_id: str) -> list[str]:
+    return [a.outcome for a in services.attempts.of(execution_id)]
+
+
+def with_batch(write_mode: str, *single: str) -> list[str]:
+    """Return a run's outcomes in a mode: in batches, the run that writes the invoice stops once more first."""
+    if write_mode == "single":
+        return list(single)
+    *before, last = single
+    return [*before, "batched", last]
+
+
 def test_a_job_run_twice_creates_one_document(
-    server: str, services: Services, sims: Simulators, settings: Any, run_jobs: Callable[..., None]
+    server: str, services: Services, sims: Simulators, settings: Any, run_jobs: Callable[..., None], write_mode: str
 ) -> None:
     body = execution_body(seed_deal(sims)["deal"], inputs=sales_inputs(create_missing_products="yes"))
     signed_post(server, "/actions/create_invoice", body)
     execution = services.executions.find(body["callbackId"])
     assert execution is not None
 
-    assert run_execution(execution.id) == "succeeded"
-    assert run_execution(execution.id) == "not runnable"
+    assert run_execution(execution.id) == FIRST_RUN[write_mode]
+    # Once done there is nothing to run; while its batch waits, a second job stops at the same place.
+    assert run_execution(execution.id) == {"single": "not runnable", "batched": "awaiting batch"}[write_mode]
     run_jobs()
 
     assert len(invoices(sims)) == 1
@@ -37,10 +67,10 @@ def test_a_job_run_twice_creates_one_document(
 
 
 def test_a_run_that_lost_its_response_resumes_without_a_second_document(
-    perform: Any, services: Services, sims: Simulators, settings: Any
+    perform: Any, services: Services, sims: Simulators, settings: Any, write_mode: str
 ) -> None:
     """QuickBooks created the invoice but the answer was lost: the retry must not create another."""
-    sims.qbo_fault(method="POST", path="/invoice$", status=500, after_commit=True)
+    sims.qbo_fault(method="POST", path=WRITE_PATH[write_mode], status=500, after_commit=True)
     deal = seed_deal(sims)
 
     execution = perform(deal["deal"], inputs=sales_inputs(create_missing_products="yes"))
@@ -48,22 +78,26 @@ def test_a_run_that_lost_its_response_resumes_without_a_second_document(
     assert execution.state == "succeeded", execution.failure_message
     assert len(invoices(sims)) == 1
     # The retry looked the invoice up instead of sending it again.
-    assert len(qbo_writes(sims, "invoice")) == 1
+    assert len(invoice_writes(sims, write_mode)) == 1
     lookups = [r for r in sims.qbo_requests() if "FROM Invoice" in str(r["query"].get("query"))]
     assert len(lookups) == 1
-    outcomes = [a.outcome for a in services.attempts.of(execution.id)]
-    assert outcomes == ["retrying", "succeeded"]
+    # In batches the sender retried and looked up; the execution only waited.
+    assert (
+        outcomes(services, execution.id)
+        == {"single": ["retrying", "succeeded"], "batched": ["batched", "succeeded"]}[write_mode]
+    )
 
 
 def test_an_interrupted_run_finds_the_document_it_created(
-    services: Services, sims: Simulators, settings: Any, server: str
+    services: Services, sims: Simulators, settings: Any, server: str, run_jobs: Callable[..., None]
 ) -> None:
     """A step marked as sent without a result is looked up in QuickBooks before anything is re-sent."""
     body = execution_body(seed_deal(sims)["deal"], inputs=sales_inputs(create_missing_products="yes"))
     signed_post(server, "/actions/create_invoice", body)
     execution = services.executions.find(body["callbackId"])
     assert execution is not None
-    assert run_execution(execution.id) == "succeeded"
+    run_jobs()
+    assert services.executions.get(execution.id).state == "succeeded"  # type: ignore[union-attr]
     [invoice] = invoices(sims)
     # Make it look as if the worker died between sending the invoice and recording it.
     services.bookkeeping.save_step(
@@ -86,20 +120,40 @@ def test_an_interrupted_run_finds_the_document_it_created(
     [(429, {"Retry-After": "1"}), (500, {}), (503, {})],
 )
 def test_transient_quickbooks_errors_are_retried_then_succeed(
-    perform: Any, services: Services, sims: Simulators, settings: Any, status: int, headers: dict[str, str]
+    perform: Any,
+    services: Services,
+    sims: Simulators,
+    settings: Any,
+    status: int,
+    headers: dict[str, str],
+    write_mode: str,
 ) -> None:
-    sims.qbo_fault(method="POST", path="/invoice$", status=status, count=2, headers=headers)
+    sims.qbo_fault(method="POST", path=WRITE_PATH[write_mode], status=status, count=2, headers=headers)
     deal = seed_deal(sims)
 
     execution = perform(deal["deal"], inputs=sales_inputs(create_missing_products="yes"))
 
     assert execution.state == "succeeded", execution.failure_message
     assert len(invoices(sims)) == 1
-    attempts = services.attempts.of(execution.id)
-    assert [a.outcome for a in attempts] == ["retrying", "retrying", "succeeded"]
-    assert {a.http_status for a in attempts[:2]} == {status}
-    assert all(a.request_id for a in attempts[:2]), "the intuit_tid of each failed call is recorded"
     assert only_callback(sims, execution)["hs_execution_state"] == "SUCCESS"
+    writes = invoice_writes(sims, write_mode)
+    assert [w["status"] for w in writes] == [status, status, 200]
+    if write_mode == "single":
+        attempts = services.attempts.of(execution.id)
+        assert [a.outcome for a in attempts] == ["retrying", "retrying", "succeeded"]
+        assert {a.http_status for a in attempts[:2]} == {status}
+        assert all(a.request_id for a in attempts[:2]), "the intuit_tid of each failed call is recorded"
+        return
+    # The sender retried the batch; the execution waited for it.
+    assert outcomes(services, execution.id) == ["batched", "succeeded"]
+    requestids = {w["query"]["requestid"] for w in writes}
+    if status == 429:
+        # Refused before anything was done: its members went into a new batch each time.
+        assert len(requestids) == 3
+    else:
+        # Its outcome unknown, it was looked up and then sent again as it was: same requestid, same items.
+        assert len(requestids) == 1
+        assert len({json.dumps(w["body"], sort_keys=True) for w in writes}) == 1
 
 
 def test_an_expired_access_token_is_refreshed_and_the_call_repeated_with_the_same_requestid(
@@ -122,41 +176,50 @@ def test_an_expired_access_token_is_refreshed_and_the_call_repeated_with_the_sam
 
 
 def test_an_invoice_create_answered_401_is_repeated_with_the_same_requestid(
-    perform: Any, services: Services, sims: Simulators, settings: Any
+    perform: Any, services: Services, sims: Simulators, settings: Any, write_mode: str
 ) -> None:
-    sims.qbo_fault(method="POST", path="/invoice$", status=401)
+    sims.qbo_fault(method="POST", path=WRITE_PATH[write_mode], status=401)
     deal = seed_deal(sims)
 
     execution = perform(deal["deal"], inputs=sales_inputs(create_missing_products="yes"))
 
     assert execution.state == "succeeded", execution.failure_message
-    writes = qbo_writes(sims, "invoice")
+    writes = invoice_writes(sims, write_mode)
     assert [w["status"] for w in writes] == [401, 200]
     assert writes[0]["query"]["requestid"] == writes[1]["query"]["requestid"]
     assert len(invoices(sims)) == 1
 
 
 def test_quickbooks_down_for_good_fails_the_action_after_the_retries(
-    perform: Any, services: Services, sims: Simulators, settings: Any
+    perform: Any, services: Services, sims: Simulators, settings: Any, write_mode: str
 ) -> None:
-    sims.qbo_fault(method="POST", path="/invoice$", status=503, count=10)
+    sims.qbo_fault(method="POST", path=WRITE_PATH[write_mode], status=503, count=10)
     deal = seed_deal(sims)
 
     execution = perform(deal["deal"], inputs=sales_inputs(create_missing_products="yes"))
 
     assert execution.failure_reason == "QUICKBOOKS_UNAVAILABLE"
-    assert services.database.count("execution_attempts") == 1 + len(services.config.retry_intervals)
+    tries = 1 + len(services.config.retry_intervals)
+    assert len(invoice_writes(sims, write_mode)) == tries
+    if write_mode == "single":
+        assert services.database.count("execution_attempts") == tries
+    else:
+        # The sender used up the retries on the batch; its member then failed with the last error.
+        assert outcomes(services, execution.id) == ["batched", "failed"]
+        assert services.database.count("quickbooks_batches") == 0
     assert only_callback(sims, execution)["failure_reason"] == "QUICKBOOKS_UNAVAILABLE"
 
 
-def test_hubspot_throttling_is_retried(perform: Any, services: Services, sims: Simulators, settings: Any) -> None:
+def test_hubspot_throttling_is_retried(
+    perform: Any, services: Services, sims: Simulators, settings: Any, write_mode: str
+) -> None:
     sims.hs_fault(method="POST", path="/line_items/batch/read", status=429, count=1, headers={"Retry-After": "1"})
     deal = seed_deal(sims)
 
     execution = perform(deal["deal"], inputs=sales_inputs(create_missing_products="yes"))
 
     assert execution.state == "succeeded", execution.failure_message
-    assert [a.outcome for a in services.attempts.of(execution.id)] == ["retrying", "succeeded"]
+    assert outcomes(services, execution.id) == with_batch(write_mode, "retrying", "succeeded")
 
 
 @pytest.mark.slow
@@ -248,19 +311,29 @@ def test_throttling_does_not_use_up_the_retries(
 
 
 def test_an_operator_retry_gets_a_fresh_set_of_retries(
-    perform: Any, services: Services, sims: Simulators, settings: Any, env: dict[str, str], run_jobs: Any
+    perform: Any,
+    services: Services,
+    sims: Simulators,
+    settings: Any,
+    env: dict[str, str],
+    run_jobs: Any,
+    write_mode: str,
 ) -> None:
     from actions.cli import cli
 
     retries = len(services.config.retry_intervals)
-    sims.qbo_fault(method="POST", path="/invoice$", status=503, count=retries + 1)
+    sims.qbo_fault(method="POST", path=WRITE_PATH[write_mode], status=503, count=retries + 1)
     execution = perform(seed_deal(sims)["deal"], inputs=sales_inputs(create_missing_products="yes"))
     assert execution.failure_reason == "QUICKBOOKS_UNAVAILABLE"
-    sims.qbo_fault(method="POST", path="/invoice$", status=503, count=1)
+    sims.qbo_fault(method="POST", path=WRITE_PATH[write_mode], status=503, count=1)
 
     assert CliRunner(env=env).invoke(cli, ["executions", "retry", execution.id]).exit_code == 0
     run_jobs()
 
     after = services.executions.get(execution.id)
     assert after is not None and after.state == "succeeded", after.failure_message if after else None
-    assert [a.outcome for a in services.attempts.of(execution.id)][-2:] == ["retrying", "succeeded"]
+    assert len(invoices(sims)) == 1
+    assert (
+        outcomes(services, execution.id)[-2:]
+        == {"single": ["retrying", "succeeded"], "batched": ["batched", "succeeded"]}[write_mode]
+    )

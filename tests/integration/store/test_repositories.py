@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,37 +13,14 @@ from alembic.migration import MigrationContext
 from sqlalchemy import text, update
 
 from services.clock import utcnow
-from services.store import migrate
-from services.store.crypto import TokenCipher
 from services.store.models import Base, ExecutionRow
 from services.store.records import Execution, NewExecution, Tenant
 from services.store.repositories import Repositories
 from services.transport.errors import TransientError
-from tests.conftest import POSTGRES_URL, fresh_postgres
 
 PORTAL_ID = 102670506
 REALM_ID = "9130355"
 TENANT = Tenant(PORTAL_ID, REALM_ID)
-
-
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param(
-            "postgresql",
-            marks=pytest.mark.skipif(not POSTGRES_URL, reason="QBO_TEST_POSTGRES_URL is not set"),
-        ),
-    ]
-)
-def repos(request: pytest.FixtureRequest, tmp_path: Path, cipher: TokenCipher) -> Iterator[Repositories]:
-    """The repositories on a freshly migrated database of each kind."""
-    if request.param == "sqlite":
-        repos = Repositories.open(f"sqlite:///{tmp_path / 'repos.sqlite3'}", cipher)
-        migrate.upgrade(repos.database.engine)
-    else:
-        repos = fresh_postgres(cipher)
-    yield repos
-    repos.database.engine.dispose()
 
 
 _numbers = iter(range(1, 1_000_000))

@@ -2,41 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import update
 
 from services.clock import utcnow
-from services.store import migrate
-from services.store.crypto import TokenCipher
 from services.store.models import ExecutionRow
 from services.store.records import NewExecution
 from services.store.repositories import Repositories
 from services.store.stats import ExecutionStart
-from tests.conftest import POSTGRES_URL, fresh_postgres
-
-
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param(
-            "postgresql", marks=pytest.mark.skipif(not POSTGRES_URL, reason="QBO_TEST_POSTGRES_URL is not set")
-        ),
-    ]
-)
-def repos(request: pytest.FixtureRequest, tmp_path: Path, cipher: TokenCipher) -> Iterator[Repositories]:
-    """The repositories on a freshly migrated database of each kind."""
-    if request.param == "sqlite":
-        repos = Repositories.open(f"sqlite:///{tmp_path / 'stats.sqlite3'}", cipher)
-        migrate.upgrade(repos.database.engine)
-    else:
-        repos = fresh_postgres(cipher)
-    yield repos
-    repos.database.engine.dispose()
 
 
 def execution(repos: Repositories, number: int, action: str = "create_invoice", **columns: Any) -> str:

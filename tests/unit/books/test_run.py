@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 
 from services.books.failures import ActionFailure
-from services.books.run import LeaseLostError
+from services.books.run import AwaitingBatch, LeaseLostError
 from services.clock import utcnow
-from tests.fakes import FakeLedger, FakeQuickBooks
+from services.store.records import Step
+from services.transport.errors import PermanentError
+from tests.fakes import FakeBatches, FakeLedger, FakeQuickBooks
 from tests.unit.books.conftest import Lease, MakeRun
 
 
@@ -123,3 +125,95 @@ def test_a_run_before_the_expiry_writes(make_run: MakeRun) -> None:
     create = Writes()
     make_run(expires_at=utcnow() + timedelta(minutes=1)).write_once("customer:0", create)
     assert len(create.requestids) == 1
+
+
+# Writes that wait for a QuickBooks batch -----------------------------------------------------------
+
+
+@pytest.fixture
+def batches(ledger: FakeLedger) -> FakeBatches:
+    return FakeBatches(ledger)
+
+
+def batched_run(make_run: MakeRun, batches: FakeBatches, *, now: bool = True) -> Any:
+    run = make_run()
+    run.batches, run.batch_now = batches, (lambda: now)
+    return run
+
+
+def test_a_write_for_a_batch_is_parked_started_and_the_run_stops(
+    make_run: MakeRun, batches: FakeBatches, ledger: FakeLedger, lease: Lease
+) -> None:
+    create = Writes()
+    run = batched_run(make_run, batches)
+
+    with pytest.raises(AwaitingBatch):
+        run.write_once("document:Invoice", create, context={"txn_date": "2026-12-01"}, batch=("Invoice", {"Line": []}))
+
+    assert create.requestids == [] and lease.renewals == 1
+    assert batches.parked == [("document:Invoice", "Invoice", {"Line": []})]
+    started = ledger.steps("e-1")["document:Invoice"]
+    assert started.status == "started" and started.data["batched"] is True
+    assert started.data["requestid"] == run.requestid("document:Invoice") and started.data["txn_date"] == "2026-12-01"
+
+
+def test_a_later_run_waits_while_the_batch_is_out_then_takes_its_answer(
+    make_run: MakeRun, batches: FakeBatches, ledger: FakeLedger
+) -> None:
+    with pytest.raises(AwaitingBatch):
+        batched_run(make_run, batches).write_once("document:Invoice", Writes(), batch=("Invoice", {}))
+    with pytest.raises(AwaitingBatch):
+        batched_run(make_run, batches).write_once("document:Invoice", Writes(), batch=("Invoice", {}))
+    assert len(batches.parked) == 1
+
+    # The batch's answer: the step done, the item gone.
+    ledger.save_step("e-1", "document:Invoice", "done", {"id": "145"})
+    del batches.items[("e-1", "document:Invoice")]
+    create = Writes()
+    assert batched_run(make_run, batches).write_once("document:Invoice", create, batch=("Invoice", {})) == {"id": "145"}
+    assert create.requestids == []
+
+
+def test_a_write_rejected_in_its_batch_fails_as_the_single_call_would_and_is_looked_up_on_retry(
+    make_run: MakeRun, batches: FakeBatches, ledger: FakeLedger
+) -> None:
+    fault = {"Fault": {"type": "ValidationFault", "Error": [{"code": "6000", "Message": "Bad amount"}]}}
+    ledger.save_step("e-1", "document:Invoice", "rejected", {"requestid": "r-1", "batched": True, "fault": fault})
+
+    with pytest.raises(PermanentError) as raised:
+        batched_run(make_run, batches).write_once("document:Invoice", Writes(), batch=("Invoice", {}))
+
+    assert raised.value.code == "6000" and "Bad amount" in str(raised.value)
+    assert ledger.steps("e-1")["document:Invoice"] == Step("e-1", "document:Invoice", "started", {"requestid": "r-1"})
+    looked_up: list[dict[str, Any]] = []
+    with pytest.raises(AwaitingBatch):
+        batched_run(make_run, batches).write_once(
+            "document:Invoice", Writes(), find_existing=lambda s: looked_up.append(s), batch=("Invoice", {})
+        )
+    assert looked_up == [{"requestid": "r-1"}]
+    assert ledger.steps("e-1")["document:Invoice"].data["requestid"] == "r-1", "a write sent again keeps its requestid"
+
+
+def test_a_batch_given_up_fails_the_write_with_quickbooks_unavailable(
+    make_run: MakeRun, batches: FakeBatches, ledger: FakeLedger
+) -> None:
+    error = {"message": "QuickBooks: down", "service": "quickbooks", "http_status": 503, "revoked": False}
+    ledger.save_step("e-1", "document:Invoice", "started", {"requestid": "r-1", "batched": True, "batch_error": error})
+
+    with pytest.raises(ActionFailure) as raised:
+        batched_run(make_run, batches).write_once("document:Invoice", Writes(), batch=("Invoice", {}))
+
+    assert raised.value.reason == "QUICKBOOKS_UNAVAILABLE" and "QuickBooks: down" in raised.value.message
+    assert ledger.steps("e-1")["document:Invoice"].data == {"requestid": "r-1"}
+
+
+def test_a_write_goes_at_once_when_the_company_is_not_busy_or_the_write_cannot_be_batched(
+    make_run: MakeRun, batches: FakeBatches
+) -> None:
+    quiet = Writes()
+    assert batched_run(make_run, batches, now=False).write_once("document:Invoice", quiet, batch=("Invoice", {})) == {
+        "id": "145"
+    }
+    customer = Writes()
+    batched_run(make_run, batches).write_once("customer:7", customer)
+    assert len(quiet.requestids) == len(customer.requestids) == 1 and batches.parked == []
