@@ -41,3 +41,23 @@ def on_exit(server: Any) -> None:
     """Remove the directory this master made for itself."""
     if os.environ.get(MADE_DIR_VARIABLE) == str(metrics_dir):
         shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _intake(worker: Any) -> Any:
+    """Return the intake of the app this worker serves (None for another app)."""
+    services = getattr(worker.wsgi, "extensions", {}).get("qbo_actions")
+    return services.intake if services is not None else None
+
+
+def post_worker_init(worker: Any) -> None:
+    """Start the worker's relay now that it is forked (a thread started in the master would not survive)."""
+    intake = _intake(worker)
+    if intake is not None:
+        intake.start()
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """Queue what the worker's relay still holds before the worker goes."""
+    intake = _intake(worker)
+    if intake is not None:
+        intake.stop()

@@ -235,7 +235,10 @@ def sweep(forever: bool, metrics_port: int) -> None:
     svc = services()
     if not forever:
         report = sweep_once(svc)
-        click.echo(f"Re-enqueued {report.requeued} executions; flushed callbacks of {report.flushes} portals.")
+        click.echo(
+            f"Queued {report.relayed} executions left by the relay; re-enqueued {report.requeued} executions;"
+            f" flushed callbacks of {report.flushes} portals."
+        )
         return
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -21,6 +21,7 @@ from services.config import Config
 from services.ops.tokens import OperatorTokens
 from services.store import migrate
 from services.store.crypto import TokenCipher
+from services.work.relay import relay_everything
 from simulators import hubspot as hubspot_sim
 from simulators import quickbooks as quickbooks_sim
 from simulators.scenario import (
@@ -208,6 +209,8 @@ def run_demo(*, browser: bool = False, port: int = 0) -> int:
         print(f"POST /actions/create_invoice (deal {unmatched['deal']}) -> {status} {json.dumps(answer)}\n")
 
         with bootstrap.installed(services):
+            # The relay queues the jobs moments after each answer; the worker below must not find the queue empty.
+            relay_everything(services.outbox, services.queue)
             SimpleWorker(services.queue.all_queues, connection=services.redis).work(burst=True)
             _operator_fixes_the_held_one(web.base_url, config)
             SimpleWorker(services.queue.all_queues, connection=services.redis).work(burst=True)

@@ -103,18 +103,14 @@ def execute(spec: ActionSpec) -> Any:
     )
     svc = services()
     try:
-        execution_id, created = svc.executions.accept(new)
+        # Returns once the execution is committed; its job is queued by now (direct) or moments later (relay).
+        _, created = svc.intake.accept(new)
     except SQLAlchemyError as exc:
         log.exception("could not record execution %s", new.callback_id)
         # A 5xx makes HubSpot deliver again later, so the action is not lost.
         raise ApiError("The execution could not be recorded; HubSpot will retry.", 503) from exc
     if created:
         metrics.accepted(spec.name)
-        try:
-            svc.queue.enqueue_execution(execution_id, new.portal_id)
-        except Exception:
-            # The row is written: the sweeper enqueues it once the queue is back.
-            log.exception("execution %s recorded but not enqueued; the sweeper will enqueue it", execution_id)
     return jsonify(outputs.blocked(svc.config.callback_expiration))
 
 

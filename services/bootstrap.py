@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -25,6 +26,7 @@ from services.store.crypto import TokenCipher
 from services.store.engine import Database
 from services.store.executions import ExecutionRepository
 from services.store.listing import ExecutionListing
+from services.store.outbox import ExecutionOutbox
 from services.store.records import Connection
 from services.store.repositories import Repositories
 from services.store.retention import RetentionRepository
@@ -33,6 +35,7 @@ from services.transport.gate import BATCH, CALL
 from services.transport.http import new_session
 from services.transport.oauth import OAuthTokenEndpoint, RefreshingTokens
 from services.transport.ratelimit import RedisCallGate, server_limit
+from services.work.intake import ExecutionIntake
 from services.work.queue import JobQueue
 
 LOCK_PREFIX = "qbo-actions:lock:"
@@ -59,6 +62,16 @@ class Services:
     def executions(self) -> ExecutionRepository:
         """Return the executions repository."""
         return self.repositories.executions
+
+    @property
+    def outbox(self) -> ExecutionOutbox:
+        """Return the outbox of accepted executions whose job the relay has not queued yet."""
+        return self.repositories.outbox
+
+    @functools.cached_property
+    def intake(self) -> ExecutionIntake:
+        """Return this process's way of accepting executions (its relay included), built on first use."""
+        return ExecutionIntake(self)
 
     @property
     def attempts(self) -> AttemptRepository:

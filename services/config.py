@@ -58,6 +58,10 @@ RATE_LIMITS = (
 BATCH_WRITES = ("auto", "on", "off")
 
 
+# How the execution endpoint has an accepted execution's job queued (see services/work/intake.py).
+ACCEPT_ENQUEUE = ("relay", "direct")
+
+
 class ConfigError(Exception):
     """The environment does not hold a usable configuration."""
 
@@ -122,7 +126,7 @@ class Config:
     quickbooks_concurrency: int = 10
     quickbooks_batches_per_minute: int = 40
     # Documents go to QuickBooks in batches of up to 30 (one POST /batch): on, off, or auto (only while the
-    # company is busy: it made quickbooks_batch_above calls in the last minute, or sent a batch in it).
+    # company is busy: at the per-second limit, quickbooks_batch_above calls in the last minute, or a batch sent).
     quickbooks_batch_writes: str = "auto"
     quickbooks_batch_above: int = 250
     # How long a batch with room left waits for more documents before it goes out (milliseconds).
@@ -148,6 +152,9 @@ class Config:
     ops_proxy_jwt_header: str | None = None
     # The claim of a token that names the role (a string, or a list whose highest role counts).
     ops_jwt_role_claim: str = "role"
+    # How an accepted execution's job is queued: "relay" (the request commits it with an outbox entry, grouped with
+    # its process's other requests, and a relay thread queues jobs in batches) or "direct" (the request queues it).
+    accept_enqueue: str = "relay"
     # Port of the worker's Prometheus endpoint (0: none).
     worker_metrics_port: int = 0
     # When set, /metrics answers only requests with `Authorization: Bearer <this>`.
@@ -205,6 +212,9 @@ class Config:
         batch_writes = (env.get("QUICKBOOKS_BATCH_WRITES") or cls.quickbooks_batch_writes).strip().lower()
         if batch_writes not in BATCH_WRITES:
             raise ConfigError(f"QUICKBOOKS_BATCH_WRITES must be one of {', '.join(BATCH_WRITES)}.")
+        accept_enqueue = (env.get("ACCEPT_ENQUEUE") or cls.accept_enqueue).strip().lower()
+        if accept_enqueue not in ACCEPT_ENQUEUE:
+            raise ConfigError(f"ACCEPT_ENQUEUE must be one of {', '.join(ACCEPT_ENQUEUE)}.")
         lease = numbers.get("lease_seconds", cls.lease_seconds)
         job_timeout = numbers.get("job_timeout", cls.job_timeout)
         if lease <= job_timeout + http_timeout:
@@ -253,6 +263,7 @@ class Config:
             ops_proxy_jwt_header=env.get("OPS_PROXY_JWT_HEADER") or None,
             ops_jwt_role_claim=env.get("OPS_JWT_ROLE_CLAIM") or cls.ops_jwt_role_claim,
             metrics_token=env.get("METRICS_TOKEN") or None,
+            accept_enqueue=accept_enqueue,
             quickbooks_batch_writes=batch_writes,
             **numbers,
         )

@@ -60,6 +60,14 @@ ACCEPT_SECONDS = Histogram(
     "Time the execution endpoint took to accept an execution.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
+EXECUTIONS_RELAYED = Counter(
+    "qbo_actions_executions_relayed", "Accepted executions whose job the relay queued (from the outbox)."
+)
+RELAY_WAIT_SECONDS = Histogram(
+    "qbo_actions_relay_wait_seconds",
+    "Time from accepting an execution to queuing its job through the relay: the longest of each batch.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
 EXECUTION_SECONDS = Histogram(
     "qbo_actions_execution_seconds",
     "Time from accepting an execution to sending its callback to HubSpot.",
@@ -71,6 +79,12 @@ EXECUTION_SECONDS = Histogram(
 def accepted(action: str) -> None:
     """Count an execution accepted for the first time."""
     EXECUTIONS_ACCEPTED.labels(action=action).inc()
+
+
+def relayed(count: int, longest_wait: float) -> None:
+    """Count executions the relay queued, and how long the first of them waited since it was accepted."""
+    EXECUTIONS_RELAYED.inc(count)
+    RELAY_WAIT_SECONDS.observe(max(0.0, longest_wait))
 
 
 def finished(action: str, outcome: str, reason: str | None = None) -> None:

@@ -37,6 +37,7 @@ from services.store.crypto import TokenCipher
 from services.store.models import ExecutionRow
 from services.store.records import Execution
 from services.store.repositories import Repositories
+from services.work.relay import relay_everything
 from simulators import hubspot as hubspot_sim
 from simulators import quickbooks as quickbooks_sim
 from simulators.scenario import (
@@ -228,6 +229,7 @@ def services(env: dict[str, str], redis_connection: redis.Redis) -> Iterator[Ser
     connect_standard(svc)
     with bootstrap.installed(svc):
         yield svc
+    svc.intake.stop()
     svc.database.engine.dispose()
 
 
@@ -267,7 +269,12 @@ def server(services: Services) -> Iterator[str]:
 
 
 def drain(svc: Services, *, timeout: float = 30) -> None:
-    """Run every queued job in this process, including retries once they are due."""
+    """Run every queued job in this process, including retries once they are due.
+
+    The jobs of executions accepted a moment ago may still be on their way to the queue (the relay): they are
+    queued first, so that the worker does not find the queue empty and stop.
+    """
+    relay_everything(svc.outbox, svc.queue)
     queues = svc.queue.all_queues
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

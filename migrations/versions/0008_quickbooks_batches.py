@@ -1,7 +1,7 @@
 """QuickBooks batches: document writes parked for a company's next POST /batch, and the batches in flight
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-02 04:10:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import services.store.models
 
 revision: str = "0008"
-down_revision: str | None = "0006"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

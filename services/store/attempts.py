@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 
 from services.clock import utcnow
 from services.store.engine import Database
@@ -23,26 +23,64 @@ class AttemptRepository:
 
     def __init__(self, database: Database) -> None:
         self.database = database
+        # Built once: every run starts and finishes an attempt.
+        table = cast(Table, AttemptRow.__table__)
+        c = table.c
+        self._start_statement = (
+            table.insert()
+            .values(
+                execution_id=bindparam("b_execution_id"),
+                number=bindparam("b_number"),
+                outcome=RUNNING,
+                started_at=bindparam("now"),
+            )
+            .returning(c.id)
+        )
+        self._abandon_statement = (
+            update(table)
+            .where(c.execution_id == bindparam("b_execution_id"), c.outcome == RUNNING)
+            .values(outcome=ABANDONED, finished_at=bindparam("now"))
+        )
+        self._finish_statement = (
+            update(table)
+            .where(c.id == bindparam("attempt_id"))
+            .values(outcome=bindparam("b_outcome"), finished_at=bindparam("now"))
+        )
+        self._finish_with_error_statement = self._finish_statement.values(
+            message=bindparam("b_message"),
+            error_service=bindparam("b_service"),
+            error_code=bindparam("b_code"),
+            http_status=bindparam("b_status"),
+            request_id=bindparam("b_request_id"),
+        )
 
     def start(self, execution_id: str, number: int) -> int:
-        """Record the start of a run and return the attempt's id."""
-        with self.database.session() as session:
-            row = AttemptRow(execution_id=execution_id, number=number, outcome=RUNNING)
-            session.add(row)
-            session.flush()
-            return row.id
+        """Record the start of a run and return the attempt's id.
+
+        Runs before it that never reported back (their worker died) are marked abandoned first, in the same
+        transaction; the first run of an execution has none before it, and is a single round trip.
+        """
+        parameters = {"b_execution_id": execution_id, "b_number": number, "now": utcnow()}
+        if number <= 1:
+            row = self.database.row(self._start_statement, parameters)
+            assert row is not None
+            return int(row.id)
+        with self.database.engine.begin() as conn:
+            conn.execute(self._abandon_statement, parameters)
+            return int(conn.execute(self._start_statement, parameters).scalar_one())
 
     def finish(self, attempt_id: int, outcome: str, *, error: Exception | None = None) -> None:
         """Record how a run ended, with the remote error's code and request id when there was one."""
-        values: dict[str, Any] = {"outcome": outcome, "finished_at": utcnow()}
-        if error is not None:
-            values["message"] = str(error)[:2000]
-            values["error_service"] = getattr(error, "service", None)
-            values["error_code"] = getattr(error, "code", None) or getattr(error, "reason", None)
-            values["http_status"] = getattr(error, "http_status", None)
-            values["request_id"] = getattr(error, "request_id", None)
-        with self.database.engine.begin() as conn:
-            conn.execute(update(AttemptRow).where(AttemptRow.id == attempt_id).values(**values))
+        parameters: dict[str, Any] = {"attempt_id": attempt_id, "b_outcome": outcome, "now": utcnow()}
+        if error is None:
+            self.database.write(self._finish_statement, parameters)
+            return
+        parameters["b_message"] = str(error)[:2000]
+        parameters["b_service"] = getattr(error, "service", None)
+        parameters["b_code"] = getattr(error, "code", None) or getattr(error, "reason", None)
+        parameters["b_status"] = getattr(error, "http_status", None)
+        parameters["b_request_id"] = getattr(error, "request_id", None)
+        self.database.write(self._finish_with_error_statement, parameters)
 
     def of(self, execution_id: str) -> list[Attempt]:
         """Return the runs of an execution, oldest first."""

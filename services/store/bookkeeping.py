@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, delete, select, update
+from sqlalchemy import and_, bindparam, delete, select, update
 
 from services.clock import utcnow
 from services.store.engine import Database
 from services.store.models import CustomerMappingRow, ExecutionRow, PaymentDocumentRow, ProductMappingRow, StepRow
-from services.store.records import PaymentClaim, Step, Tenant, from_row
+from services.store.records import PaymentClaim, Step, Tenant
 
 
 class BookkeepingRepository:
@@ -22,38 +22,63 @@ class BookkeepingRepository:
 
     def __init__(self, database: Database) -> None:
         self.database = database
+        # What every run reads and writes, built once: one round trip each.
+        steps = StepRow.__table__
+        self._steps = select(steps.c.name, steps.c.status, steps.c.data).where(
+            steps.c.execution_id == bindparam("execution_id")
+        )
+        upsert = database.insert(steps).values(
+            execution_id=bindparam("b_execution_id"),
+            name=bindparam("b_name"),
+            status=bindparam("b_status"),
+            data=bindparam("b_data", type_=steps.c.data.type),
+            updated_at=bindparam("b_now"),
+        )
+        self._save_step = upsert.on_conflict_do_update(
+            index_elements=["execution_id", "name"],
+            set_={
+                "status": upsert.excluded.status,
+                "data": upsert.excluded.data,
+                "updated_at": upsert.excluded.updated_at,
+            },
+        )
+        customers, products = CustomerMappingRow.__table__.c, ProductMappingRow.__table__.c
+        self._customer_mapping = select(customers.quickbooks_customer_id).where(
+            customers.portal_id == bindparam("portal_id"),
+            customers.realm_id == bindparam("realm_id"),
+            customers.hubspot_contact_id == bindparam("contact_id"),
+        )
+        self._product_mappings = select(products.hubspot_product_id, products.quickbooks_item_id).where(
+            products.portal_id == bindparam("portal_id"),
+            products.realm_id == bindparam("realm_id"),
+            products.hubspot_product_id.in_(bindparam("product_ids", expanding=True)),
+        )
 
     # Steps ---------------------------------------------------------------------------------------
 
     def steps(self, execution_id: str) -> dict[str, Step]:
         """Return the recorded steps of an execution by name."""
-        with self.database.session() as session:
-            rows = session.scalars(select(StepRow).where(StepRow.execution_id == execution_id))
-            return {row.name: from_row(Step, row) for row in rows}
+        rows = self.database.rows(self._steps, {"execution_id": execution_id})
+        return {row.name: Step(execution_id, row.name, row.status, row.data) for row in rows}
 
     def save_step(self, execution_id: str, name: str, status: str, data: dict[str, Any]) -> None:
         """Insert or update one step."""
-        now = utcnow()
-        stmt = self.database.insert(StepRow).values(
-            execution_id=execution_id, name=name, status=status, data=data, updated_at=now
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["execution_id", "name"], set_={"status": status, "data": data, "updated_at": now}
-        )
-        with self.database.engine.begin() as conn:
-            conn.execute(stmt)
+        parameters = {
+            "b_execution_id": execution_id,
+            "b_name": name,
+            "b_status": status,
+            "b_data": data,
+            "b_now": utcnow(),
+        }
+        self.database.write(self._save_step, parameters)
 
     # Customer and product mappings ---------------------------------------------------------------
 
     def customer_mapping(self, tenant: Tenant, contact_id: str) -> str | None:
         """Return the QuickBooks customer known for a portal's contact."""
-        query = select(CustomerMappingRow.quickbooks_customer_id).where(
-            CustomerMappingRow.portal_id == tenant.portal_id,
-            CustomerMappingRow.realm_id == tenant.realm_id,
-            CustomerMappingRow.hubspot_contact_id == contact_id,
-        )
-        with self.database.engine.connect() as conn:
-            return conn.execute(query).scalar_one_or_none()
+        parameters = {"portal_id": tenant.portal_id, "realm_id": tenant.realm_id, "contact_id": contact_id}
+        row = self.database.row(self._customer_mapping, parameters)
+        return row.quickbooks_customer_id if row is not None else None
 
     def save_customer_mapping(self, tenant: Tenant, contact_id: str, customer_id: str) -> None:
         """Remember which customer a portal's contact is."""
@@ -75,13 +100,11 @@ class BookkeepingRepository:
         """Return {HubSpot product id: QuickBooks item id} for the portal's known products."""
         if not product_ids:
             return {}
-        query = select(ProductMappingRow.hubspot_product_id, ProductMappingRow.quickbooks_item_id).where(
-            ProductMappingRow.portal_id == tenant.portal_id,
-            ProductMappingRow.realm_id == tenant.realm_id,
-            ProductMappingRow.hubspot_product_id.in_(list(product_ids)),
-        )
-        with self.database.engine.connect() as conn:
-            return {row.hubspot_product_id: row.quickbooks_item_id for row in conn.execute(query)}
+        parameters = {"portal_id": tenant.portal_id, "realm_id": tenant.realm_id, "product_ids": list(product_ids)}
+        return {
+            row.hubspot_product_id: row.quickbooks_item_id
+            for row in self.database.rows(self._product_mappings, parameters)
+        }
 
     def save_product_mapping(self, tenant: Tenant, product_id: str, item_id: str) -> None:
         """Remember which item a portal's product is."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import bindparam, delete, select
 
 from services.clock import utcnow
 from services.store.engine import Database
@@ -17,12 +17,17 @@ class CompanyRepository:
 
     def __init__(self, database: Database) -> None:
         self.database = database
+        # Every run reads both: built once, one round trip each.
+        settings, profiles = CompanySettingsRow.__table__.c, CompanyProfileRow.__table__.c
+        self._settings = select(settings.settings).where(settings.realm_id == bindparam("realm_id"))
+        self._profile = select(profiles.realm_id, profiles.profile, profiles.fetched_at).where(
+            profiles.realm_id == bindparam("realm_id")
+        )
 
     def settings(self, realm_id: str) -> dict[str, Any]:
         """Return a company's settings ({} when none were set)."""
-        with self.database.session() as session:
-            row = session.get(CompanySettingsRow, realm_id)
-            return dict(row.settings) if row else {}
+        row = self.database.row(self._settings, {"realm_id": realm_id})
+        return dict(row.settings) if row is not None else {}
 
     def save_settings(self, realm_id: str, settings: dict[str, Any]) -> None:
         """Replace a company's settings."""
@@ -39,9 +44,8 @@ class CompanyRepository:
 
     def cached_profile(self, realm_id: str) -> CachedProfile | None:
         """Return the cached company profile and when it was read."""
-        with self.database.session() as session:
-            row = session.get(CompanyProfileRow, realm_id)
-            return from_row(CachedProfile, row) if row else None
+        row = self.database.row(self._profile, {"realm_id": realm_id})
+        return from_row(CachedProfile, row) if row is not None else None
 
     def save_profile(self, realm_id: str, profile: dict[str, Any]) -> None:
         """Cache what QuickBooks said about a company."""

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 
 from services.clock import utcnow
 from services.store.crypto import TokenCipher
@@ -24,6 +25,24 @@ class ConnectionRepository:
     def __init__(self, database: Database, cipher: TokenCipher) -> None:
         self.database = database
         self.cipher = cipher
+        # Every API call loads its connection's tokens: built once, one round trip each.
+        portals, connections = PortalRow.__table__.c, ConnectionRow.__table__.c
+        self._portal_tokens = select(portals.access_token, portals.access_expires_at, portals.refresh_token).where(
+            portals.portal_id == bindparam("portal_id")
+        )
+        self._connection_query = select(
+            connections.id,
+            connections.portal_id,
+            connections.realm_id,
+            connections.name,
+            connections.status,
+            connections.refreshed_at,
+        ).where(connections.portal_id == bindparam("portal_id"), connections.realm_id == bindparam("realm_id"))
+        self._connection_tokens = select(
+            connections.access_token, connections.access_expires_at, connections.refresh_token
+        ).where(connections.id == bindparam("connection_id"))
+        # Fernet tokens are decrypted once per process: the same ciphertext always gives the same plaintext.
+        self._decrypted: dict[str, str] = {}
 
     # HubSpot portals ----------------------------------------------------------------------------
 
@@ -40,11 +59,8 @@ class ConnectionRepository:
 
     def portal_tokens(self, portal_id: int) -> TokenSet | None:
         """Return a portal's tokens, or None when the portal never installed the app."""
-        with self.database.session() as session:
-            portal = session.get(PortalRow, portal_id)
-            if portal is None:
-                return None
-            return self._tokens(portal.access_token, portal.access_expires_at, portal.refresh_token)
+        row = self.database.row(self._portal_tokens, {"portal_id": portal_id})
+        return self._tokens(row.access_token, row.access_expires_at, row.refresh_token) if row is not None else None
 
     def remove_portal(self, portal_id: int) -> None:
         """Forget a portal's tokens and every company connection of it."""
@@ -85,10 +101,8 @@ class ConnectionRepository:
 
     def quickbooks(self, portal_id: int, realm_id: str) -> Connection | None:
         """Return the connection of a company to a portal, if there is one."""
-        query = select(ConnectionRow).where(ConnectionRow.portal_id == portal_id, ConnectionRow.realm_id == realm_id)
-        with self.database.session() as session:
-            row = session.scalars(query).first()
-            return self._connection(row) if row else None
+        row = self.database.row(self._connection_query, {"portal_id": portal_id, "realm_id": realm_id})
+        return self._connection(row) if row is not None else None
 
     def quickbooks_of(self, portal_id: int | None = None) -> list[Connection]:
         """Return connections, optionally of one portal."""
@@ -122,11 +136,10 @@ class ConnectionRepository:
 
     def quickbooks_tokens(self, connection_id: int) -> TokenSet:
         """Return a connection's tokens."""
-        with self.database.session() as session:
-            row = session.get(ConnectionRow, connection_id)
-            if row is None:
-                raise LookupError(f"No QuickBooks connection {connection_id}")
-            return self._tokens(row.access_token, row.access_expires_at, row.refresh_token)
+        row = self.database.row(self._connection_tokens, {"connection_id": connection_id})
+        if row is None:
+            raise LookupError(f"No QuickBooks connection {connection_id}")
+        return self._tokens(row.access_token, row.access_expires_at, row.refresh_token)
 
     def save_quickbooks_tokens(
         self, connection_id: int, access_token: str, expires_at: datetime, refresh_token: str
@@ -169,13 +182,21 @@ class ConnectionRepository:
 
     def _tokens(self, access: str | None, expires_at: datetime | None, refresh: str) -> TokenSet:
         return TokenSet(
-            access_token=self.cipher.decrypt(access) if access else None,
+            access_token=self._decrypt(access) if access else None,
             access_expires_at=expires_at,
-            refresh_token=self.cipher.decrypt(refresh),
+            refresh_token=self._decrypt(refresh),
         )
 
+    def _decrypt(self, ciphertext: str) -> str:
+        plaintext = self._decrypted.get(ciphertext)
+        if plaintext is None:
+            if len(self._decrypted) >= 10_000:
+                self._decrypted.clear()
+            plaintext = self._decrypted[ciphertext] = self.cipher.decrypt(ciphertext)
+        return plaintext
+
     @staticmethod
-    def _connection(row: ConnectionRow) -> Connection:
+    def _connection(row: Any) -> Connection:
         return Connection(row.id, row.portal_id, row.realm_id, row.name, row.status, row.refreshed_at)
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, exc, func, select, table
+from sqlalchemy import Engine, Row, create_engine, event, exc, func, select, table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -76,6 +76,24 @@ class Database:
         """Open a session in a transaction that commits on success."""
         with self._sessions.begin() as session:
             yield session
+
+    # One statement on its own: no BEGIN and COMMIT around it, so one round trip instead of three. For statements
+    # built once (bound parameters only), so SQLAlchemy neither builds nor compiles them again.
+
+    def rows(self, statement: Any, parameters: dict[str, Any] | None = None) -> list[Row[Any]]:
+        """Run one query or a statement with RETURNING, committed on its own; return every row."""
+        with self.autocommit.connect() as conn:
+            return list(conn.execute(statement, parameters or {}))
+
+    def row(self, statement: Any, parameters: dict[str, Any] | None = None) -> Row[Any] | None:
+        """Run one query or a statement with RETURNING, committed on its own; return its first row (None: none)."""
+        with self.autocommit.connect() as conn:
+            return conn.execute(statement, parameters or {}).first()
+
+    def write(self, statement: Any, parameters: dict[str, Any] | None = None) -> int:
+        """Run one INSERT, UPDATE or DELETE committed on its own; return how many rows it matched."""
+        with self.autocommit.connect() as conn:
+            return int(conn.execute(statement, parameters or {}).rowcount)
 
     def insert(self, model: Any) -> Any:
         """Return an INSERT that knows ON CONFLICT (PostgreSQL and SQLite spell it alike)."""

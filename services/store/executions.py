@@ -6,9 +6,9 @@ import secrets
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import JSON, Table, and_, bindparam, case, exists, or_, select, update
 
 from services.clock import utcnow
 from services.store.callbacks import EXPIRED, PENDING, SENT
@@ -23,6 +23,7 @@ from services.store.records import (
     RUNNING,
     SUCCEEDED,
     Execution,
+    Lease,
     NewExecution,
     from_row,
 )
@@ -35,9 +36,59 @@ class ExecutionRepository:
         self.database = database
         # Built once: the hot path of every execution request only binds parameters to it.
         # RETURNING, not rowcount: drivers do not all report rows for INSERT ... ON CONFLICT.
-        table = ExecutionRow.__table__
+        table = cast(Table, ExecutionRow.__table__)
         self._accept_statement = (
             database.insert(table).on_conflict_do_nothing(index_elements=["callback_id"]).returning(table.c.id)
+        )
+        # The statements of every run (lease, renewal, outcome), built once too: each is one round trip.
+        c = table.c
+        self._get_statement = select(table).where(c.id == bindparam("execution_id"))
+        self._lease_statement = (
+            update(table)
+            .where(
+                c.id == bindparam("execution_id"),
+                # Equalities, not IN: an IN list is expanded at every execution, these are compiled once.
+                or_(
+                    *(c.state == state for state in RUNNABLE_STATES),
+                    (c.state == RUNNING) & (c.lease_expires_at < bindparam("now")),
+                ),
+            )
+            .values(
+                state=RUNNING,
+                lease_token=bindparam("token"),
+                lease_expires_at=bindparam("expires"),
+                attempt_count=c.attempt_count + 1,
+                updated_at=bindparam("now"),
+            )
+            .returning(*c)
+        )
+        self._renew_statement = (
+            update(table)
+            .where(c.id == bindparam("execution_id"), c.lease_token == bindparam("token"))
+            .values(lease_expires_at=bindparam("expires"), updated_at=bindparam("now"))
+        )
+        # An operator's retry of an execution HubSpot already heard about has nobody to tell, and neither has an
+        # execution HubSpot stopped waiting for: a late completion is not sent.
+        self._finish_statement = (
+            update(table)
+            .where(c.id == bindparam("execution_id"), c.lease_token == bindparam("token"))
+            .values(
+                state=bindparam("b_state"),
+                output_fields=bindparam("outputs", type_=c.output_fields.type),
+                failure_reason=bindparam("reason"),
+                failure_message=bindparam("message"),
+                # None is SQL NULL here, as the ORM left it (JSON's default would store the JSON null).
+                failure_details=bindparam("details", type_=JSON(none_as_null=True)),
+                lease_token=None,
+                lease_expires_at=None,
+                finished_at=bindparam("now"),
+                updated_at=bindparam("now"),
+                callback_state=case(
+                    (or_(c.callback_state == SENT, c.callback_state == EXPIRED), c.callback_state),
+                    (and_(c.expires_at.is_not(None), c.expires_at <= bindparam("now")), EXPIRED),
+                    else_=PENDING,
+                ),
+            )
         )
 
     def accept(self, new: NewExecution) -> tuple[str, bool]:
@@ -70,9 +121,8 @@ class ExecutionRepository:
 
     def get(self, execution_id: str) -> Execution | None:
         """Return an execution by id."""
-        with self.database.session() as session:
-            row = session.get(ExecutionRow, execution_id)
-            return from_row(Execution, row) if row else None
+        row = self.database.row(self._get_statement, {"execution_id": execution_id})
+        return from_row(Execution, row) if row else None
 
     def find(self, id_or_callback: str) -> Execution | None:
         """Return an execution by its id or its HubSpot callbackId."""
@@ -99,6 +149,9 @@ class ExecutionRepository:
                 ExecutionRow.portal_id == portal_id,
                 ExecutionRow.object_type.in_(list(object_types)),
                 ExecutionRow.state.in_(RUNNABLE_STATES),
+                # Only those that have not run yet: one that has (its document in a batch now, or answered and
+                # waiting to finish) read its record already, and would crowd the not yet read out of the batch.
+                ~exists().where(StepRow.execution_id == ExecutionRow.id),
             )
             .order_by(ExecutionRow.created_at)
             .limit(limit)
@@ -108,38 +161,35 @@ class ExecutionRepository:
 
     # Leases: one run at a time -------------------------------------------------------------------
 
-    def acquire_lease(self, execution_id: str, seconds: int) -> str | None:
-        """Take an execution for one run; None when it is finished or another live run holds it."""
+    def lease(self, execution_id: str, seconds: int) -> Lease | None:
+        """Take an execution for one run and return it as leased; None when it is missing, finished or another
+        live run holds it (one round trip)."""
         token = secrets.token_hex(16)
         now = utcnow()
-        stmt = (
-            update(ExecutionRow)
-            .where(ExecutionRow.id == execution_id)
-            .where(
-                or_(
-                    ExecutionRow.state.in_(RUNNABLE_STATES),
-                    (ExecutionRow.state == RUNNING) & (ExecutionRow.lease_expires_at < now),
-                )
-            )
-            .values(
-                state=RUNNING,
-                lease_token=token,
-                lease_expires_at=now + timedelta(seconds=seconds),
-                attempt_count=ExecutionRow.attempt_count + 1,
-                updated_at=now,
-            )
-        )
-        return token if self._changed(stmt) else None
+        parameters = {
+            "execution_id": execution_id,
+            "token": token,
+            "now": now,
+            "expires": now + timedelta(seconds=seconds),
+        }
+        row = self.database.row(self._lease_statement, parameters)
+        return Lease(token, from_row(Execution, row)) if row is not None else None
+
+    def acquire_lease(self, execution_id: str, seconds: int) -> str | None:
+        """Take an execution for one run; None when it is finished or another live run holds it."""
+        leased = self.lease(execution_id, seconds)
+        return leased.token if leased is not None else None
 
     def renew_lease(self, execution_id: str, token: str, seconds: int) -> bool:
         """Extend a held lease; False means another run took the execution over."""
         now = utcnow()
-        stmt = (
-            update(ExecutionRow)
-            .where(ExecutionRow.id == execution_id, ExecutionRow.lease_token == token)
-            .values(lease_expires_at=now + timedelta(seconds=seconds), updated_at=now)
-        )
-        return self._changed(stmt)
+        parameters = {
+            "execution_id": execution_id,
+            "token": token,
+            "now": now,
+            "expires": now + timedelta(seconds=seconds),
+        }
+        return self.database.write(self._renew_statement, parameters) == 1
 
     def release_for_retry(self, execution_id: str, token: str) -> bool:
         """Hand a leased execution back to the queue after a transient failure."""
@@ -172,24 +222,18 @@ class ExecutionRepository:
         failure_message: str | None = None,
         failure_details: dict[str, Any] | None = None,
     ) -> bool:
-        """Record the outcome and queue its callback; False when the lease was lost."""
-        with self.database.session() as session:
-            row = session.get(ExecutionRow, execution_id, with_for_update=True)
-            if row is None or row.lease_token != token:
-                return False
-            row.state = SUCCEEDED if succeeded else FAILED
-            row.output_fields = output_fields
-            row.failure_reason = failure_reason
-            row.failure_message = failure_message
-            row.failure_details = failure_details
-            row.lease_token = None
-            row.lease_expires_at = None
-            row.finished_at = now = utcnow()
-            # An operator's retry of an execution HubSpot already heard about has nobody to tell, and neither
-            # has an execution HubSpot stopped waiting for: a late completion is not sent.
-            if row.callback_state not in (SENT, EXPIRED):
-                row.callback_state = EXPIRED if row.expires_at is not None and now >= row.expires_at else PENDING
-            return True
+        """Record the outcome and queue its callback (one conditional UPDATE); False when the lease was lost."""
+        parameters = {
+            "execution_id": execution_id,
+            "token": token,
+            "b_state": SUCCEEDED if succeeded else FAILED,
+            "outputs": output_fields,
+            "reason": failure_reason,
+            "message": failure_message,
+            "details": failure_details,
+            "now": utcnow(),
+        }
+        return self.database.write(self._finish_statement, parameters) == 1
 
     def hold(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -125,6 +125,23 @@ class ExecutionRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     finished_at: Mapped[datetime | None]
+
+
+class OutboxRow(Base):
+    """An accepted execution whose job the relay has not put on the queue yet (a row lives for moments).
+
+    Written in the commit that records the execution, deleted in the commit that follows the job's enqueue.
+    No foreign key: it would cost a lookup on every accept, and a row's execution is never deleted before it.
+    """
+
+    __tablename__ = "execution_outbox"
+
+    # In the order of acceptance: the relay moves the oldest first (BIGINT: ids are never reused).
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    execution_id: Mapped[str] = mapped_column(String(32))
+    # The job's lane is chosen by portal.
+    portal_id: Mapped[int] = mapped_column(Integer)
+    accepted_at: Mapped[datetime]
 
 
 class StepRow(Base):

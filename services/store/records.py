@@ -93,6 +93,14 @@ class Execution:
 
 
 @dataclass(frozen=True)
+class Lease:
+    """An execution taken for one run: the run's token, and the execution as it stands leased."""
+
+    token: str
+    execution: Execution
+
+
+@dataclass(frozen=True)
 class Attempt:
     """One run of an execution's job, with how it ended."""
 

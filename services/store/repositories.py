@@ -16,6 +16,7 @@ from services.store.crypto import TokenCipher
 from services.store.engine import Database
 from services.store.executions import ExecutionRepository
 from services.store.listing import ExecutionListing
+from services.store.outbox import ExecutionOutbox
 from services.store.retention import RetentionRepository
 from services.store.stats import StatsRepository
 
@@ -26,6 +27,7 @@ class Repositories:
 
     database: Database
     executions: ExecutionRepository
+    outbox: ExecutionOutbox
     attempts: AttemptRepository
     callbacks: CallbackRepository
     connections: ConnectionRepository
@@ -49,6 +51,7 @@ class Repositories:
         return cls(
             database=database,
             executions=ExecutionRepository(database),
+            outbox=ExecutionOutbox(database),
             attempts=AttemptRepository(database),
             callbacks=CallbackRepository(database),
             connections=ConnectionRepository(database, cipher),

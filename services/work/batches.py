@@ -205,7 +205,7 @@ class BatchSender:
         """Queue the answered members again so they finish; when Redis fails the sweeper queues them."""
         try:
             for execution_id in execution_ids:
-                self.queue.enqueue_execution(execution_id, batch.portal_id)
+                self.queue.enqueue_execution(execution_id, batch.portal_id, at_front=True)
         except INFRASTRUCTURE_FAULTS as fault:
             log.warning("batch %s answered but its members not queued (%s); the sweeper will", batch.id, fault)
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 import random
 import time
+import zlib
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +20,8 @@ import redis
 from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.utils import now as rq_now
+from rq.utils import utcformat
 
 if TYPE_CHECKING:
     from services.config import Config
@@ -39,25 +43,69 @@ LANE_MEMORY_SECONDS = 600
 # A process reuses the lane it was told for a portal this long before asking Redis again (one round trip saved
 # per execution in a burst; the shared memory above still decides).
 LANE_LOCAL_SECONDS = 5.0
+# What RQ keeps of an execution's job once it ran, and of a failed one.
+EXECUTION_RESULT_TTL = 3600
+EXECUTION_FAILURE_TTL = 30 * 86400
 # Give the portal the lane it had, or else the shortest one (scanned from a random start, so ties spread).
-CHOOSE_LANE = """
-local current = redis.call('GET', KEYS[1])
-if current then
-  redis.call('EXPIRE', KEYS[1], ARGV[1])
-  return tonumber(current)
+LANE_OF = """
+local function lane_of(portal_key, memory, lanes, start, lane_key_prefix)
+  local current = redis.call('GET', portal_key)
+  if current then
+    redis.call('EXPIRE', portal_key, memory)
+    return tonumber(current)
+  end
+  local best, shortest = 0, -1
+  for i = 0, lanes - 1 do
+    local lane = (start + i) % lanes
+    local length = redis.call('LLEN', lane_key_prefix .. lane)
+    if shortest < 0 or length < shortest then
+      best, shortest = lane, length
+    end
+  end
+  redis.call('SET', portal_key, best, 'EX', memory)
+  return best
 end
-local lanes, start = tonumber(ARGV[2]), tonumber(ARGV[3])
-local best, shortest = 0, -1
-for i = 0, lanes - 1 do
-  local lane = (start + i) % lanes
-  local length = redis.call('LLEN', ARGV[4] .. lane)
-  if shortest < 0 or length < shortest then
-    best, shortest = lane, length
+"""
+CHOOSE_LANE = LANE_OF + "return lane_of(KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4])\n"
+# Save and push execution jobs as RQ's Queue.enqueue does (the job's hash, its lane's list, the set of queues), each
+# on its portal's lane chosen as above, unless the job exists. ARGV: the moment, the job's timeout, result and
+# failure TTL, RQ's job key prefix and set of queues, the lanes' key and name prefixes, their number, the lane
+# memory, the lane-of-portal key prefix, a random start; then per job its id, portal, data (RQ's serialized call)
+# and description.
+ENQUEUE_EXECUTIONS = (
+    LANE_OF
+    + """
+local stamp, timeout, result_ttl, failure_ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local job_prefix, queues, lane_key_prefix, lane_name_prefix = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local lanes, memory, portal_prefix, start = tonumber(ARGV[9]), ARGV[10], ARGV[11], tonumber(ARGV[12])
+local lane_of_portal = {}
+local queued = 0
+for i = 13, #ARGV, 4 do
+  local job_id, portal = ARGV[i], ARGV[i + 1]
+  local job_key = job_prefix .. job_id
+  if redis.call('EXISTS', job_key) == 0 then
+    local lane = lane_of_portal[portal]
+    if lane == nil then
+      lane = 0
+      if lanes > 1 then
+        lane = lane_of(portal_prefix .. portal, memory, lanes, start, lane_key_prefix)
+      end
+      lane_of_portal[portal] = lane
+    end
+    redis.call('HSET', job_key,
+      'status', 'queued', 'created_at', stamp, 'data', ARGV[i + 2],
+      'success_callback_name', '', 'failure_callback_name', '', 'stopped_callback_name', '',
+      'started_at', '', 'ended_at', '', 'last_heartbeat', '', 'worker_name', '', 'group_id', '',
+      'origin', lane_name_prefix .. lane, 'description', ARGV[i + 3], 'enqueued_at', stamp,
+      'timeout', timeout, 'result_ttl', result_ttl, 'failure_ttl', failure_ttl)
+    redis.call('SADD', queues, lane_key_prefix .. lane)
+    redis.call('RPUSH', lane_key_prefix .. lane, job_id)
+    queued = queued + 1
   end
 end
-redis.call('SET', KEYS[1], best, 'EX', ARGV[1])
-return best
+return queued
 """
+)
 
 
 def retry_in(seconds: float) -> Retry:
@@ -84,6 +132,7 @@ class JobQueue:
         self.queue = Queue(config.queue_name, connection=connection)
         self.lanes = [Queue(lane_name(config.queue_name, n), connection=connection) for n in range(config.queue_lanes)]
         self._choose_lane = connection.register_script(CHOOSE_LANE)
+        self._enqueue_executions = connection.register_script(ENQUEUE_EXECUTIONS)
         self._known_lanes: dict[int, tuple[float, Queue]] = {}
 
     @property
@@ -116,8 +165,9 @@ class JobQueue:
                 pipe.llen(queue.key)
             return sum(int(n) for n in pipe.execute())
 
-    def enqueue_execution(self, execution_id: str, portal_id: int) -> None:
-        """Enqueue an execution's job on its portal's lane (two round trips to Redis).
+    def enqueue_execution(self, execution_id: str, portal_id: int, *, at_front: bool = False) -> None:
+        """Enqueue an execution's job on its portal's lane (two round trips to Redis); ``at_front`` for one that
+        only has to finish (its document's batch was answered), so it does not wait behind the whole burst.
 
         No uniqueness check here: the database accepts each callbackId once, so only the request that
         created the execution enqueues it, and a job that runs anyway finds the execution leased or done.
@@ -129,12 +179,43 @@ class JobQueue:
                 execution_id,
                 job_id=execution_job_id(execution_id),
                 job_timeout=self.config.job_timeout,
-                result_ttl=3600,
-                failure_ttl=30 * 86400,
+                result_ttl=EXECUTION_RESULT_TTL,
+                failure_ttl=EXECUTION_FAILURE_TTL,
                 description=f"execution {execution_id}",
+                at_front=at_front,
                 pipeline=pipe,
             )
             pipe.execute()
+
+    def enqueue_executions(self, executions: Sequence[tuple[str, int]]) -> int:
+        """Enqueue the jobs of executions, (execution id, portal id) each, in one atomic call; return how many.
+
+        They are the jobs enqueue_execution() makes, on the same lanes, each portal's in order, written by one
+        script: RQ's enqueue costs several times as much per job. An execution whose job exists is left alone (a
+        relay that died after queuing jobs and before its commit leaves them to be queued again).
+        """
+        if not executions:
+            return 0
+        lane_prefix = lane_name(self.queue.name, "")
+        args: list[Any] = [
+            utcformat(rq_now()),
+            self.config.job_timeout,
+            EXECUTION_RESULT_TTL,
+            EXECUTION_FAILURE_TTL,
+            Job.redis_job_namespace_prefix,
+            Queue.redis_queues_keys,
+            Queue.redis_queue_namespace_prefix + lane_prefix,
+            lane_prefix,
+            len(self.lanes),
+            LANE_MEMORY_SECONDS,
+            LANE_OF_PORTAL,
+            random.randrange(len(self.lanes)),
+        ]
+        dumps = self.queue.serializer.dumps
+        for execution_id, portal_id in executions:
+            call = zlib.compress(dumps((RUN_EXECUTION, None, (execution_id,), {})))
+            args += (execution_job_id(execution_id), portal_id, call, f"execution {execution_id}")
+        return int(self._enqueue_executions(args=args))
 
     def ensure_enqueued(self, execution_id: str, portal_id: int, *, force: bool = False) -> bool:
         """Enqueue the execution again if its job is gone or dead (or always, with force); True if it did."""

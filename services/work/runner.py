@@ -42,9 +42,14 @@ def batch_rule(config: Config, gate: CallGate) -> Callable[[], bool]:
         return never
 
     def busy() -> bool:
-        # Busy: half of Intuit's minute used, or batching already under way (so it does not stop and start).
+        # Busy: at the per-second limit now, past QUICKBOOKS_BATCH_ABOVE calls this minute, or batching already
+        # (so a burst goes in batches from its first seconds, and batching does not stop and start).
         try:
-            return gate.recent(CALL, "minute") >= config.quickbooks_batch_above or gate.recent(BATCH, "batches") > 0
+            return (
+                gate.recent(CALL, "second") >= config.quickbooks_calls_per_second
+                or gate.recent(CALL, "minute") >= config.quickbooks_batch_above
+                or gate.recent(BATCH, "batches") > 0
+            )
         except REDIS_FAULTS:
             return False
 
@@ -63,11 +68,12 @@ class ExecutionRunner:
     def run(self, execution_id: str) -> str | Retry:
         """Run the execution once; return a Retry when a transient error should be tried again."""
         try:
-            execution = self.executions.get(execution_id)
+            leased = self.executions.lease(execution_id, self.config.lease_seconds)
+            if leased is None:
+                return "missing" if self.executions.get(execution_id) is None else "not runnable"
         except INFRASTRUCTURE_FAULTS as fault:
             return self._retry_blind(execution_id, infrastructure_error(fault))
-        if execution is None:
-            return "missing"
+        execution = leased.execution
         with logs.bound(
             execution=execution.id,
             callback=execution.callback_id,
@@ -76,19 +82,16 @@ class ExecutionRunner:
             action=execution.action,
         ):
             try:
-                return self._run(execution)
+                return self._run(execution, leased.token)
             except INFRASTRUCTURE_FAULTS as fault:
                 # Recording the outcome failed too: the lease runs out and the sweeper hands the execution on.
                 return self._retry_blind(execution_id, infrastructure_error(fault))
 
-    def _run(self, execution: Execution) -> str | Retry:
+    def _run(self, execution: Execution, token: str) -> str | Retry:
         execution_id = execution.id
-        token = self.executions.acquire_lease(execution_id, self.config.lease_seconds)
-        if token is None:
-            return "not runnable"
-        # Runs that never reported back lost their worker; say so in the history.
-        self.attempts.abandon_running(execution_id)
-        attempt_id = self.attempts.start(execution_id, execution.attempt_count + 1)
+        # The lease counted this run; runs before it that never reported back lost their worker, and starting
+        # the attempt says so in the history.
+        attempt_id = self.attempts.start(execution_id, execution.attempt_count)
         try:
             result = self._handle(execution, token)
             finished = self.executions.finish(

@@ -12,10 +12,11 @@ from services.bootstrap import Services
 from services.clock import utcnow
 from services.store.records import RUNNING
 from services.work.faults import INFRASTRUCTURE_FAULTS, infrastructure_error
+from services.work.relay import RELAY_GRACE, relay_waiting
 
 log = logging.getLogger(__name__)
 # An execution must sit this long without its job before the sweeper acts, so it never races the
-# request that is enqueuing it right now.
+# request (direct) or the relay that is enqueuing it right now.
 GRACE = timedelta(seconds=10)
 
 
@@ -26,6 +27,8 @@ class SweepReport:
     requeued: int
     flushes: int
     purged: int = 0
+    # Accepted executions left in the outbox past RELAY_GRACE, queued by the sweeper.
+    relayed: int = 0
 
 
 # One purge a day across every sweeper of the deployment.
@@ -36,6 +39,10 @@ def sweep(services: Services) -> SweepReport:
     """Re-enqueue executions whose job is gone or whose worker died; resend stuck callbacks."""
     queue = services.queue
     requeued = 0
+    # Before the lock (relays never race each other) and before the look for lost jobs, which would queue these too.
+    relayed = relay_waiting(services.outbox, queue, accepted_before=utcnow() - RELAY_GRACE)
+    if relayed:
+        log.warning("queued %s accepted executions no relay had queued within %s", relayed, RELAY_GRACE)
     with services.lock("sweeper", timeout=120):
         for execution in services.executions.to_sweep(queued_before=utcnow() - GRACE):
             # A running execution listed here has an expired lease: its worker is gone.
@@ -56,7 +63,7 @@ def sweep(services: Services) -> SweepReport:
             queue.request_callback_flush(portal_id, force=True)
     # Outside the sweeper lock: a long purge must not outlive it, and the daily flag already lets only one run.
     purged = purge_daily(services)
-    return SweepReport(requeued, len(portals), purged)
+    return SweepReport(requeued, len(portals), purged, relayed)
 
 
 def purge_daily(services: Services) -> int:

@@ -117,6 +117,7 @@ class World:
         for worker in self.workers:
             worker.stop()
         self.web.stop()
+        self.services.intake.stop()
         self.services.database.dispose()
 
 

@@ -42,6 +42,7 @@ def products(sims: Simulators, settings: Any, services: Services, monkeypatch: A
     monkeypatch.setattr(services, "config", unlimited)
 
 
+@pytest.mark.parametrize("write_mode", ["single", "batched"])
 def test_a_burst_reads_hubspot_in_batches_and_books_each_record_right(
     server: str, services: Services, sims: Simulators, products: None
 ) -> None:

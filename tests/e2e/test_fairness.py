@@ -8,6 +8,7 @@ from rq import SimpleWorker
 from rq.worker import DequeueStrategy
 
 from services.bootstrap import Services
+from services.work.relay import relay_everything
 from simulators.scenario import PORTAL_ID, Simulators, seed_deal
 from tests.builders import execution_body, sales_inputs, signed_post
 from tests.conftest import connect_standard
@@ -53,6 +54,7 @@ def test_another_portals_executions_are_run_between_a_bursts_jobs(
                 order.append(execution.callback_id)
             return super().execute_job(job, queue)
 
+    relay_everything(services.outbox, services.queue)
     RecordingWorker(services.queue.all_queues, connection=services.redis).work(
         burst=True, dequeue_strategy=DequeueStrategy.ROUND_ROBIN
     )

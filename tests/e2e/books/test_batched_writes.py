@@ -203,30 +203,33 @@ def test_an_execution_in_a_batch_cannot_be_cancelled_or_marked_as_booked(
 class FakeGate:
     """A gate whose log says how many calls and batches went out in the last minute."""
 
-    def __init__(self, calls: int = 0, batches: int = 0) -> None:
-        self.counts = {"minute": calls, "batches": batches}
+    def __init__(self, calls: int = 0, batches: int = 0, second: int = 0) -> None:
+        self.counts = {"minute": calls, "batches": batches, "second": second}
 
     def recent(self, kind: str, limit_name: str) -> int:
         return self.counts[limit_name]
 
 
 @pytest.mark.parametrize(
-    ("mode", "calls", "batches", "expected"),
+    ("mode", "calls", "batches", "second", "expected"),
     [
-        ("on", 0, 0, True),
-        ("off", 499, 40, False),
-        ("auto", 0, 0, False),
-        ("auto", 249, 0, False),
-        ("auto", 250, 0, True),
-        ("auto", 3, 1, True),
+        ("on", 0, 0, 0, True),
+        ("off", 499, 40, 10, False),
+        ("auto", 0, 0, 0, False),
+        ("auto", 249, 0, 9, False),
+        ("auto", 250, 0, 0, True),
+        ("auto", 3, 1, 0, True),
+        ("auto", 12, 0, 10, True),
     ],
 )
 def test_auto_batches_only_while_the_company_is_busy(
-    services: Services, mode: str, calls: int, batches: int, expected: bool
+    services: Services, mode: str, calls: int, batches: int, second: int, expected: bool
 ) -> None:
-    config = services.config.with_overrides(quickbooks_batch_writes=mode, quickbooks_batch_above=250)
+    config = services.config.with_overrides(
+        quickbooks_batch_writes=mode, quickbooks_batch_above=250, quickbooks_calls_per_second=10
+    )
 
-    assert batch_rule(config, FakeGate(calls, batches))() is expected  # type: ignore[arg-type]
+    assert batch_rule(config, FakeGate(calls, batches, second))() is expected  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("write_mode", ["auto"])

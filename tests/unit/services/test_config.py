@@ -208,3 +208,9 @@ def test_a_lease_shorter_than_a_job_may_run_is_refused_at_start_up() -> None:
     message = config_error(LEASE_SECONDS="300", JOB_TIMEOUT="300", HTTP_TIMEOUT="30")
     assert "LEASE_SECONDS (300) must exceed JOB_TIMEOUT + HTTP_TIMEOUT (300 + 30)" in message
     assert Config.from_env(environment(LEASE_SECONDS="331", JOB_TIMEOUT="300", HTTP_TIMEOUT="30")).lease_seconds == 331
+
+
+def test_accepted_executions_are_queued_through_the_relay_unless_told_to_queue_them_directly() -> None:
+    assert Config.from_env(environment()).accept_enqueue == "relay"
+    assert Config.from_env(environment(ACCEPT_ENQUEUE=" Direct ")).accept_enqueue == "direct"
+    assert "ACCEPT_ENQUEUE must be one of relay, direct" in config_error(ACCEPT_ENQUEUE="later")
