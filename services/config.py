@@ -126,7 +126,7 @@ class Config:
     quickbooks_concurrency: int = 10
     quickbooks_batches_per_minute: int = 40
     # Documents go to QuickBooks in batches of up to 30 (one POST /batch): on, off, or auto (only while the
-    # company is busy: at the per-second limit, quickbooks_batch_above calls in the last minute, or a batch sent).
+    # company is busy: quickbooks_batch_above calls in the last minute, or a batch sent in it).
     quickbooks_batch_writes: str = "auto"
     quickbooks_batch_above: int = 250
     # How long a batch with room left waits for more documents before it goes out (milliseconds).

@@ -263,6 +263,7 @@ class WriterConnection:
             self._close()
 
     def _close(self) -> None:
+        """Drop the connection (the lock is held)."""
         connection, self._connection = self._connection, None
         if connection is not None:
             with suppress(Exception):  # a broken connection is invalidated: nothing left to close

@@ -42,14 +42,11 @@ def batch_rule(config: Config, gate: CallGate) -> Callable[[], bool]:
         return never
 
     def busy() -> bool:
-        # Busy: at the per-second limit now, past QUICKBOOKS_BATCH_ABOVE calls this minute, or batching already
-        # (so a burst goes in batches from its first seconds, and batching does not stop and start).
+        # Busy: past QUICKBOOKS_BATCH_ABOVE calls this minute (half of Intuit's 500 by default), or batching already
+        # (so batching does not stop and start). A company below that is better served one call per document: a
+        # batched document costs a second run of its execution.
         try:
-            return (
-                gate.recent(CALL, "second") >= config.quickbooks_calls_per_second
-                or gate.recent(CALL, "minute") >= config.quickbooks_batch_above
-                or gate.recent(BATCH, "batches") > 0
-            )
+            return gate.recent(CALL, "minute") >= config.quickbooks_batch_above or gate.recent(BATCH, "batches") > 0
         except REDIS_FAULTS:
             return False
 

@@ -216,10 +216,9 @@ class FakeGate:
         ("on", 0, 0, 0, True),
         ("off", 499, 40, 10, False),
         ("auto", 0, 0, 0, False),
-        ("auto", 249, 0, 9, False),
+        ("auto", 249, 0, 10, False),
         ("auto", 250, 0, 0, True),
         ("auto", 3, 1, 0, True),
-        ("auto", 12, 0, 10, True),
     ],
 )
 def test_auto_batches_only_while_the_company_is_busy(
