@@ -273,7 +273,9 @@ def cpu_by_component(
     totals: Counter[str] = Counter()
     others: Counter[str] = Counter()
     for pid, (comm, ppid, cpu) in after.items():
-        spent = cpu - (before[pid][2] if pid in before and before[pid][0] == comm else 0.0)
+        # A kernel worker (a child of kthreadd, pid 2) renames itself after the work it does: the same process.
+        same = pid in before and (before[pid][0] == comm or ppid == 2)
+        spent = cpu - (before[pid][2] if same else 0.0)
         if spent <= 0:
             continue
         if pid == gunicorn_master or ppid == gunicorn_master:
