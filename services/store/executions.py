@@ -29,6 +29,21 @@ from services.store.records import (
 )
 
 
+def new_execution_columns(new: NewExecution) -> dict[str, Any]:
+    """Return the columns an accepted execution brings, with its new id (the rest are the table's starting state)."""
+    return {
+        "id": uuid.uuid4().hex,
+        "callback_id": new.callback_id,
+        "action": new.action,
+        "portal_id": new.portal_id,
+        "realm_id": new.realm_id,
+        "object_type": new.object_type,
+        "object_id": new.object_id,
+        "inputs": new.inputs,
+        "expires_at": new.expires_at,
+    }
+
+
 class ExecutionRepository:
     """Reads and writes of the executions table, except callbacks (see callbacks.py)."""
 
@@ -93,24 +108,16 @@ class ExecutionRepository:
 
     def accept(self, new: NewExecution) -> tuple[str, bool]:
         """Record an execution once per callbackId; return its id and whether this call created it."""
-        execution_id = uuid.uuid4().hex
         now = utcnow()
         params = {
-            "id": execution_id,
-            "callback_id": new.callback_id,
-            "action": new.action,
-            "portal_id": new.portal_id,
-            "realm_id": new.realm_id,
-            "object_type": new.object_type,
-            "object_id": new.object_id,
-            "inputs": new.inputs,
+            **new_execution_columns(new),
             "state": QUEUED,
             "attempt_count": 0,
             "callback_state": "none",
-            "expires_at": new.expires_at,
             "created_at": now,
             "updated_at": now,
         }
+        execution_id = params["id"]
         with self.database.autocommit.connect() as conn:
             if conn.execute(self._accept_statement, params).first() is not None:
                 return execution_id, True
@@ -193,19 +200,18 @@ class ExecutionRepository:
 
     def release_for_retry(self, execution_id: str, token: str) -> bool:
         """Hand a leased execution back to the queue after a transient failure."""
-        stmt = (
-            update(ExecutionRow)
-            .where(ExecutionRow.id == execution_id, ExecutionRow.lease_token == token)
-            .values(state=RETRYING, lease_token=None, lease_expires_at=None, updated_at=utcnow())
-        )
-        return self._changed(stmt)
+        return self._release(execution_id, token, RETRYING)
 
     def release_to_batch(self, execution_id: str, token: str) -> bool:
         """Hand a leased execution back to wait for its document's batch (the batch's answer queues it again)."""
+        return self._release(execution_id, token, QUEUED)
+
+    def _release(self, execution_id: str, token: str, state: str) -> bool:
+        """End a run without an outcome: the execution goes to ``state``, its lease to nobody."""
         stmt = (
             update(ExecutionRow)
             .where(ExecutionRow.id == execution_id, ExecutionRow.lease_token == token)
-            .values(state=QUEUED, lease_token=None, lease_expires_at=None, updated_at=utcnow())
+            .values(state=state, lease_token=None, lease_expires_at=None, updated_at=utcnow())
         )
         return self._changed(stmt)
 

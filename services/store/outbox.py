@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select,
 from services.clock import utcnow
 from services.store.callbacks import NONE
 from services.store.engine import Database
+from services.store.executions import new_execution_columns
 from services.store.models import ExecutionRow, OutboxRow
 from services.store.records import QUEUED, NewExecution
 
@@ -124,7 +124,7 @@ class ExecutionOutbox:
         now = utcnow()
         rows: dict[str, dict[str, Any]] = {}
         for new in news:
-            rows.setdefault(new.callback_id, _row(new))
+            rows.setdefault(new.callback_id, new_execution_columns(new))
         # In the order of their callbackIds, so that two commits sharing executions wait for each other in the
         # same order (never a deadlock).
         ordered = [rows[callback_id] for callback_id in sorted(rows)]
@@ -207,21 +207,6 @@ class ExecutionOutbox:
         """Return how many accepted executions wait for their job (those a relay is queuing right now included)."""
         with self.database.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(OutboxRow)).scalar_one())
-
-
-def _row(new: NewExecution) -> dict[str, Any]:
-    """Return the columns a new execution brings."""
-    return {
-        "id": uuid.uuid4().hex,
-        "callback_id": new.callback_id,
-        "action": new.action,
-        "portal_id": new.portal_id,
-        "realm_id": new.realm_id,
-        "object_type": new.object_type,
-        "object_id": new.object_id,
-        "inputs": new.inputs,
-        "expires_at": new.expires_at,
-    }
 
 
 class WriterConnection:

@@ -250,7 +250,7 @@ class JobQueue:
         flag = f"{FLUSH_FLAG}{portal_id}"
         # The flush job clears the flag before it reads, so a callback recorded after that read
         # raises the flag again and gets a job of its own.
-        if self.connection.set(flag, "1", nx=True, ex=600) or force:
+        if self._raise(flag) or force:
             options: dict[str, Any] = {
                 "job_timeout": self.config.job_timeout,
                 "result_ttl": 0,
@@ -268,7 +268,7 @@ class JobQueue:
         """Make sure a sender will put the documents waiting for this portal's company into batches."""
         # The sender lowers the flag before each look at what waits, so an item parked after that look raises it
         # again and gets a sender of its own (which steps aside while the first one still runs; see send_batches).
-        if self.connection.set(f"{BATCH_FLAG}{portal_id}:{realm_id}", "1", nx=True, ex=600) or force:
+        if self._raise(f"{BATCH_FLAG}{portal_id}:{realm_id}") or force:
             self.queue.enqueue(
                 SEND_BATCHES,
                 portal_id,
@@ -283,6 +283,10 @@ class JobQueue:
     def clear_batch_request(self, portal_id: int, realm_id: str) -> bool:
         """Lower a company's batch flag; tell whether it was raised."""
         return bool(self.connection.delete(f"{BATCH_FLAG}{portal_id}:{realm_id}"))
+
+    def _raise(self, flag: str) -> bool:
+        """Raise a request flag; tell whether it was down (only then is a job enqueued for it)."""
+        return bool(self.connection.set(flag, "1", nx=True, ex=600))
 
     def clear_flush_request(self, portal_id: int) -> None:
         """Lower the flag before a flush reads what is pending."""
