@@ -55,19 +55,21 @@ def create_app(config: Config | None = None, *, services: Services | None = None
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]
     log.info("HubSpot signatures are checked against %s", signed_url_origin(config))
 
-    from actions import endpoints, errors, options, pages
+    from actions import endpoints, errors, options, pages, webhooks
     from actions import metrics as metrics_endpoint
 
     errors.register(app)
     endpoints.register(app)
     options.register(app)
     pages.register(app)
+    webhooks.register(app)
     metrics_endpoint.register(app)
     # Every browser form needs a CSRF token; HubSpot's signed requests are not browser forms.
     csrf = CSRFProtect(app)
     csrf.exempt(endpoints.bp)
     csrf.exempt(options.bp)
     csrf.exempt(metrics_endpoint.bp)
+    csrf.exempt(webhooks.bp)
     from actions import ops
 
     ops.register(app, csrf)

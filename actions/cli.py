@@ -6,7 +6,7 @@ import json
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from flask import current_app
@@ -19,6 +19,10 @@ from services.books.settings import KNOWN_SETTINGS, SettingsError, validate_sett
 from services.bootstrap import Services
 from services.clock import utcnow
 from services.config import ConfigError
+
+if TYPE_CHECKING:
+    from services.config import Config
+    from services.hubspot.definitions import ActionDefinitions
 from services.ops.tokens import ROLES
 from services.store.crypto import TokenCipher
 
@@ -277,16 +281,10 @@ def manifests_render(base_url: str, out_dir: Path | None) -> None:
     click.echo(f"Wrote {len(rendered)} definitions to {out_dir}.")
 
 
-@manifests.command("publish", with_appcontext=False)
-@click.option("--app-id", type=click.IntRange(min=1), required=True, help="The HubSpot app's id.")
-@click.option("--base-url", help="The public https URL HubSpot calls (default: PUBLIC_BASE_URL).")
-@click.option("--dry-run", is_flag=True, help="Say what would change and send nothing.")
-def manifests_publish(app_id: int, base_url: str | None, dry_run: bool) -> None:
-    """Create or update the app's action definitions at HubSpot, matched to ours by actionUrl."""
-    from actions.manifests import checked_base_url, publish, render_by_action
+def _developer_client(app_id: int, why: str) -> tuple[Config, ActionDefinitions]:
+    """Return the configuration and a client of the app's definitions with the developer API key."""
     from services.config import Config
-    from services.hubspot.definitions import CREATE, UNCHANGED, UPDATE, ActionDefinitions
-    from services.transport.errors import AuthenticationError, ServiceError
+    from services.hubspot.definitions import ActionDefinitions
     from services.transport.http import new_session
 
     try:
@@ -294,16 +292,7 @@ def manifests_publish(app_id: int, base_url: str | None, dry_run: bool) -> None:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     if not config.hubspot_developer_api_key:
-        raise click.ClickException(
-            "HUBSPOT_DEVELOPER_API_KEY is not set: publishing needs the developer API key of the account "
-            "that owns the app."
-        )
-    if not (base_url or config.public_base_url):
-        raise click.ClickException("No base URL: pass --base-url or set PUBLIC_BASE_URL.")
-    try:
-        base = checked_base_url(base_url or str(config.public_base_url))
-    except ValueError as exc:
-        raise click.ClickException(f"{'--base-url' if base_url else 'PUBLIC_BASE_URL'}: {exc}") from exc
+        raise click.ClickException(f"HUBSPOT_DEVELOPER_API_KEY is not set: {why}.")
     client = ActionDefinitions(
         config.hubspot_api_base_url,
         app_id,
@@ -311,6 +300,28 @@ def manifests_publish(app_id: int, base_url: str | None, dry_run: bool) -> None:
         session=new_session(),
         timeout=config.http_timeout,
     )
+    return config, client
+
+
+@manifests.command("publish", with_appcontext=False)
+@click.option("--app-id", type=click.IntRange(min=1), required=True, help="The HubSpot app's id.")
+@click.option("--base-url", help="The public https URL HubSpot calls (default: PUBLIC_BASE_URL).")
+@click.option("--dry-run", is_flag=True, help="Say what would change and send nothing.")
+def manifests_publish(app_id: int, base_url: str | None, dry_run: bool) -> None:
+    """Create or update the app's action definitions at HubSpot, matched to ours by actionUrl."""
+    from actions.manifests import checked_base_url, publish, render_by_action
+    from services.hubspot.definitions import CREATE, UNCHANGED, UPDATE
+    from services.transport.errors import AuthenticationError, ServiceError
+
+    config, client = _developer_client(
+        app_id, "publishing needs the developer API key of the account that owns the app"
+    )
+    if not (base_url or config.public_base_url):
+        raise click.ClickException("No base URL: pass --base-url or set PUBLIC_BASE_URL.")
+    try:
+        base = checked_base_url(base_url or str(config.public_base_url))
+    except ValueError as exc:
+        raise click.ClickException(f"{'--base-url' if base_url else 'PUBLIC_BASE_URL'}: {exc}") from exc
     verbs = (
         {CREATE: "would create", UPDATE: "would update", UNCHANGED: "unchanged"}
         if dry_run
@@ -347,6 +358,96 @@ def manifests_publish(app_id: int, base_url: str | None, dry_run: bool) -> None:
         )
     else:
         click.echo(f"App {app_id}: {counts[CREATE]} created, {counts[UPDATE]} updated, {counts[UNCHANGED]} unchanged.")
+
+
+@manifests.command("timeline", with_appcontext=False)
+@click.option("--app-id", type=click.IntRange(min=1), required=True, help="The HubSpot app's id.")
+def manifests_timeline(app_id: int) -> None:
+    """Create or update the app's timeline event templates for payments; print the HUBSPOT_TIMELINE_TEMPLATES line."""
+    from services.hubspot import properties
+    from services.transport.errors import ServiceError
+
+    _, client = _developer_client(app_id, "templates belong to the app's developer account")
+    chosen: list[str] = []
+    try:
+        existing = {t.get("name"): t for t in client.timeline_templates()}
+        for object_type in properties.OBJECT_TYPES:
+            template = properties.payment_event_template(object_type)
+            found = existing.get(template["name"])
+            if found is None:
+                template_id = str(client.create_timeline_template(template)["id"])
+                click.echo(f"created {template['name']} ({template_id})")
+            else:
+                template_id = str(found["id"])
+                client.update_timeline_template(template_id, template)
+                click.echo(f"updated {template['name']} ({template_id})")
+            chosen.append(f"{object_type}={template_id}")
+    except ServiceError as exc:
+        raise click.ClickException(f"HubSpot did not take the templates ({exc}).") from exc
+    click.echo(f"HUBSPOT_TIMELINE_TEMPLATES={','.join(chosen)}")
+
+
+@cli.group("hubspot")
+def hubspot_group() -> None:
+    """What the app keeps on HubSpot records."""
+
+
+@hubspot_group.command("setup")
+@click.option("--portal-id", type=int, required=True)
+@with_appcontext
+def hubspot_setup(portal_id: int) -> None:
+    """Create the "QuickBooks" property group and the document properties on deals, quotes and payments."""
+    from services.work.statuses import set_up_properties
+
+    if services().connections.portal_tokens(portal_id) is None:
+        raise click.ClickException(f"Portal {portal_id} has not installed the app.")
+    for object_type, what in set_up_properties(services(), portal_id).items():
+        click.echo(f"{object_type}: {what}")
+
+
+@cli.group()
+def documents() -> None:
+    """QuickBooks documents shown on HubSpot records."""
+
+
+@documents.command("link")
+@click.option("--portal-id", type=int, required=True)
+@click.option("--object-type", required=True, help="DEAL, QUOTE or COMMERCE_PAYMENT (or deals, 0-3, ...).")
+@click.option("--object-id", required=True)
+@click.option("--realm-id", required=True)
+@click.option("--invoice-number", required=True, help="The invoice's number in QuickBooks.")
+@with_appcontext
+def documents_link(portal_id: int, object_type: str, object_id: str, realm_id: str, invoice_number: str) -> None:
+    """Show an invoice made in QuickBooks by hand on a record: its status and payments follow from then on."""
+    from services.hubspot.objects import OBJECT_TYPE_NAMES
+    from services.transport.errors import ServiceError
+    from services.work.statuses import link_invoice
+
+    if object_type.upper() not in OBJECT_TYPE_NAMES and object_type.lower() not in OBJECT_TYPE_NAMES.values():
+        raise click.BadParameter("use DEAL, QUOTE or COMMERCE_PAYMENT", param_hint="--object-type")
+    try:
+        linked = link_invoice(services(), portal_id, object_type, object_id, realm_id, invoice_number)
+    except LookupError as exc:
+        raise click.ClickException(str(exc.args[0])) from exc
+    except ServiceError as exc:
+        raise click.ClickException(f"QuickBooks could not be read: {exc}") from exc
+    click.echo(
+        f"invoice {invoice_number} (QuickBooks id {linked.document_id}) now shows on {linked.object_type} "
+        f"{linked.object_id}"
+    )
+
+
+@documents.command("sync")
+@click.option("--realm-id", required=True)
+@with_appcontext
+def documents_sync(realm_id: str) -> None:
+    """Read a company's changes now (change data capture) instead of at the next CDC_INTERVAL."""
+    from services.work.statuses import read_changes
+
+    result = read_changes(services(), realm_id)
+    if not isinstance(result, str):
+        raise click.ClickException("QuickBooks did not answer in time; try again in a moment.")
+    click.echo(result)
 
 
 @cli.group()

@@ -18,6 +18,7 @@ from actions.registry import all_actions
 from actions.signature import sign_v3
 from services import bootstrap, logs
 from services.config import Config
+from services.hubspot.properties import INVOICE_STATUSES
 from services.ops.tokens import OperatorTokens
 from services.store import migrate
 from services.store.crypto import TokenCipher
@@ -36,6 +37,7 @@ from simulators.serve import start_in_thread
 
 DEMO_SECRET = "demo-hubspot-client-secret"
 DEMO_OPERATORS_SECRET = "demo-operators-secret-for-the-console-only"
+DEMO_WEBHOOK_TOKEN = "demo-intuit-webhook-verifier"
 
 
 def _config(workdir: Path, sims: Simulators) -> Config:
@@ -59,6 +61,9 @@ def _config(workdir: Path, sims: Simulators) -> Config:
             "OPS_JWT_SECRET": DEMO_OPERATORS_SECRET,
             # The demo runs its jobs in one burst, without RQ's scheduler: callbacks go at once.
             "CALLBACK_FLUSH_DELAY": "0",
+            "STATUS_FLUSH_DELAY": "0",
+            # The simulated Intuit signs its change notifications with this token.
+            "QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN": DEMO_WEBHOOK_TOKEN,
         }
     )
 
@@ -151,6 +156,43 @@ def _operator_fixes_the_held_one(base_url: str, config: Config) -> None:
         )
 
 
+def _payment_reaches_hubspot(base_url: str, sims: Simulators, services: bootstrap.Services, deal: str) -> None:
+    """Do what a bookkeeper does in QuickBooks (two payments of the invoice) and show the deal following it."""
+    sims.quickbooks_webhooks(f"{base_url}/webhooks/quickbooks", DEMO_WEBHOOK_TOKEN, auto=False)
+    invoice_id = sims.hubspot_record("deals", deal).get("qbo_invoice_link", "").rpartition("=")[2]
+    invoice = sims.qbo_api("GET", f"invoice/{invoice_id}")["Invoice"]
+
+    labels = {o.value: o.label for o in INVOICE_STATUSES}
+
+    def show(moment: str) -> None:
+        shown = sims.hubspot_record("deals", deal)
+        print(
+            f"  {moment}: deal {deal} shows invoice #{shown.get('qbo_invoice_number')} "
+            f"{labels.get(shown.get('qbo_invoice_status', ''), '?')!r}, balance {shown.get('qbo_invoice_balance')}, "
+            f"paid {shown.get('qbo_invoice_amount_paid') or '0'}, due {shown.get('qbo_invoice_due_date')}"
+        )
+
+    print("\nLater, in QuickBooks (Intuit notifies /webhooks/quickbooks; the deal's QuickBooks properties follow):")
+    show("booked")
+    total = float(invoice["TotalAmt"])
+    for amount in (round(total / 2, 2), round(total - round(total / 2, 2), 2)):
+        sims.qbo_api(
+            "POST",
+            "payment",
+            json={
+                "CustomerRef": {"value": invoice["CustomerRef"]["value"]},
+                "TotalAmt": amount,
+                "Line": [{"Amount": amount, "LinkedTxn": [{"TxnId": invoice["Id"], "TxnType": "Invoice"}]}],
+            },
+        )
+        delivered = sims.deliver_webhooks()
+        events = sum(len(d["events"]) for d in delivered["deliveries"])
+        SimpleWorker(services.queue.all_queues, connection=services.redis).work(burst=True)
+        show(f"payment of {amount:.2f} ({events} notifications)")
+    for note in sims.notes_of("deals", deal):
+        print(f"  note on the deal: {note['hs_note_body']}")
+
+
 def _serve_for_a_browser(base_url: str, sims: Simulators, config: Config) -> int:
     """Keep the simulators and the app running for a person to install and connect in a browser."""
     print(f"Open {base_url}/settings in a browser: the simulated HubSpot asks which account installs the app, the")
@@ -189,8 +231,11 @@ def run_demo(*, browser: bool = False, port: int = 0) -> int:
 
         existing = {entity: {e["Id"] for e in sims.entities(entity)} for entity in ("Customer", "Item")}
         callbacks: dict[str, str] = {}
+        invoiced_deal = ""
         for number, spec in enumerate(all_actions(), start=1):
             payload = _execution_for(sims, spec.name, f"demo-{number}-{spec.name}")
+            if spec.name == "create_invoice":
+                invoiced_deal = str(payload["object"]["objectId"])
             status, answer = _post_signed(web.base_url + spec.path, payload)
             callbacks[payload["callbackId"]] = spec.label
             record = f"{payload['object']['objectType']} {payload['object']['objectId']}"
@@ -240,6 +285,9 @@ def run_demo(*, browser: bool = False, port: int = 0) -> int:
             print(f"  {label}: {json.dumps(outputs)}")
         reported = {c["callback_id"] for c in sims.callbacks()}
         ok = reported == set(callbacks)
+        with bootstrap.installed(services):
+            _payment_reaches_hubspot(web.base_url, sims, services, invoiced_deal)
+        ok = ok and sims.hubspot_record("deals", invoiced_deal).get("qbo_invoice_status") == "paid"
         web.stop()
     qbo_server.stop()
     hubspot_server.stop()

@@ -1,8 +1,9 @@
 #!/usr/bin/env python
-"""Benchmark of the execution endpoint, of the worker and of a drain (NOT a test; `make bench`).
+"""Benchmark of the execution endpoint, of the worker, of a drain and of document statuses (NOT a test; `make bench`).
 
-    .venv/bin/python scripts/bench.py [--quick] [--only endpoint|worker|drain] [--skip-drain]
+    .venv/bin/python scripts/bench.py [--quick] [--only endpoint|worker|drain|notifications] [--skip-drain]
         [--workers K] [--burst N] [--drain-parts burst,fairness,scaling] [--drain-timeout S]
+        [--payments N] [--notify-workers K]
 
 1. The execution endpoint under gunicorn on PostgreSQL + Redis, driven by wrk with pre-signed, unique
    execution requests (scripts/bench_wrk.lua); a few gunicorn configurations, each run with both ways of
@@ -25,7 +26,19 @@
    gunicorn, K workers, the sweeper) drain a burst of N invoices for one company (N = 1,000, 200 with
    --quick), the same burst while a second portal sends 10 executions (its latency), and 10 companies x 200
    invoices (50 with --quick) with 1, 2 and 4 workers (1 and 4 with --quick).
-4. A summary table (figure, target, met) and machine facts; the figures go to .run/bench-results.json.
+4. Document statuses (issue 11, `--only notifications`): web under gunicorn (gthread, 2 x 4) with
+   QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN, 2 `qbo-actions worker` (--notify-workers), every status setting at its
+   default (STATUS_FLUSH_DELAY 2 s, no timeline template: payments go as notes). First the webhook endpoint alone:
+   pre-signed deliveries of 100 CloudEvents from 8 threads for 5 s, events accepted per second, each checked in
+   `quickbooks_events`. Then N open invoices (N = 1,000, 200 with --quick; --payments) seeded in the QuickBooks
+   simulator, a deal for each, each invoice followed on its deal as the action would and shown once (awaiting
+   payment); the simulator's webhooks point at the web (delivered 50 ms after the first change), and a bookkeeper
+   pays every invoice in full through the QuickBooks API from 8 threads (the simulator's throttle raised for these
+   calls, the server's limiter at its defaults). Measured: deliveries and their answers, the time until every deal
+   shows paid (the HubSpot simulator's property history) with one payment note, HubSpot calls per status update,
+   the server's QuickBooks reads per payment, 429s, worker CPU, and how long each kind of job waited and ran. This
+   phase runs its own QuickBooks simulator, whose receivables recompute indexes the payments (QBO_SIM_INDEXED).
+5. A summary table (figure, target, met) and machine facts; the figures go to .run/bench-results.json.
 
 It needs the private Redis (127.0.0.1:6390) and PostgreSQL (127.0.0.1:5439) of scripts/services.sh and
 `wrk` (installed with apt-get when missing). It creates the database `qbo_actions_bench` and uses Redis db 15
@@ -36,6 +49,9 @@ included.
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
+import hmac
 import json
 import math
 import os
@@ -52,8 +68,8 @@ import time
 import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -128,7 +144,62 @@ TARGET_QBO_PER_INVOICE = 1.1
 TARGET_HS_PER_EXECUTION = 3.0
 EXPECTED_QBO_PER_PAID_INVOICE = 2.0  # an Invoice and a Payment; no target
 PAID_AMOUNT = 399.5
-PHASES = ("endpoint", "worker", "drain")
+PHASES = ("endpoint", "worker", "drain", "notifications")
+
+# Phase 4, document statuses (issue 11): the burst of payments, the direct measurement of the webhook endpoint.
+NOTIFY_PAYMENTS = 1000  # --quick: 200
+NOTIFY_PAYMENTS_QUICK = 200
+TARGET_HS_PER_STATUS = 0.05
+WEBHOOK_TOKEN = "bench-webhook-verifier-token"
+WEBHOOK_PATH = "/webhooks/quickbooks"
+WEBHOOK_DELAY_MS = 50
+# The web under gunicorn: two processes, threads so that the simulator's concurrent deliveries overlap.
+NOTIFY_WEB_ARGS = ["--worker-class", "gthread", "--workers", "2", "--threads", "4"]
+NOTIFY_WORKERS = 2
+# The direct measurement: pre-signed deliveries of 100 CloudEvents each, from this many threads, for this long.
+DIRECT_EVENTS_PER_DELIVERY = 100
+DIRECT_THREADS = 8
+DIRECT_SECONDS = 5.0
+DIRECT_DELIVERIES_PER_THREAD = 160
+# The bookkeeper's threads creating the payments, and the QuickBooks simulator's throttle for them (its
+# default, 500 a minute per company, would throttle the bookkeeper's own 1,000 calls; the server's limiter keeps
+# production's 500 a minute and 10 a second).
+PAYMENT_THREADS = 8
+BOOKKEEPER_THROTTLE_PER_MINUTE = 100_000
+NOTIFY_POLL_S = 0.25
+SENTINEL = "qbo-bench:sentinel"
+# The QuickBooks simulator recomputes every invoice's balance from every payment after each payment
+# (refresh_receivables: invoices x payments each time, under its lock): 1,000 payments on 1,000 invoices take it
+# about ten minutes of CPU, which would make the simulator, not the server, the figure. This phase runs it with
+# the payments indexed once per recompute (the same code and the same results, O(invoices + payments)).
+QBO_SIM_INDEXED = """
+import sys
+
+import simulators.quickbooks as q
+
+_refresh, _applied = q.Company.refresh_receivables, q.Company.payments_applied_to
+
+
+def refresh_receivables(self):
+    index = {}
+    for payment in self.all("Payment"):
+        for invoice_id, amount in q._applications(payment).items():
+            index.setdefault(invoice_id, []).append((payment["Id"], amount))
+    self._bench_applied = index
+    try:
+        _refresh(self)
+    finally:
+        self._bench_applied = None
+
+
+def payments_applied_to(self, invoice_id):
+    index = getattr(self, "_bench_applied", None)
+    return list(index.get(str(invoice_id), ())) if index is not None else _applied(self, invoice_id)
+
+
+q.Company.refresh_receivables, q.Company.payments_applied_to = refresh_receivables, payments_applied_to
+q.main(sys.argv[1:])
+"""
 
 
 # Processes ---------------------------------------------------------------------------------------
@@ -1236,6 +1307,677 @@ def worker_phase(bench: Bench) -> dict[str, Any]:
     }
 
 
+# Phase 4: document statuses ------------------------------------------------------------------------
+
+
+def start_indexed_quickbooks(procs: Processes) -> tuple[str, subprocess.Popen[bytes]]:
+    """Start a QuickBooks simulator whose receivables recompute indexes the payments (QBO_SIM_INDEXED)."""
+    port = free_port()
+    log = WORK_DIR / "sim-quickbooks-notifications.log"
+    log.write_text("")
+    cmd = [PYTHON, "-c", QBO_SIM_INDEXED, "--port", str(port)]
+    process = procs.start("quickbooks simulator (notifications)", cmd, dict(os.environ), log)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/_sim/requests", process, log)
+    return url, process
+
+
+def notify_env(bench: Bench) -> dict[str, str]:
+    """The web and worker environment of the notifications phase: the verifier token, every other status setting
+    (STATUS_FLUSH_DELAY, CDC_INTERVAL, no timeline template: payments go as notes) and limiter at its default."""
+    env = bench.env(QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN=WEBHOOK_TOKEN)
+    for name in (
+        "STATUS_FLUSH_DELAY",
+        "CDC_INTERVAL",
+        "HUBSPOT_TIMELINE_TEMPLATES",
+        "QUICKBOOKS_CALLS_PER_MINUTE",
+        "QUICKBOOKS_CALLS_PER_SECOND",
+        "HUBSPOT_CALLS_PER_10S",
+    ):
+        env.pop(name, None)
+    return env
+
+
+def intuit_signature(body: bytes, token: str = WEBHOOK_TOKEN) -> str:
+    """Return the intuit-signature of a body: base64(HMAC-SHA256(verifier token, body)), as Intuit signs."""
+    return base64.b64encode(hmac.new(token.encode(), body, hashlib.sha256).digest()).decode()
+
+
+def cloud_event(event_id: str, entity: str, entity_id: str, operation: str) -> dict[str, Any]:
+    """One change notification of the standard company in Intuit's CloudEvents format."""
+    return {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": "intuit.bench",
+        "type": f"qbo.{entity.lower()}.{operation}.v1",
+        "datacontenttype": "application/json",
+        "time": datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
+        "intuitentityid": entity_id,
+        "intuitaccountid": REALM_ID,
+        "data": {},
+    }
+
+
+def signed_deliveries(
+    tag: str, threads: int, per_thread: int, events: int
+) -> list[list[tuple[int, bytes, dict[str, str]]]]:
+    """Pre-sign `per_thread` deliveries of `events` unique CloudEvents for each thread: a payment created and its
+    invoice updated, in turn (documents nobody follows: the endpoint's work, not the jobs')."""
+    plans = []
+    for t in range(threads):
+        plan = []
+        for i in range(per_thread):
+            batch = [
+                cloud_event(
+                    f"bench-{tag}-{t}-{i}-{j}",
+                    "Payment" if j % 2 == 0 else "Invoice",
+                    str(900_000 + (t * per_thread + i) * events + j),
+                    "created" if j % 2 == 0 else "updated",
+                )
+                for j in range(events)
+            ]
+            body = json.dumps(batch, separators=(",", ":")).encode()
+            plan.append(
+                (len(batch), body, {"Content-Type": "application/json", "intuit-signature": intuit_signature(body)})
+            )
+        plans.append(plan)
+    return plans
+
+
+def answered_events(answer: Any) -> int:
+    """Return how many events the endpoint's answer says it took ("events", or new + repeated + ignored)."""
+    if not isinstance(answer, dict):
+        return 0
+    if "events" in answer:
+        return int(answer["events"] or 0)
+    return sum(int(answer.get(key) or 0) for key in ("new", "repeated", "ignored"))
+
+
+def post_deliveries(
+    url: str, plans: list[list[tuple[int, bytes, dict[str, str]]]], seconds: float
+) -> list[tuple[int | None, int, int, float, float]]:
+    """POST each thread's deliveries one after the other until `seconds` pass; return (status, events sent,
+    events the answer counted, sent at, answered at) of each."""
+    deadline = time.monotonic() + seconds
+
+    def run(plan: list[tuple[int, bytes, dict[str, str]]]) -> list[tuple[int | None, int, int, float, float]]:
+        session = requests.Session()
+        done = []
+        for events, body, headers in plan:
+            if time.monotonic() >= deadline:
+                break
+            sent = time.monotonic()
+            status: int | None = None
+            counted = 0
+            try:
+                response = session.post(url, data=body, headers=headers, timeout=10)
+                status = response.status_code
+                if status == 200:
+                    counted = answered_events(response.json())
+            except (requests.RequestException, ValueError):
+                pass
+            done.append((status, events, counted, sent, time.monotonic()))
+        return done
+
+    with ThreadPoolExecutor(max_workers=len(plans)) as pool:
+        return [posted for thread in pool.map(run, plans) for posted in thread]
+
+
+def quantiles_ms(values: list[float]) -> dict[str, float | None]:
+    """Return p50, p99 (nearest rank) and max of durations in seconds, in milliseconds."""
+
+    def ms(v: float | None) -> float | None:
+        return None if v is None else round(1000 * v, 1)
+
+    return {
+        "p50": ms(bench_drain.percentile(values, 0.50)),
+        "p99": ms(bench_drain.percentile(values, 0.99)),
+        "max": ms(max(values) if values else None),
+    }
+
+
+def direct_endpoint(bench: Bench, base: str, master: int) -> dict[str, Any]:
+    """POST pre-signed deliveries of 100 CloudEvents from DIRECT_THREADS threads for DIRECT_SECONDS (no worker
+    runs); count the events accepted per second and check each has its row in `quickbooks_events`."""
+    url = base + WEBHOOK_PATH
+    # Warm-up: every gunicorn thread's first request; left out of the figures.
+    post_deliveries(url, signed_deliveries("warm", DIRECT_THREADS, 3, 10), 30)
+    t0 = time.monotonic()
+    plans = signed_deliveries("direct", DIRECT_THREADS, DIRECT_DELIVERIES_PER_THREAD, DIRECT_EVENTS_PER_DELIVERY)
+    signing = time.monotonic() - t0
+    before = cpu_snapshot()
+    posted = post_deliveries(url, plans, DIRECT_SECONDS)
+    cpu = cpu_by_component(before, cpu_snapshot(), master)
+    ok = [p for p in posted if p[0] == 200]
+    accepted = sum(p[1] for p in ok)
+    counted = sum(p[2] for p in ok)
+    seconds = max(0.001, max(p[4] for p in posted) - min(p[3] for p in posted))
+    [(rows, pending)] = bench.sql(
+        "SELECT count(*), count(*) FILTER (WHERE state = 'pending') FROM quickbooks_events WHERE id LIKE %s",
+        ("bench-direct-%",),
+    )
+    exhausted = len(posted) == DIRECT_THREADS * DIRECT_DELIVERIES_PER_THREAD
+    return {
+        "threads": DIRECT_THREADS,
+        "events_per_delivery": DIRECT_EVENTS_PER_DELIVERY,
+        "seconds": round(seconds, 2),
+        "signing_seconds": round(signing, 2),
+        "deliveries": len(posted),
+        "deliveries_200": len(ok),
+        "non_200": dict(Counter(str(p[0]) for p in posted if p[0] != 200)),
+        "events_accepted": accepted,
+        "events_counted_by_answers": counted,
+        "events_per_s": round(accepted / seconds, 1),
+        "deliveries_per_s": round(len(ok) / seconds, 1),
+        "latency_ms": quantiles_ms([p[4] - p[3] for p in posted]),
+        "rows": int(rows),
+        "rows_pending": int(pending),
+        "rows_match": int(rows) == accepted == counted,
+        "ran_out_of_deliveries": exhausted,
+        "cpu_seconds": cpu,
+        "cpu_ms_per_event": {k: round(1000 * v / max(1, accepted), 3) for k, v in cpu.items()},
+        "cpu_other_seconds": dict(OTHER_CPU),
+    }
+
+
+def epoch_of(stamp: str) -> float:
+    """Return the POSIX time of an ISO 8601 stamp ("...Z" included)."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def seed_followed_invoices(bench: Bench, svc: Any, count: int) -> list[tuple[dict[str, Any], str]]:
+    """Put `count` open invoices of 399.50 for one customer in the simulated company (admin seeding: no
+    notification), a deal for each in the portal, and follow each invoice on its deal as the action would."""
+    from services.books.statuses import state_of
+    from services.work.statuses import version_of
+
+    sims = bench.sims
+    customer = sims.add_entity(
+        "Customer",
+        {"DisplayName": "Acme Inc", "CompanyName": "Acme Inc", "PrimaryEmailAddr": {"Address": "ann@acme.example"}},
+    )
+    item = sims.add_entity(
+        "Item",
+        {
+            "Name": "Consulting",
+            "Type": "Service",
+            "Active": True,
+            "IncomeAccountRef": {"value": sims.account_id("Services"), "name": "Services"},
+        },
+    )
+    today = datetime.now(UTC).date()
+    local = threading.local()
+
+    def own() -> Simulators:
+        if not hasattr(local, "sims"):
+            local.sims = Simulators(sims.quickbooks_url, sims.hubspot_url)
+        return local.sims  # type: ignore[no-any-return]
+
+    def seed(n: int) -> tuple[dict[str, Any], str]:
+        invoice = own().add_entity(
+            "Invoice",
+            {
+                "DocNumber": f"B-{n + 1:05d}",
+                "TxnDate": today.isoformat(),
+                "DueDate": date.fromordinal(today.toordinal() + 30).isoformat(),
+                "CustomerRef": {"value": str(customer["Id"]), "name": "Acme Inc"},
+                "CurrencyRef": {"value": "USD", "name": "United States Dollar"},
+                "BillEmail": {"Address": "ann@acme.example"},
+                "EmailStatus": "NotSet",
+                "TotalAmt": PAID_AMOUNT,
+                "Balance": PAID_AMOUNT,
+                "Line": [
+                    {
+                        "Amount": PAID_AMOUNT,
+                        "DetailType": "SalesItemLineDetail",
+                        "SalesItemLineDetail": {
+                            "ItemRef": {"value": str(item["Id"])},
+                            "Qty": 1,
+                            "UnitPrice": PAID_AMOUNT,
+                        },
+                    }
+                ],
+            },
+        )
+        deal = own().add_object("deals", {"dealname": f"Acme renewal {n}", "amount": str(PAID_AMOUNT)})
+        return invoice, deal
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        pairs = list(pool.map(seed, range(count)))
+    for invoice, deal in pairs:
+        version = version_of(REALM_ID, state_of("Invoice", invoice))
+        svc.followed.follow(PORTAL_ID, "deals", deal, version)
+    return pairs
+
+
+def wait_workers(bench: Bench, workers: list[subprocess.Popen[bytes]], logs: list[Path], timeout: float = 30) -> None:
+    """Wait until every worker has registered with RQ."""
+    conn = redis.Redis.from_url(bench.redis_url)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for worker, log in zip(workers, logs, strict=True):
+            if worker.poll() is not None:
+                raise RuntimeError(f"a worker exited ({worker.returncode}):\n{tail(log)}")
+        if conn.scard("rq:workers") >= len(workers):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"the workers did not register within {timeout} s:\n{tail(logs[0])}")
+
+
+def qbo_kind(entry: dict[str, Any]) -> str:
+    """Return a QuickBooks request's kind: its method and path shape, and the entity a query reads."""
+    kind = f"{entry['method']} {shape(entry['path'])}"
+    text = (entry.get("query") or {}).get("query") or (entry.get("body") if isinstance(entry.get("body"), str) else "")
+    match = re.search(r"\bfrom\s+(\w+)", str(text or ""), re.I)
+    return f"{kind} ({match.group(1)})" if match else kind
+
+
+def inputs_of(entry: dict[str, Any]) -> int:
+    """Return how many inputs a logged batch request carried."""
+    body = entry.get("body")
+    return len(body.get("inputs") or []) if isinstance(body, dict) else 0
+
+
+class JobSampler(threading.Thread):
+    """Samples RQ every 50 ms: each job's description ("document statuses of portal ...", "QuickBooks
+    notifications of ..."), when it was queued and started (RQ's own stamps) and when it was last seen running."""
+
+    def __init__(self, redis_url: str, interval: float = 0.05) -> None:
+        super().__init__(daemon=True, name="job-sampler")
+        self.conn = redis.Redis.from_url(redis_url, decode_responses=True)
+        self.interval = interval
+        self.halt = threading.Event()
+        self.jobs: dict[str, dict[str, Any]] = {}
+
+    def run(self) -> None:
+        while not self.halt.is_set():
+            try:
+                self.sample()
+            except redis.RedisError:
+                pass
+            self.halt.wait(self.interval)
+
+    def sample(self) -> None:
+        now = time.time()
+        for key in self.conn.scan_iter(f"rq:wip:{QUEUE}*"):
+            # RQ 2 keeps "<job id>:<execution id>" in the started registry.
+            for member in self.conn.zrange(key, 0, -1):
+                job = str(member).split(":")[0]
+                entry = self.jobs.get(job)
+                if entry is None:
+                    description, enqueued, started = (
+                        str(v) if v else None
+                        for v in self.conn.hmget(f"rq:job:{job}", "description", "enqueued_at", "started_at")
+                    )
+                    entry = self.jobs[job] = {
+                        "description": re.sub(r"\d+$", "{id}", description or job),
+                        "enqueued": rq_time(enqueued),
+                        "started": rq_time(started),
+                    }
+                entry["last_running"] = now
+
+    def stop(self) -> dict[str, Any]:
+        """Stop; return, by kind of job: how many ran, their longest wait in the queue and their longest runs."""
+        self.halt.set()
+        self.join(timeout=5)
+        by_kind: dict[str, dict[str, list[float]]] = {}
+        for entry in self.jobs.values():
+            kind = by_kind.setdefault(entry["description"], {"waits": [], "runs": []})
+            if entry["enqueued"] and entry["started"]:
+                kind["waits"].append(entry["started"] - entry["enqueued"])
+            if entry["started"]:
+                kind["runs"].append(entry["last_running"] - entry["started"])
+        return {
+            name: {
+                "jobs": max(len(k["waits"]), len(k["runs"])),
+                "longest_queue_wait_s": round(max(k["waits"]), 2) if k["waits"] else None,
+                "longest_run_s": round(max(k["runs"]), 2) if k["runs"] else None,
+                "longest_runs_s": [round(r, 2) for r in sorted(k["runs"], reverse=True)[:5]],
+            }
+            for name, k in sorted(by_kind.items())
+        }
+
+
+def rq_time(stamp: str | None) -> float | None:
+    """Return the POSIX time of one of RQ's stamps ("2026-12-02T07:25:38.123456Z"), None without one."""
+    if not stamp:
+        return None
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+
+
+def notifications_phase(
+    bench: Bench, payments: int | None = None, workers_count: int = NOTIFY_WORKERS
+) -> dict[str, Any]:
+    from services.bootstrap import bootstrap
+    from services.config import Config
+    from services.work import statuses
+
+    count = payments or (NOTIFY_PAYMENTS_QUICK if bench.quick else NOTIFY_PAYMENTS)
+    load = [round(x, 2) for x in os.getloadavg()]
+    qbo_url, qbo_sim = start_indexed_quickbooks(bench.procs)
+    sims = Simulators(qbo_url, bench.sims.hubspot_url)
+    bench = replace(bench, sims=sims)
+    started_processes: list[subprocess.Popen[bytes]] = [qbo_sim]
+    try:
+        sims.reset()
+        sims.add_company(REALM_ID)
+        sims.add_portal(PORTAL_ID)
+        bench.reset_state()
+        bench.sql(
+            "TRUNCATE quickbooks_events, followed_payments, followed_documents, quickbooks_change_cursors CASCADE"
+        )
+        connect_standard(bench)
+        env = notify_env(bench)
+
+        # The web, and the endpoint measured on its own (no worker yet: the jobs it queues are dropped after).
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        access_log = WORK_DIR / "gunicorn-notifications-access.log"
+        access_log.write_text("")
+        web_args = [
+            *NOTIFY_WEB_ARGS,
+            "--access-logfile",
+            str(access_log),
+            "--access-logformat",
+            "%(m)s %(U)s %(s)s %(D)s",
+        ]
+        print(f"  starting gunicorn {' '.join(NOTIFY_WEB_ARGS)} on :{port}", flush=True)
+        web = bench.start_gunicorn("notifications", web_args, port, env)
+        started_processes.append(web)
+        direct = direct_endpoint(bench, base, web.pid)
+        print(
+            f"  endpoint alone: {direct['events_per_s']:.0f} events/s accepted ({direct['deliveries_per_s']:.0f}"
+            f" deliveries of {DIRECT_EVENTS_PER_DELIVERY}/s, {DIRECT_THREADS} threads, {direct['seconds']} s),"
+            f" latency p50 {direct['latency_ms']['p50']} ms p99 {direct['latency_ms']['p99']} ms; non-200"
+            f" {direct['non_200'] or 0}; rows {direct['rows']} of {direct['events_accepted']} accepted"
+            f" ({direct['events_counted_by_answers']} counted by the answers)"
+            f" (match: {direct['rows_match']}); CPU ms per event {direct['cpu_ms_per_event']}",
+            flush=True,
+        )
+        bench.sql("DELETE FROM quickbooks_events")
+        conn = redis.Redis.from_url(bench.redis_url)
+        conn.flushdb()
+        # Another process flushing this Redis db (a test run on the same number) would lose the jobs and locks.
+        conn.set(SENTINEL, "1")
+
+        # The documents the actions booked, followed on their deals and shown once (awaiting payment).
+        t0 = time.monotonic()
+        svc = bootstrap(Config.from_env(env))
+        try:
+            setup = statuses.set_up_properties(svc, PORTAL_ID)
+            pairs = seed_followed_invoices(bench, svc, count)
+            first_push = statuses.push_statuses(svc, PORTAL_ID)
+        finally:
+            svc.database.engine.dispose()
+            svc.redis.close()
+        [(awaiting, followed)] = bench.sql(
+            "SELECT count(*) FILTER (WHERE status = 'awaiting_payment' AND NOT pending_push), count(*)"
+            " FROM followed_documents"
+        )
+        shown = sims.hubspot_record("deals", pairs[0][1]).get("qbo_invoice_status")
+        if awaiting != count or followed != count or shown != "awaiting_payment":
+            raise RuntimeError(f"the first push left {awaiting} of {followed} awaiting payment (deal shows {shown})")
+        print(
+            f"  seeded {count} invoices and deals, followed and shown as awaiting payment in"
+            f" {time.monotonic() - t0:.1f} s (properties: {setup}; first push: {first_push})",
+            flush=True,
+        )
+
+        # Two workers; then the bookkeeper's burst of payments, each notified as a payment and an invoice change.
+        worker_logs = [WORK_DIR / f"worker-notifications-{i}.log" for i in range(workers_count)]
+        workers = []
+        for i, log in enumerate(worker_logs):
+            log.write_text("")
+            workers.append(
+                bench.procs.start(f"worker-{i} (notifications)", [*bench_drain.qbo_actions(), "worker"], env, log)
+            )
+        started_processes.extend(workers)
+        wait_workers(bench, workers, worker_logs)
+        sims.qbo("DELETE", "requests")
+        sims.hs("DELETE", "requests")
+        sims.quickbooks_config(throttle_per_minute=BOOKKEEPER_THROTTLE_PER_MINUTE)
+        sims.quickbooks_webhooks(base + WEBHOOK_PATH, WEBHOOK_TOKEN, auto=True, delay_ms=WEBHOOK_DELAY_MS)
+        access_offset = access_log.stat().st_size
+        roles = {"workers": [w.pid for w in workers], "web": [web.pid]}
+        cpu_before = bench_drain.cpu_by_role(roles)
+        sampler = JobSampler(bench.redis_url)
+        sampler.start()
+        local = threading.local()
+        payment_url = f"{qbo_url}/v3/company/{REALM_ID}/payment"
+        headers = {"Authorization": f"Bearer {QBO_ACCESS_TOKEN}-{REALM_ID}", "Accept": "application/json"}
+
+        def pay(invoice: dict[str, Any]) -> tuple[str, int | None, float, float, str]:
+            if not hasattr(local, "http"):
+                local.http = requests.Session()
+            body = {
+                "CustomerRef": {"value": invoice["CustomerRef"]["value"]},
+                "TotalAmt": PAID_AMOUNT,
+                "Line": [{"Amount": PAID_AMOUNT, "LinkedTxn": [{"TxnId": invoice["Id"], "TxnType": "Invoice"}]}],
+            }
+            sent = time.time()
+            try:
+                response = local.http.post(
+                    payment_url, params={"minorversion": "75"}, json=body, headers=headers, timeout=30
+                )
+                return str(invoice["Id"]), response.status_code, sent, time.time(), response.text[:200]
+            except requests.RequestException as error:
+                return str(invoice["Id"]), None, sent, time.time(), str(error)
+
+        print(
+            f"  {count} payments from {PAYMENT_THREADS} threads; {workers_count} workers; STATUS_FLUSH_DELAY default",
+            flush=True,
+        )
+        started_wall = time.time()
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=PAYMENT_THREADS) as pool:
+            paid = list(pool.map(pay, [invoice for invoice, _ in pairs]))
+        payments_s = time.monotonic() - started
+        refused = [p for p in paid if p[1] != 200]
+        if refused:
+            raise RuntimeError(f"{len(refused)} payments refused by the simulator, e.g. {refused[:3]}")
+        print(f"  payments created in {payments_s:.1f} s ({count / payments_s:.0f}/s)", flush=True)
+
+        timeout = 120.0 + 0.3 * count
+        shown_at = started
+        progress_at = started
+        while True:
+            [(paid_shown, pending_push)] = bench.sql(
+                "SELECT count(*) FILTER (WHERE status = 'paid' AND NOT pending_push),"
+                " count(*) FILTER (WHERE pending_push) FROM followed_documents"
+            )
+            [(posted, payment_rows)] = bench.sql(
+                "SELECT count(*) FILTER (WHERE posted_at IS NOT NULL), count(*) FROM followed_payments"
+            )
+            now = time.monotonic()
+            if paid_shown >= count and posted >= count:
+                shown_at = now
+                break
+            for worker, log in zip(workers, worker_logs, strict=True):
+                if worker.poll() is not None:
+                    raise RuntimeError(f"a worker exited ({worker.returncode}):\n{tail(log)}")
+            if not conn.exists(SENTINEL):
+                raise RuntimeError(
+                    f"Redis db {REDIS_DB} was emptied by another process during the run (a test run using it?):"
+                    " choose another with QBO_BENCH_REDIS_DB"
+                )
+            if now - started > timeout:
+                raise RuntimeError(
+                    f"after {timeout:.0f} s only {paid_shown} of {count} records show paid and {posted} of"
+                    f" {payment_rows} payments are posted:\n{tail(worker_logs[0])}"
+                )
+            if now - progress_at >= 10:
+                progress_at = now
+                print(
+                    f"  ... {now - started:.0f} s: {paid_shown} records paid, {pending_push} to push,"
+                    f" {posted}/{payment_rows} payments posted",
+                    flush=True,
+                )
+            time.sleep(NOTIFY_POLL_S)
+        cpu_after = bench_drain.cpu_by_role(roles)
+        jobs = sampler.stop()
+        time.sleep(0.5)  # a last delivery's answer, the last log lines
+        deliveries = sims.webhook_deliveries()
+        queued = sims.queued_webhooks()
+        qbo_log = sims.qbo_requests()
+        hs_log = sims.hs_requests()
+        sims.quickbooks_webhooks(None, "")
+        access = access_log.read_bytes()[access_offset:].decode(errors="replace").splitlines()
+        event_rows = dict(bench.sql("SELECT state, count(*) FROM quickbooks_events GROUP BY state"))
+        [(last_posted,)] = bench.sql("SELECT max(posted_at) FROM followed_payments")
+        records = hubspot_records(sims, [deal for _, deal in pairs])
+    finally:
+        for process in reversed(started_processes):
+            bench.procs.stop(process)
+
+    # The endpoint during the burst: the simulator's deliveries and gunicorn's own time per request.
+    answered = [d for d in deliveries if d.get("status") == 200]
+    events_delivered = sum(len(d["events"]) for d in answered)
+    unique_events = len({e for d in answered for e in d["events"]})
+    times = [epoch_of(d["time"]) for d in deliveries]
+    spread = max(times) - min(times) if len(times) > 1 else 0.0
+    webhook_us = [
+        int(parts[3])
+        for parts in (line.split() for line in access)
+        if len(parts) == 4 and parts[1] == WEBHOOK_PATH and parts[3].isdigit()
+    ]
+    # The records, as HubSpot shows them.
+    answered_at = {invoice_id: done for invoice_id, _, _, done, _ in paid}
+    paid_at: list[float] = []
+    latencies: list[float] = []
+    for (invoice, _deal), record in zip(pairs, records, strict=True):
+        if record["paid_at"] is not None:
+            paid_at.append(record["paid_at"])
+            latencies.append(record["paid_at"] - answered_at[str(invoice["Id"])])
+    last_paid = max(paid_at, default=None)
+    notes = Counter(r["notes"] for r in records)
+    # The calls: the bookkeeper's payments are in QuickBooks' log too.
+    bookkeeper = [r for r in qbo_log if r["method"] == "POST" and r["path"].endswith("/payment")]
+    server_qbo = [r for r in qbo_log if not (r["method"] == "POST" and r["path"].endswith("/payment"))]
+    ids_per_read = [len(re.findall(r"'[^']*'", str((r.get("query") or {}).get("query") or ""))) for r in server_qbo]
+    hs_kinds = Counter(f"{r['method']} {shape(r['path'])} {r['status']}" for r in hs_log)
+    updates = [inputs_of(r) for r in hs_log if r["path"].endswith("/batch/update")]
+    note_batches = [inputs_of(r) for r in hs_log if r["path"] == "/crm/v3/objects/notes/batch/create"]
+    worker_cpu = cpu_after["workers"] - cpu_before["workers"]
+    web_cpu = cpu_after["web"] - cpu_before["web"]
+    result: dict[str, Any] = {
+        "payments": count,
+        "web": " ".join(NOTIFY_WEB_ARGS),
+        "workers": workers_count,
+        "status_flush_delay_s": 2,
+        "load_average_at_start": load,
+        "webhook_delay_ms": WEBHOOK_DELAY_MS,
+        "direct": direct,
+        "payments_seconds": round(payments_s, 2),
+        "payments_per_s": round(count / payments_s, 1),
+        "burst": {
+            "deliveries": len(deliveries),
+            "deliveries_200": len(answered),
+            "non_200": dict(Counter(str(d.get("status")) for d in deliveries if d.get("status") != 200)),
+            "retried": sum(1 for d in deliveries if int(d.get("attempt") or 1) > 1),
+            "left_queued": len(queued),
+            "events_delivered": events_delivered,
+            "events_unique": unique_events,
+            "events_expected": 2 * count,
+            "events_per_delivery": round(events_delivered / max(1, len(answered)), 1),
+            "delivery_span_s": round(spread, 2),
+            "events_per_s": round(events_delivered / spread, 1) if spread else None,
+            "answer_ms": quantiles_ms([us / 1e6 for us in webhook_us]),
+            "answers_timed": len(webhook_us),
+            "event_rows": {str(k): int(v) for k, v in event_rows.items()},
+            "rows_match": sum(event_rows.values()) == unique_events == 2 * count,
+        },
+        "end_to_end": {
+            "until_all_paid_in_hubspot_s": round(last_paid - started_wall, 2) if last_paid else None,
+            "until_all_notes_posted_s": round(last_posted.timestamp() - started_wall, 2) if last_posted else None,
+            "until_seen_done_s": round(shown_at - started, 2),
+            "payment_to_hubspot_s": bench_drain.latencies(latencies),
+            "records_paid": sum(1 for r in records if r["status"] == "paid"),
+            "records_with_one_note": notes.get(1, 0),
+            "notes_per_record": {str(k): v for k, v in sorted(notes.items())},
+            "history_ok": sum(1 for r in records if r["history"][-2:] == ["awaiting_payment", "paid"]),
+        },
+        "hubspot_requests": len(hs_log),
+        "hubspot_429": sum(1 for r in hs_log if r["status"] == 429),
+        "hubspot_per_status_update": round(len(hs_log) / count, 4),
+        "hubspot_by_kind": dict(hs_kinds.most_common()),
+        "hubspot_batch_update_sizes": updates,
+        "hubspot_note_batch_sizes": note_batches,
+        "quickbooks_requests": len(server_qbo),
+        "quickbooks_per_payment": round(len(server_qbo) / count, 4),
+        "quickbooks_429": sum(1 for r in server_qbo if r["status"] == 429),
+        "quickbooks_by_kind": dict(Counter(f"{qbo_kind(r)} {r['status']}" for r in server_qbo).most_common()),
+        "quickbooks_ids_per_read": {
+            "reads": len(ids_per_read),
+            "mean": round(sum(ids_per_read) / len(ids_per_read), 1) if ids_per_read else None,
+            "max": max(ids_per_read, default=None),
+        },
+        "bookkeeper_requests": len(bookkeeper),
+        "bookkeeper_429": sum(1 for r in bookkeeper if r["status"] == 429),
+        "jobs": jobs,
+        "cpu_seconds": {"workers": round(worker_cpu, 2), "web": round(web_cpu, 2)},
+        "worker_cpu_ms_per_status_update": round(1000 * worker_cpu / count, 2),
+        "web_cpu_ms_per_event": round(1000 * web_cpu / max(1, events_delivered), 3),
+    }
+    b, e = result["burst"], result["end_to_end"]
+    print(
+        f"  burst: {b['events_delivered']} events in {b['deliveries_200']} deliveries of {b['deliveries']}"
+        f" ({b['events_per_delivery']} a delivery, non-200 {b['non_200'] or 0}, retried {b['retried']}) over"
+        f" {b['delivery_span_s']} s = {b['events_per_s']} events/s; answer p50 {b['answer_ms']['p50']} ms p99"
+        f" {b['answer_ms']['p99']} ms; rows {b['event_rows']} (match: {b['rows_match']})",
+        flush=True,
+    )
+    print(
+        f"  end to end: every deal paid in HubSpot {e['until_all_paid_in_hubspot_s']} s after the first payment,"
+        f" notes posted {e['until_all_notes_posted_s']} s; payment to HubSpot {e['payment_to_hubspot_s']};"
+        f" paid {e['records_paid']}/{count}, one note {e['records_with_one_note']}/{count}",
+        flush=True,
+    )
+    print(
+        f"  HubSpot {result['hubspot_requests']} requests, {result['hubspot_per_status_update']} per status update"
+        f" ({result['hubspot_429']} answered 429): {result['hubspot_by_kind']}; batch/update sizes {updates}",
+        flush=True,
+    )
+    print(
+        f"  QuickBooks (the server's) {result['quickbooks_requests']} requests, {result['quickbooks_per_payment']}"
+        f" per payment ({result['quickbooks_429']} answered 429, the bookkeeper's {result['bookkeeper_429']}):"
+        f" {result['quickbooks_by_kind']}",
+        flush=True,
+    )
+    for name, job in jobs.items():
+        print(
+            f"  jobs '{name}': {job['jobs']}, longest wait in the queue {job['longest_queue_wait_s']} s,"
+            f" longest run {job['longest_run_s']} s",
+            flush=True,
+        )
+    print(
+        f"  worker CPU {result['worker_cpu_ms_per_status_update']} ms per status update; web"
+        f" {result['web_cpu_ms_per_event']} ms per event",
+        flush=True,
+    )
+    return result
+
+
+def hubspot_records(sims: Simulators, deals: list[str]) -> list[dict[str, Any]]:
+    """Read every deal from the HubSpot simulator: its status, when it turned paid, its notes."""
+    local = threading.local()
+
+    def read(deal: str) -> dict[str, Any]:
+        if not hasattr(local, "sims"):
+            local.sims = Simulators(sims.quickbooks_url, sims.hubspot_url)
+        record = local.sims.hs("GET", f"objects/{PORTAL_ID}/deals/{deal}")
+        history = record["history"].get("qbo_invoice_status", [])
+        paid = [epoch_of(h["timestamp"]) for h in history if h["value"] == "paid"]
+        return {
+            "status": record["properties"].get("qbo_invoice_status"),
+            "paid_at": min(paid) if paid else None,
+            "history": [h["value"] for h in history],
+            "notes": len(record["associations"].get("notes", [])),
+        }
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(read, deals))
+
+
 # Report ------------------------------------------------------------------------------------------
 
 
@@ -1349,6 +2091,91 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str, bool | No
         ]
     if results.get("drain"):
         rows += bench_drain.summary_rows(results["drain"])
+    notify = results.get("notifications")
+    if notify:
+        d, b, e = notify["direct"], notify["burst"], notify["end_to_end"]
+        n = notify["payments"]
+        rows += [
+            (
+                f"notifications accepted/s, endpoint alone ({d['events_per_delivery']} a delivery)",
+                f"{d['events_per_s']:.0f}",
+                "",
+                None,
+            ),
+            (
+                "endpoint alone: latency p50 / p99",
+                f"{d['latency_ms']['p50']} / {d['latency_ms']['p99']} ms",
+                "",
+                None,
+            ),
+            (
+                "endpoint alone: events accepted missing from the table",
+                str(d["events_accepted"] - d["rows"]),
+                "0",
+                d["rows_match"],
+            ),
+            (
+                f"notifications during the burst: events/s ({b['events_per_delivery']} a delivery)",
+                f"{b['events_per_s']}",
+                "",
+                None,
+            ),
+            (
+                "burst: webhook answer p50 / p99 (gunicorn)",
+                f"{b['answer_ms']['p50']} / {b['answer_ms']['p99']} ms",
+                "",
+                None,
+            ),
+            (
+                "burst: non-200 answers, events recorded",
+                f"{sum(b['non_200'].values())}, {sum(b['event_rows'].values())}",
+                f"0, {b['events_expected']}",
+                not b["non_200"] and b["rows_match"],
+            ),
+            (
+                f"first of {n} payments to every deal paid in HubSpot",
+                f"{e['until_all_paid_in_hubspot_s']} s",
+                "",
+                None,
+            ),
+            (
+                "payment to its deal paid in HubSpot: p50 / p95 / max",
+                f"{e['payment_to_hubspot_s']['p50_s']} / {e['payment_to_hubspot_s']['p95_s']} /"
+                f" {e['payment_to_hubspot_s']['max_s']} s",
+                "",
+                None,
+            ),
+            (
+                "deals paid, with exactly one payment note",
+                f"{e['records_paid']}, {e['records_with_one_note']}",
+                f"{n}, {n}",
+                e["records_paid"] == n and e["records_with_one_note"] == n,
+            ),
+            (
+                "HubSpot calls per status update",
+                f"{notify['hubspot_per_status_update']:.3f}",
+                f"<= {TARGET_HS_PER_STATUS}",
+                notify["hubspot_per_status_update"] <= TARGET_HS_PER_STATUS,
+            ),
+            ("QuickBooks calls (the server's reads) per payment", f"{notify['quickbooks_per_payment']:.3f}", "", None),
+            (
+                "answers 429 to the server: QuickBooks, HubSpot",
+                f"{notify['quickbooks_429']}, {notify['hubspot_429']}",
+                "0, 0",
+                notify["quickbooks_429"] == 0 and notify["hubspot_429"] == 0,
+            ),
+            ("worker CPU per status update", f"{notify['worker_cpu_ms_per_status_update']} ms", "", None),
+        ]
+        push = notify["jobs"].get("document statuses of portal {id}") or {}
+        notices = notify["jobs"].get("QuickBooks notifications of {id}") or {}
+        rows.append(
+            (
+                "status push: longest wait in the queue; notice jobs' longest runs",
+                f"{push.get('longest_queue_wait_s')} s; {notices.get('longest_runs_s')} s",
+                "",
+                None,
+            )
+        )
     return rows
 
 
@@ -1379,6 +2206,10 @@ def print_summary(results: dict[str, Any]) -> None:
         )
     for line in bench_drain.detail_lines(results.get("drain") or {}):
         print(line)
+    notify = results.get("notifications")
+    if notify:
+        print(f"notifications: HubSpot calls {notify['hubspot_by_kind']}")
+        print(f"notifications: QuickBooks calls of the server {notify['quickbooks_by_kind']}")
     m = results["machine"]
     print(
         f"machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, Linux {m['kernel']}, "
@@ -1400,10 +2231,21 @@ def main() -> int:
         "--drain-parts", default=",".join(bench_drain.PARTS), help="drain: which runs (burst,fairness,scaling)"
     )
     parser.add_argument("--drain-timeout", type=float, default=None, help="drain: seconds a run may take")
+    parser.add_argument(
+        "--payments", type=int, default=None, help="notifications: payments of the burst (1000; 200 --quick)"
+    )
+    parser.add_argument(
+        "--notify-workers", type=int, default=NOTIFY_WORKERS, help="notifications: `qbo-actions worker` processes"
+    )
     parser.add_argument("--config", action="append", default=[], help=argparse.SUPPRESS)
     parser.add_argument("--connections", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    skipped = {"endpoint": args.skip_endpoint, "worker": args.skip_worker, "drain": args.skip_drain}
+    skipped = {
+        "endpoint": args.skip_endpoint,
+        "worker": args.skip_worker,
+        "drain": args.skip_drain,
+        "notifications": False,
+    }
     phases = set(args.only) if args.only else {phase for phase in PHASES if not skipped[phase]}
     drain_options = bench_drain.DrainOptions.build(
         args.quick, args.workers, args.burst, args.drain_parts, args.drain_timeout
@@ -1506,6 +2348,13 @@ def main() -> int:
             if failed:
                 results["error"] = f"drain runs failed: {', '.join(failed)}"
                 status = 1
+        if "notifications" in phases:
+            print(
+                f"\n4. Document statuses: a burst of payments notified to the web, applied and pushed by"
+                f" {args.notify_workers} workers",
+                flush=True,
+            )
+            results["notifications"] = notifications_phase(bench, args.payments, args.notify_workers)
     except KeyboardInterrupt:
         print("\ninterrupted; stopping everything", file=sys.stderr)
         status = 130

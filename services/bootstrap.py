@@ -25,6 +25,7 @@ from services.store.connections import ConnectionRepository
 from services.store.crypto import TokenCipher
 from services.store.engine import Database
 from services.store.executions import ExecutionRepository
+from services.store.followed import FollowedDocuments
 from services.store.listing import ExecutionListing
 from services.store.outbox import ExecutionOutbox
 from services.store.records import Connection
@@ -127,6 +128,11 @@ class Services:
     def batches(self) -> BatchRepository:
         """Return the QuickBooks batches repository (parked document writes, batches in flight)."""
         return self.repositories.batches
+
+    @property
+    def followed(self) -> FollowedDocuments:
+        """Return the documents followed on HubSpot records, their payments and Intuit's notifications."""
+        return self.repositories.followed
 
     def lock(self, name: str, timeout: int = 60) -> AbstractContextManager[object]:
         """Return a Redis lock shared by every process of the deployment."""

@@ -31,6 +31,13 @@ HUBSPOT_SCOPES = (
     "crm.objects.line_items.read",
     "e-commerce",
     "crm.objects.commercepayments.read",
+    # The document's later life on the record: its properties (created on install), their values, the timeline.
+    "crm.objects.deals.write",
+    "crm.schemas.deals.write",
+    "crm.objects.quotes.write",
+    "crm.schemas.quotes.write",
+    "crm.objects.commercepayments.write",
+    "timeline",
 )
 
 REQUIRED = (
@@ -64,6 +71,17 @@ ACCEPT_ENQUEUE = ("relay", "direct")
 
 class ConfigError(Exception):
     """The environment does not hold a usable configuration."""
+
+
+def parse_templates(text: str) -> dict[str, str]:
+    """Parse "deals=1001,quotes=1002" into template ids by record type."""
+    templates: dict[str, str] = {}
+    for pair in filter(None, (part.strip() for part in text.split(","))):
+        object_type, _, template_id = pair.partition("=")
+        if not object_type.strip() or not template_id.strip():
+            raise ConfigError(f"HUBSPOT_TIMELINE_TEMPLATES: expected type=id pairs, not {pair!r}.")
+        templates[object_type.strip().lower()] = template_id.strip()
+    return templates
 
 
 # ISO 8601 durations as HubSpot takes them for hs_expiration_duration: P1D, PT12H, P1WT1H.
@@ -108,6 +126,15 @@ class Config:
     queue_name: str = "qbo-actions"
     # Seconds a finished execution's callback waits, so that a burst's callbacks go to HubSpot 100 at a time (0: none).
     callback_flush_delay: int = 2
+    # Intuit's webhook verifier token (the app's Webhooks page); unset, change notifications are refused.
+    quickbooks_webhook_verifier_token: str | None = None
+    # How often each connected company's changes are read (change data capture), catching missed notifications.
+    cdc_interval: int = 900
+    # A moment's wait before document statuses go to HubSpot, so a burst goes 100 records a call.
+    status_flush_delay: int = 2
+    # The app's timeline event templates for payments, per record type (`qbo-actions publish` creates them and
+    # prints the setting: "deals=1001,quotes=1002,commerce_payments=1003"); a type without one gets a note.
+    hubspot_timeline_templates: Mapping[str, str] = field(default_factory=dict)
     # How long records read in batches for a portal's waiting executions are kept for them (0: no batching).
     record_snapshot_seconds: int = 180
     # Executions are spread over this many queues, one portal to a lane, served in turn (fairness).
@@ -198,6 +225,8 @@ class Config:
                     ("queue_lanes", "QUEUE_LANES"),
                     ("record_snapshot_seconds", "RECORD_SNAPSHOT_SECONDS"),
                     ("callback_flush_delay", "CALLBACK_FLUSH_DELAY"),
+                    ("cdc_interval", "CDC_INTERVAL"),
+                    ("status_flush_delay", "STATUS_FLUSH_DELAY"),
                 )
                 if env.get(key)
             }
@@ -263,6 +292,8 @@ class Config:
             ops_proxy_jwt_header=env.get("OPS_PROXY_JWT_HEADER") or None,
             ops_jwt_role_claim=env.get("OPS_JWT_ROLE_CLAIM") or cls.ops_jwt_role_claim,
             metrics_token=env.get("METRICS_TOKEN") or None,
+            quickbooks_webhook_verifier_token=env.get("QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN") or None,
+            hubspot_timeline_templates=parse_templates(env.get("HUBSPOT_TIMELINE_TEMPLATES") or ""),
             accept_enqueue=accept_enqueue,
             quickbooks_batch_writes=batch_writes,
             **numbers,

@@ -74,6 +74,31 @@ EXECUTION_SECONDS = Histogram(
     ["action"],
     buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 43200, 86400),
 )
+NOTIFICATIONS = Counter(
+    "qbo_actions_quickbooks_notifications",
+    "Intuit change notifications received: new (to apply), repeated (already recorded) or ignored.",
+    ["result"],
+)
+STATUS_UPDATES = Counter(
+    "qbo_actions_status_updates",
+    "HubSpot records whose QuickBooks properties were sent, and payments posted on their timelines.",
+    ["kind"],
+)
+
+
+def notifications(new: int, repeated: int, ignored: int) -> None:
+    """Count the events of a notification delivery."""
+    for result, count in (("new", new), ("repeated", repeated), ("ignored", ignored)):
+        if count:
+            NOTIFICATIONS.labels(result=result).inc(count)
+
+
+def status_updates(records: int, payments: int) -> None:
+    """Count records whose properties went to HubSpot and payments posted on timelines."""
+    if records:
+        STATUS_UPDATES.labels(kind="record").inc(records)
+    if payments:
+        STATUS_UPDATES.labels(kind="payment").inc(payments)
 
 
 def accepted(action: str) -> None:

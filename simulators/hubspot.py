@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import copy
 import html
+import json
 import re
 import threading
 import time
@@ -21,7 +22,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, TypeGuard
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -37,6 +38,7 @@ OBJECT_TYPE_IDS = {
     "quotes": "0-14",
     "invoices": "0-53",
     "commerce_payments": "0-101",
+    "notes": "0-46",
 }
 _TYPE_BY_ID = {type_id: name for name, type_id in OBJECT_TYPE_IDS.items()}
 _SINGULAR = {
@@ -48,6 +50,7 @@ _SINGULAR = {
     "quotes": "quote",
     "invoices": "invoice",
     "commerce_payments": "commerce_payment",
+    "notes": "note",
 }
 _TYPE_BY_SINGULAR = {singular: name for name, singular in _SINGULAR.items()}
 
@@ -72,6 +75,12 @@ _KNOWN_ASSOCIATION_TYPE_IDS = {
     ("contacts", "invoices"): 178,
     ("invoices", "line_items"): 409,
     ("line_items", "invoices"): 410,
+    ("notes", "contacts"): 202,
+    ("contacts", "notes"): 201,
+    ("notes", "companies"): 190,
+    ("companies", "notes"): 189,
+    ("notes", "deals"): 214,
+    ("deals", "notes"): 213,
 }
 
 _DEFAULT_PROPERTIES = ("hs_object_id", "createdate", "hs_lastmodifieddate")
@@ -81,6 +90,7 @@ _PROPERTY_KINDS = {
     "date": ("date", "date"),
     "datetime": ("datetime", "date"),
     "enum": ("enumeration", "select"),
+    "html": ("string", "html"),
 }
 # What GET /crm/v3/properties/{type} lists. Invoice names and the payment fee/refund/net/method/source
 # names are UNCONFIRMED against HubSpot (see the reference notes); they live here only.
@@ -147,6 +157,7 @@ _KNOWN_PROPERTIES: dict[str, dict[str, str]] = {
         "hs_payment_source_app": "enum",
         "hs_payment_source_name": "text",
     },
+    "notes": {"hs_note_body": "html", "hs_timestamp": "datetime"},
 }
 
 EXECUTION_STATES = ("SUCCESS", "FAIL_CONTINUE", "BLOCK")
@@ -184,8 +195,10 @@ _DEFINITION_DEFAULTS: dict[str, Any] = {
     "labels": {},
     "functions": [],
 }
-# Definitions are managed with the developer API key, not a portal's OAuth token.
-_DEVELOPER_PATH = re.compile(r"^/automation/v4/actions/\d+(/|$)")
+# Definitions and timeline event templates are managed with the developer API key, not a portal's OAuth token.
+# Timeline lives under both prefixes: /crm/v3/timeline (older guides) and /integrators/timeline/v3 (HubSpot's
+# current OpenAPI spec, which hubspot-api-client 12 calls).
+_DEVELOPER_PATH = re.compile(r"^/(automation/v4/actions|crm/v3/timeline|integrators/timeline/v3)/\d+(/|$)")
 # Browser pages: neither authenticated, rate-limited nor subject to injected API faults.
 _PAGE_PATHS = ("/oauth/authorize",)
 _FAULT_CATEGORIES = {
@@ -542,6 +555,439 @@ def _sort_records(records: list[dict], sorts: Any) -> list[dict]:
     return ordered
 
 
+# --- Properties and their values -----------------------------------------------------------------
+
+PROPERTY_TYPES = ("string", "number", "date", "datetime", "enumeration", "bool")
+# The field types HubSpot accepts for each property type.
+_FIELD_TYPES = {
+    "string": ("text", "textarea", "html", "phonenumber", "file"),
+    "number": ("number",),
+    "date": ("date",),
+    "datetime": ("date",),
+    "enumeration": ("select", "radio", "checkbox", "booleancheckbox"),
+    "bool": ("booleancheckbox",),
+}
+_PROPERTY_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_PROPERTY_FIELDS = ("name", "label", "type", "fieldType", "groupName")
+# What PATCH /crm/v3/properties/{type}/{name} may change.
+_UPDATABLE_PROPERTY_FIELDS = (
+    "label",
+    "type",
+    "fieldType",
+    "groupName",
+    "description",
+    "options",
+    "displayOrder",
+    "hidden",
+)
+# HubSpot computes these; an integration cannot set them.
+_READ_ONLY_PROPERTIES = frozenset({"hs_object_id", "hs_lastmodifieddate"})
+_BOOL_OPTIONS = [
+    {"label": "Yes", "value": "true", "displayOrder": 0, "hidden": False, "description": ""},
+    {"label": "No", "value": "false", "displayOrder": 1, "hidden": False, "description": ""},
+]
+# Error codes of invalid property values. INVALID_OPTION, INVALID_DATE and PROPERTY_DOESNT_EXIST are
+# HubSpot's; the number, boolean and datetime codes are UNCONFIRMED and live here only.
+INVALID_NUMBER = "INVALID_NUMBER"
+INVALID_BOOLEAN = "INVALID_BOOLEAN"
+INVALID_DATETIME = "INVALID_DATETIME"
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_EPOCH_MS = re.compile(r"^-?\d+$")
+_DAY_MS = 86_400_000
+
+
+def _builtin_group(object_type: str) -> dict:
+    """Return the property group HubSpot ships for a type (``dealinformation`` ...)."""
+    singular = _SINGULAR[object_type]
+    return {
+        "name": f"{singular.replace('_', '')}information",
+        "label": f"{singular.replace('_', ' ').capitalize()} information",
+        "displayOrder": -1,
+        "archived": False,
+    }
+
+
+def _property_view(name: str, label: str, value_type: str, field_type: str, group: str) -> dict:
+    """Return a property definition with the fields HubSpot always answers."""
+    return {
+        "name": name,
+        "label": label,
+        "type": value_type,
+        "fieldType": field_type,
+        "groupName": group,
+        "description": "",
+        "options": [],
+        "displayOrder": -1,
+        "hidden": False,
+        "formField": False,
+        "hasUniqueValue": False,
+        "calculated": False,
+        "externalOptions": False,
+        "archived": False,
+    }
+
+
+def _builtin_properties(object_type: str) -> dict[str, dict]:
+    """Return the HubSpot-defined properties the simulator knows for a type, by name."""
+    kinds = {
+        **_KNOWN_PROPERTIES[object_type],
+        "hs_object_id": "number",
+        "createdate": "datetime",
+        "hs_lastmodifieddate": "datetime",
+    }
+    group = _builtin_group(object_type)["name"]
+    found = {}
+    for name, kind in kinds.items():
+        label = name.removeprefix("hs_").replace("_", " ").capitalize()
+        view = _property_view(name, label, *_PROPERTY_KINDS[kind], group)
+        read_only = name in _READ_ONLY_PROPERTIES
+        view["hubspotDefined"] = True
+        view["modificationMetadata"] = {"archivable": False, "readOnlyDefinition": True, "readOnlyValue": read_only}
+        found[name] = view
+    return found
+
+
+def _is_name(value: Any) -> TypeGuard[str]:
+    """Return whether a property or group name is one HubSpot accepts."""
+    return isinstance(value, str) and _PROPERTY_NAME.match(value) is not None
+
+
+def check_group(body: Mapping) -> dict:
+    """Return a property group as stored, or raise the 400 HubSpot answers for a bad one."""
+    missing = [name for name in ("name", "label") if not isinstance(body.get(name), str) or not body[name]]
+    if missing:
+        raise _validation_error(f"Some required fields were not set: [{', '.join(missing)}]")
+    if not _is_name(body["name"]):
+        raise _validation_error(f"Invalid group name {body['name']!r}: use lower-case letters, digits and underscores")
+    order = body.get("displayOrder", -1)
+    if not isinstance(order, int) or isinstance(order, bool):
+        raise _validation_error(f"displayOrder must be an integer, got {order!r}")
+    return {"name": body["name"], "label": body["label"], "displayOrder": order, "archived": False}
+
+
+def _checked_option(item: Any, order: int) -> dict:
+    """Return one option of an enumeration as stored, or raise a 400."""
+    if not isinstance(item, Mapping) or not all(isinstance(item.get(key), str) for key in ("label", "value")):
+        raise _validation_error(f"Each option needs a string label and value, got {item!r}")
+    if not item["label"] or not item["value"]:
+        raise _validation_error(f"Option label and value must not be empty, got {item!r}")
+    return {
+        "label": item["label"],
+        "value": item["value"],
+        "displayOrder": item.get("displayOrder", order),
+        "hidden": bool(item.get("hidden", False)),
+        "description": item.get("description") or "",
+    }
+
+
+def _checked_options(value_type: str, options: Any) -> list[dict]:
+    """Return a property's options: required for enumerations, Yes/No by default for booleans, else none."""
+    if value_type not in ("enumeration", "bool"):
+        return []
+    if options in (None, []):
+        if value_type == "bool":
+            return copy.deepcopy(_BOOL_OPTIONS)
+        raise _validation_error("Enumeration properties need at least one option")
+    if not isinstance(options, list):
+        raise _validation_error("options must be a list")
+    checked = [_checked_option(item, order) for order, item in enumerate(options)]
+    values = [option["value"] for option in checked]
+    repeated = sorted({value for value in values if values.count(value) > 1})
+    if repeated:
+        raise _validation_error(f"Option values must be unique, repeated: {repeated}")
+    return checked
+
+
+def check_property_fields(fields: Mapping, groups: Iterable[str]) -> dict:
+    """Check a property's type, field type, options and group; return the definition's stored fields."""
+    value_type, field_type = fields["type"], fields["fieldType"]
+    if value_type not in PROPERTY_TYPES:
+        raise _validation_error(f"Invalid type {value_type!r}: expected one of {', '.join(PROPERTY_TYPES)}")
+    if field_type not in _FIELD_TYPES[value_type]:
+        allowed = ", ".join(_FIELD_TYPES[value_type])
+        raise _validation_error(f"fieldType {field_type!r} does not suit type {value_type}: use one of {allowed}")
+    if not isinstance(fields["groupName"], str) or fields["groupName"] not in set(groups):
+        raise _validation_error(f"Property group {fields['groupName']} does not exist")
+    description = fields.get("description") or ""
+    if not isinstance(description, str) or not isinstance(fields["label"], str) or not fields["label"]:
+        raise _validation_error("label must be a non-empty string and description a string")
+    view = _property_view(fields["name"], fields["label"], value_type, field_type, fields["groupName"])
+    view["description"] = description
+    view["options"] = _checked_options(value_type, fields.get("options"))
+    view["displayOrder"] = fields.get("displayOrder", -1)
+    view["hidden"] = bool(fields.get("hidden", False))
+    return view
+
+
+def check_new_property(body: Mapping, groups: Iterable[str]) -> dict:
+    """Return a property to create as stored (without timestamps), or raise the 400 HubSpot answers."""
+    missing = [name for name in _PROPERTY_FIELDS if not isinstance(body.get(name), str) or not body[name]]
+    if missing:
+        raise _validation_error(f"Some required fields were not set: [{', '.join(missing)}]")
+    if not _is_name(body["name"]):
+        raise _validation_error(
+            f"Invalid property name {body['name']!r}: use lower-case letters, digits and underscores, "
+            "starting with a letter"
+        )
+    return check_property_fields(body, groups)
+
+
+class _InvalidValue(ValueError):
+    """A property value HubSpot refuses, with its error code."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def _checked_number(definition: Mapping, text: str) -> str:
+    """Accept a decimal number."""
+    if not _NUMBER.match(text.strip()):
+        raise _InvalidValue(INVALID_NUMBER, f"{text} was not a valid number.")
+    return text.strip()
+
+
+def _checked_bool(definition: Mapping, text: str) -> str:
+    """Accept true or false (any case), stored lower-case."""
+    if text.lower() not in ("true", "false"):
+        raise _InvalidValue(INVALID_BOOLEAN, f"{text} was not a valid boolean: use true or false.")
+    return text.lower()
+
+
+def _checked_option_value(definition: Mapping, text: str) -> str:
+    """Accept one of the property's option values (several, ``;``-separated, for checkboxes)."""
+    allowed = [option["value"] for option in definition["options"]]
+    if not allowed:
+        # HubSpot-defined enumerations whose options the simulator does not know take any value.
+        return text
+    values = text.split(";") if definition["fieldType"] == "checkbox" else [text]
+    bad = [value for value in values if value not in allowed]
+    if bad:
+        raise _InvalidValue("INVALID_OPTION", f"{bad[0]} was not one of the allowed options: [{', '.join(allowed)}]")
+    return text
+
+
+def _epoch_moment(text: str) -> datetime | None:
+    """Return the UTC moment of epoch milliseconds, or None when out of range."""
+    try:
+        return datetime.fromtimestamp(int(text) / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _checked_date(definition: Mapping, text: str) -> str:
+    """Accept ``YYYY-MM-DD`` or midnight UTC in epoch milliseconds; store ``YYYY-MM-DD``."""
+    if _DATE_ONLY.match(text):
+        try:
+            return date.fromisoformat(text).isoformat()
+        except ValueError:
+            raise _InvalidValue("INVALID_DATE", f"{text} is not a valid date.") from None
+    moment = _epoch_moment(text) if _EPOCH_MS.match(text) else None
+    if moment is None:
+        raise _InvalidValue("INVALID_DATE", f"{text} is not a valid date: use YYYY-MM-DD or midnight UTC in ms.")
+    if int(text) % _DAY_MS:
+        clock = f"{moment:%H:%M:%S}.{moment.microsecond // 1000:03d}"
+        raise _InvalidValue("INVALID_DATE", f"{text} is at {clock} UTC, not midnight!")
+    return moment.date().isoformat()
+
+
+def _iso(moment: datetime) -> str:
+    """Format a moment as HubSpot does: UTC, milliseconds, ``Z``."""
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _parse_moment(text: str) -> datetime | None:
+    """Return the moment of epoch milliseconds or an ISO-8601 date or datetime, or None."""
+    if _EPOCH_MS.match(text):
+        return _epoch_moment(text)
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _checked_datetime(definition: Mapping, text: str) -> str:
+    """Accept epoch milliseconds or ISO-8601; store ISO-8601 UTC."""
+    moment = _parse_moment(text)
+    if moment is None:
+        raise _InvalidValue(INVALID_DATETIME, f"{text} is not a valid datetime: use ISO-8601 or epoch ms.")
+    return _iso(moment)
+
+
+_VALUE_CHECKS: dict[str, Callable[[Mapping, str], str]] = {
+    "number": _checked_number,
+    "bool": _checked_bool,
+    "enumeration": _checked_option_value,
+    "date": _checked_date,
+    "datetime": _checked_datetime,
+}
+
+
+def _checked_value(definition: Mapping, raw: Any) -> str:
+    """Return a property value as HubSpot stores it; an empty string (or null) clears the value."""
+    text = _stringify(raw) or ""
+    check = _VALUE_CHECKS.get(definition["type"])
+    return check(definition, text) if text and check else text
+
+
+def checked_values(catalog: Mapping[str, dict], properties: Mapping) -> tuple[dict[str, str], list[tuple]]:
+    """Return the values to store and the problems ``(name, code, message)`` of the ones HubSpot refuses."""
+    values: dict[str, str] = {}
+    problems: list[tuple] = []
+    for name, raw in properties.items():
+        definition = catalog.get(name)
+        if definition is None:
+            problems.append((name, "PROPERTY_DOESNT_EXIST", f'Property "{name}" does not exist'))
+        elif name in _READ_ONLY_PROPERTIES:
+            problems.append((name, "READ_ONLY_VALUE", f"{name} is a read only property; its value cannot be set."))
+        else:
+            try:
+                values[name] = _checked_value(definition, raw)
+            except _InvalidValue as exc:
+                problems.append((name, exc.code, str(exc)))
+    return values, problems
+
+
+def invalid_properties(problems: Iterable[tuple]) -> SimError:
+    """Return the 400 HubSpot answers when property values are not valid (the whole request fails)."""
+    problems = list(problems)
+    details = [
+        {"isValid": False, "message": message, "error": code, "name": name, "localizedErrorMessage": message}
+        for name, code, message in problems
+    ]
+    errors = [
+        {"message": message, "code": code, "context": {"propertyName": [name]}} for name, code, message in problems
+    ]
+    message = f"Property values were not valid: {json.dumps(details, separators=(',', ':'))}"
+    return SimError(400, error_body(message, "VALIDATION_ERROR", errors=errors))
+
+
+def _batch_error(category: str, message: str, context: Mapping[str, list[str]]) -> dict:
+    """Return one entry of a 207 answer's ``errors``."""
+    return {
+        "status": "error",
+        "category": category,
+        "message": message,
+        "context": dict(context),
+        "errors": [],
+        "links": {},
+    }
+
+
+def _batch_answer(results: list, errors: list, started: str, success: int) -> tuple[int, dict]:
+    """Return ``success`` with the results, or 207 with the errors when some inputs failed."""
+    answer = {"status": "COMPLETE", "results": results, "startedAt": started, "completedAt": _now_iso()}
+    if not errors:
+        return success, answer
+    return 207, {**answer, "numErrors": len(errors), "errors": errors}
+
+
+def _batch_inputs(body: Mapping, limit: int) -> list[Mapping]:
+    """Return a batch request's ``inputs`` (objects), enforcing the batch size."""
+    inputs = body.get("inputs")
+    if not isinstance(inputs, list) or not all(isinstance(item, Mapping) for item in inputs):
+        raise _validation_error("inputs must be a list of objects")
+    if len(inputs) > limit:
+        raise _validation_error(f"Batch input size must be at most {limit}, got {len(inputs)}")
+    return inputs
+
+
+def _history_entries(record: dict, name: str) -> list[dict]:
+    """Return the values a property of a record had, oldest first."""
+    return [dict(entry) for entry in record.get("history", {}).get(name, [])]
+
+
+# --- Timeline ------------------------------------------------------------------------------------
+
+TIMELINE_TOKEN_TYPES = ("string", "number", "date", "enumeration")
+TIMELINE_BATCH_LIMIT = 100
+_FIRST_TEMPLATE_ID = 1001001
+
+
+def _checked_token(token: Any) -> dict:
+    """Return a template token as stored, or raise the 400 HubSpot answers for a bad one."""
+    if not isinstance(token, Mapping):
+        raise _validation_error(f"Each token must be an object, got {token!r}")
+    for key in ("name", "label"):
+        if not isinstance(token.get(key), str) or not token[key]:
+            raise _validation_error(f"Each token needs a non-empty {key}: {dict(token)!r}")
+    if token.get("type") not in TIMELINE_TOKEN_TYPES:
+        raise _validation_error(f"Token {token['name']} type must be one of {', '.join(TIMELINE_TOKEN_TYPES)}")
+    stored = {key: copy.deepcopy(token[key]) for key in ("name", "label", "type", "objectPropertyName") if key in token}
+    if token["type"] == "enumeration":
+        options = token.get("options")
+        if not isinstance(options, list) or not options:
+            raise _validation_error(f"Enumeration token {token['name']} needs options")
+        stored["options"] = [_checked_token_option(option) for option in options]
+    return stored
+
+
+def _checked_token_option(option: Any) -> dict:
+    """Return an enumeration token's option ``{value, label}``, or raise a 400."""
+    if not isinstance(option, Mapping) or not all(isinstance(option.get(key), str) for key in ("value", "label")):
+        raise _validation_error(f"Each token option needs a string value and label, got {option!r}")
+    return {"value": option["value"], "label": option["label"]}
+
+
+def check_template(body: Mapping, creating: bool) -> dict:
+    """Return an event template's writable fields, or raise the 400 HubSpot answers for a bad one."""
+    required = ("name", "objectType", "tokens") if creating else ("name", "tokens")
+    missing = [name for name in required if body.get(name) in (None, "")]
+    if missing:
+        raise _validation_error(f"Some required fields were not set: [{', '.join(missing)}]")
+    if not isinstance(body["name"], str) or not isinstance(body["tokens"], list):
+        raise _validation_error("name must be a string and tokens a list")
+    fields: dict[str, Any] = {"name": body["name"], "tokens": [_checked_token(token) for token in body["tokens"]]}
+    names = [token["name"] for token in fields["tokens"]]
+    if len(set(names)) != len(names):
+        raise _validation_error(f"Token names must be unique: {names}")
+    for key in ("headerTemplate", "detailTemplate"):
+        if body.get(key) is not None and not isinstance(body[key], str):
+            raise _validation_error(f"{key} must be a string")
+        fields[key] = body.get(key)
+    if creating:
+        fields["objectType"] = resolve_object_type(str(body["objectType"]))
+    return fields
+
+
+def _checked_token_value(token: Mapping, raw: Any) -> str:
+    """Return an event's token value as a string, or raise ValueError when it does not suit the token's type."""
+    text = _stringify(raw) or ""
+    kind = token["type"]
+    if kind == "number" and not _NUMBER.match(text):
+        raise ValueError(f"Token {token['name']} must be a number, got {text!r}")
+    if kind == "date" and _parse_moment(text) is None:
+        raise ValueError(f"Token {token['name']} must be a date (epoch ms or ISO-8601), got {text!r}")
+    if kind == "enumeration" and text not in [option["value"] for option in token["options"]]:
+        raise ValueError(f"Token {token['name']} must be one of its option values, got {text!r}")
+    return text
+
+
+def checked_event_tokens(template: Mapping, tokens: Any) -> dict[str, str]:
+    """Return an event's tokens as strings, or raise HubSpot's 400 for undeclared or ill-typed ones."""
+    if not isinstance(tokens, Mapping):
+        raise _validation_error("tokens must be an object")
+    declared = {token["name"]: token for token in template["tokens"]}
+    undeclared = sorted(set(tokens) - set(declared))
+    if undeclared:
+        raise _validation_error(f"Event template {template['id']} does not define the tokens {undeclared}")
+    try:
+        return {name: _checked_token_value(declared[name], value) for name, value in tokens.items()}
+    except ValueError as exc:
+        raise _validation_error(str(exc)) from None
+
+
+def _event_timestamp(raw: Any) -> str:
+    """Return an event's timestamp (now when absent) as ISO-8601, or raise a 400."""
+    if raw in (None, ""):
+        return _now_iso()
+    moment = _parse_moment(str(raw))
+    if moment is None:
+        raise _validation_error(f"Invalid timestamp {raw!r}: use ISO-8601 or epoch milliseconds")
+    return _iso(moment)
+
+
 # --- State ---------------------------------------------------------------------------------------
 
 
@@ -566,6 +1012,9 @@ class _Portal:
     refreshes: int = 0
     recent_requests: deque = field(default_factory=deque)
     recent_searches: deque = field(default_factory=deque)
+    groups: dict[str, dict[str, dict]] = field(default_factory=dict)
+    properties: dict[str, dict[str, dict]] = field(default_factory=dict)
+    events: dict[tuple[str, str], dict] = field(default_factory=dict)
 
 
 @dataclass
@@ -609,6 +1058,29 @@ def _full_view(record: dict) -> dict:
     return _project(record, record["properties"])
 
 
+def _with_history(view: dict, record: dict, names: Iterable[str]) -> dict:
+    """Add ``propertiesWithHistory`` (newest first) for ``names``; as HubSpot does, names never set are left out."""
+    names = list(names)
+    if names:
+        history = record.get("history", {})
+        view["propertiesWithHistory"] = {
+            name: _history_entries(record, name)[::-1] for name in names if name in history
+        }
+    return view
+
+
+def _set_values(record: dict, values: Mapping[str, str | None], source: str) -> None:
+    """Set properties, keep the history of those that change, and bump the modification date."""
+    now = _now_iso()
+    changed = {name: value for name, value in values.items() if record["properties"].get(name) != value}
+    for name, value in {**changed, "hs_lastmodifieddate": now}.items():
+        record["properties"][name] = value
+        record.setdefault("history", {}).setdefault(name, []).append(
+            {"value": value, "timestamp": now, "sourceType": source}
+        )
+    record["updatedAt"] = now
+
+
 class HubSpotSimulator:
     """In-memory, thread-safe HubSpot: portals, tokens, CRM objects, associations, callbacks, faults."""
 
@@ -621,7 +1093,7 @@ class HubSpotSimulator:
         self.reset()
 
     def reset(self) -> None:
-        """Forget portals, tokens, objects, completions, definitions, faults and requests; restore settings."""
+        """Forget portals (objects, properties, events), tokens, callbacks, definitions, templates, faults, requests."""
         with self._lock:
             self.limit_per_10s = 100
             self.search_limit_per_s = 4
@@ -639,6 +1111,8 @@ class HubSpotSimulator:
             self._requests: list[dict] = []
             self._definitions: dict[int, dict[str, dict]] = {}
             self._next_definition_id = _FIRST_DEFINITION_ID
+            self._templates: dict[int, dict[str, dict]] = {}
+            self._next_template_id = _FIRST_TEMPLATE_ID
 
     # Settings --------------------------------------------------------------------------------
 
@@ -860,13 +1334,13 @@ class HubSpotSimulator:
         ]
         with self._lock:
             portal = self._portal(portal_id)
-            record = self._store(portal, canonical, properties or {}, object_id)
+            record = self._store(portal, canonical, properties or {}, object_id, "CRM_UI")
             for to_type, to_id in links:
                 self._link(portal, canonical, record["id"], to_type, to_id)
             return _full_view(record)
 
     def get_object(self, portal_id: int, object_type: str, object_id: str | int) -> dict | None:
-        """Return an object with all its properties and associations (``{type: [ids]}``), or None."""
+        """Return an object with all its properties, associations (``{type: [ids]}``) and history, or None."""
         canonical = resolve_object_type(object_type)
         with self._lock:
             portal = self._portal(portal_id)
@@ -878,7 +1352,8 @@ class HubSpotSimulator:
                 for (from_type, from_id, to_type), ids in portal.links.items()
                 if from_type == canonical and from_id == record["id"] and ids
             }
-            return {**_full_view(record), "associations": links}
+            history = {name: _history_entries(record, name) for name in record.get("history", {})}
+            return {**_full_view(record), "associations": links, "history": history}
 
     def associate(self, portal_id: int, from_type: str, from_id: str | int, to_type: str, to_id: str | int) -> None:
         """Link two objects both ways, keeping insertion order."""
@@ -898,14 +1373,20 @@ class HubSpotSimulator:
             return list(self._portal(portal_id).links.get(key, []))
 
     def read_object(
-        self, portal_id: int, object_type: str, object_id: str, properties: list[str], associations: list[str]
+        self,
+        portal_id: int,
+        object_type: str,
+        object_id: str,
+        properties: list[str],
+        associations: list[str],
+        with_history: Iterable[str] = (),
     ) -> dict:
-        """Answer ``GET /crm/v3/objects/{type}/{id}``."""
+        """Answer ``GET /crm/v3/objects/{type}/{id}``, with ``propertiesWithHistory`` when asked."""
         canonical = resolve_object_type(object_type)
         with self._lock:
             portal = self._portal(portal_id)
             record = self._find(portal, canonical, object_id)
-            view = _project(record, properties)
+            view = _with_history(_project(record, properties), record, with_history)
             linked = self._v3_associations(portal, canonical, record["id"], associations)
             if linked:
                 view["associations"] = linked
@@ -944,8 +1425,8 @@ class HubSpotSimulator:
             raise _validation_error("properties must be an object")
         with self._lock:
             record = self._find(self._portal(portal_id), canonical, object_id)
-            record["properties"].update({name: _stringify(value) for name, value in properties.items()})
-            record["updatedAt"] = record["properties"]["hs_lastmodifieddate"] = _now_iso()
+            # Unlike batch/update, this stays lenient (no property checks): seeded tests rely on it.
+            _set_values(record, {name: _stringify(value) for name, value in properties.items()}, "INTEGRATION")
             return _project(record, properties)
 
     def batch_read(self, portal_id: int, object_type: str, body: Mapping) -> tuple[int, dict]:
@@ -957,22 +1438,17 @@ class HubSpotSimulator:
         with self._lock:
             records = self._portal(portal_id).objects.get(canonical, {})
             found = {object_id: self._lookup(records, object_id, id_property) for object_id in ids}
-            results = [_project(record, body.get("properties") or []) for record in found.values() if record]
+            with_history = body.get("propertiesWithHistory") or []
+            results = [
+                _with_history(_project(record, body.get("properties") or []), record, with_history)
+                for record in found.values()
+                if record
+            ]
         answer = {"status": "COMPLETE", "results": results, "startedAt": started, "completedAt": _now_iso()}
         missing = [object_id for object_id, record in found.items() if record is None]
         if not missing:
             return 200, answer
-        message = (
-            f"Could not get some {_SINGULAR[canonical].upper()} objects, they may be deleted or not exist. "
-            "Check that ids are valid."
-        )
-        error = {
-            "status": "error",
-            "category": "OBJECT_NOT_FOUND",
-            "message": message,
-            "context": {"ids": missing},
-        }
-        return 207, {**answer, "numErrors": 1, "errors": [error]}
+        return 207, {**answer, "numErrors": 1, "errors": [self._objects_not_found(canonical, missing)]}
 
     def search(self, portal_id: int, object_type: str, body: Mapping) -> dict:
         """Answer ``POST /crm/v3/objects/{type}/search``."""
@@ -993,35 +1469,210 @@ class HubSpotSimulator:
             answer["paging"] = {"next": {"after": str(offset + limit)}}
         return answer
 
-    def property_definitions(self, object_type: str) -> dict:
-        """Answer ``GET /crm/v3/properties/{type}``."""
+    # Properties and groups ---------------------------------------------------------------------
+
+    def property_definitions(self, object_type: str, portal_id: int | None = None) -> dict:
+        """Answer ``GET /crm/v3/properties/{type}``: HubSpot's properties, then the portal's own."""
         canonical = resolve_object_type(object_type)
-        group = f"{_SINGULAR[canonical].replace('_', '')}information"
-        kinds = {
-            **_KNOWN_PROPERTIES[canonical],
-            "hs_object_id": "number",
-            "createdate": "datetime",
-            "hs_lastmodifieddate": "datetime",
-        }
-        results = []
-        for name, kind in kinds.items():
-            value_type, field_type = _PROPERTY_KINDS[kind]
-            label = name.removeprefix("hs_").replace("_", " ").capitalize()
-            results.append(
+        with self._lock:
+            if portal_id is None:
+                return {"results": list(_builtin_properties(canonical).values())}
+            return {"results": copy.deepcopy(list(self._catalog(self._portal(portal_id), canonical).values()))}
+
+    def property_definition(self, portal_id: int, object_type: str, name: str) -> dict:
+        """Answer ``GET /crm/v3/properties/{type}/{name}``."""
+        canonical = resolve_object_type(object_type)
+        with self._lock:
+            return copy.deepcopy(self._property(self._portal(portal_id), canonical, name, include_builtin=True))
+
+    def create_property(self, portal_id: int, object_type: str, body: Mapping) -> dict:
+        """Answer ``POST /crm/v3/properties/{type}``: 409 CONFLICT when the name is taken."""
+        canonical = resolve_object_type(object_type)
+        with self._lock:
+            portal = self._portal(portal_id)
+            checked = check_new_property(body, self._groups(portal, canonical))
+            if checked["name"] in self._catalog(portal, canonical):
+                message = f"A property named '{checked['name']}' already exists."
+                raise SimError(409, error_body(message, "CONFLICT", subCategory="PROPERTY_ALREADY_EXISTS"))
+            now = _now_iso()
+            stored = {
+                **checked,
+                "createdAt": now,
+                "updatedAt": now,
+                "modificationMetadata": {"archivable": True, "readOnlyDefinition": False, "readOnlyValue": False},
+            }
+            portal.properties.setdefault(canonical, {})[stored["name"]] = stored
+            return copy.deepcopy(stored)
+
+    def batch_create_properties(self, portal_id: int, object_type: str, body: Mapping) -> tuple[int, dict]:
+        """Answer ``POST /crm/v3/properties/{type}/batch/create``: 201, or 207 with the refused inputs."""
+        started = _now_iso()
+        results, errors = [], []
+        for item in _batch_inputs(body, OBJECT_BATCH_LIMIT):
+            try:
+                results.append(self.create_property(portal_id, object_type, item))
+            except SimError as exc:
+                context = {"name": [str(item.get("name"))]}
+                errors.append(_batch_error(exc.body.get("category", "ERROR"), exc.body.get("message", ""), context))
+        return _batch_answer(results, errors, started, 201)
+
+    def update_property(self, portal_id: int, object_type: str, name: str, body: Mapping) -> dict:
+        """Answer ``PATCH /crm/v3/properties/{type}/{name}`` for a property the portal created."""
+        canonical = resolve_object_type(object_type)
+        with self._lock:
+            portal = self._portal(portal_id)
+            stored = self._property(portal, canonical, name, include_builtin=False)
+            changes = {key: body[key] for key in _UPDATABLE_PROPERTY_FIELDS if key in body}
+            checked = check_property_fields({**stored, **changes}, self._groups(portal, canonical))
+            stored.update({**checked, "updatedAt": _now_iso()})
+            return copy.deepcopy(stored)
+
+    def property_groups(self, portal_id: int, object_type: str) -> dict:
+        """Answer ``GET /crm/v3/properties/{type}/groups``: HubSpot's group, then the portal's own."""
+        canonical = resolve_object_type(object_type)
+        with self._lock:
+            return {"results": copy.deepcopy(list(self._groups(self._portal(portal_id), canonical).values()))}
+
+    def property_group(self, portal_id: int, object_type: str, name: str) -> dict:
+        """Answer ``GET /crm/v3/properties/{type}/groups/{name}``."""
+        canonical = resolve_object_type(object_type)
+        with self._lock:
+            group = self._groups(self._portal(portal_id), canonical).get(name)
+            if group is None:
+                raise SimError(404, error_body(f"Property group {name} does not exist", "OBJECT_NOT_FOUND"))
+            return copy.deepcopy(group)
+
+    def create_property_group(self, portal_id: int, object_type: str, body: Mapping) -> dict:
+        """Answer ``POST /crm/v3/properties/{type}/groups``: 409 CONFLICT when the name is taken."""
+        canonical = resolve_object_type(object_type)
+        group = check_group(body)
+        with self._lock:
+            portal = self._portal(portal_id)
+            if group["name"] in self._groups(portal, canonical):
+                message = f"A property group named '{group['name']}' already exists."
+                raise SimError(409, error_body(message, "CONFLICT"))
+            portal.groups.setdefault(canonical, {})[group["name"]] = group
+            return copy.deepcopy(group)
+
+    def created_properties(self, portal_id: int, object_type: str) -> dict:
+        """Return the groups and properties a portal created for a type (test control)."""
+        canonical = resolve_object_type(object_type)
+        with self._lock:
+            portal = self._portal(portal_id)
+            return copy.deepcopy(
                 {
-                    "name": name,
-                    "label": label,
-                    "type": value_type,
-                    "fieldType": field_type,
-                    "groupName": group,
-                    "description": "",
-                    "options": [],
+                    "groups": list(portal.groups.get(canonical, {}).values()),
+                    "properties": list(portal.properties.get(canonical, {}).values()),
                 }
             )
-        return {"results": results}
 
-    def _store(self, portal: _Portal, object_type: str, properties: Mapping[str, Any], object_id: Any) -> dict:
-        """Create and return an object record with HubSpot's default properties."""
+    @staticmethod
+    def _groups(portal: _Portal, object_type: str) -> dict[str, dict]:
+        """Return the property groups of a type by name: HubSpot's, then the portal's."""
+        builtin = _builtin_group(object_type)
+        return {builtin["name"]: builtin, **portal.groups.get(object_type, {})}
+
+    @staticmethod
+    def _catalog(portal: _Portal, object_type: str) -> dict[str, dict]:
+        """Return the properties of a type by name: HubSpot's, then the portal's."""
+        return {**_builtin_properties(object_type), **portal.properties.get(object_type, {})}
+
+    def _property(self, portal: _Portal, object_type: str, name: str, include_builtin: bool) -> dict:
+        """Return a property definition or raise HubSpot's 404."""
+        found = (self._catalog(portal, object_type) if include_builtin else portal.properties.get(object_type, {})).get(
+            name
+        )
+        if found is None:
+            message = f"Unable to find property {name} for object type {OBJECT_TYPE_IDS[object_type]}"
+            raise SimError(404, error_body(message, "OBJECT_NOT_FOUND"))
+        return found
+
+    # Batch writes ------------------------------------------------------------------------------
+
+    def batch_update(self, portal_id: int, object_type: str, body: Mapping) -> tuple[int, dict]:
+        """Answer ``POST /crm/v3/objects/{type}/batch/update``: 200, 400 for bad values, 207 for unknown ids."""
+        canonical = resolve_object_type(object_type)
+        inputs = _batch_inputs(body, OBJECT_BATCH_LIMIT)
+        ids = self._update_ids(inputs)
+        started = _now_iso()
+        with self._lock:
+            portal = self._portal(portal_id)
+            values = self._checked_inputs(portal, canonical, inputs)
+            records = portal.objects.get(canonical, {})
+            found = {object_id: self._lookup(records, object_id, body.get("idProperty")) for object_id in ids}
+            results = []
+            for object_id, record in found.items():
+                if record is not None:
+                    _set_values(record, values[ids.index(object_id)], "INTEGRATION")
+                    results.append(_full_view(record))
+        missing = [object_id for object_id, record in found.items() if record is None]
+        errors = [self._objects_not_found(canonical, missing)] if missing else []
+        return _batch_answer(results, errors, started, 200)
+
+    def batch_create(self, portal_id: int, object_type: str, body: Mapping) -> dict:
+        """Answer ``POST /crm/v3/objects/{type}/batch/create`` (notes among them), with v4 associations."""
+        canonical = resolve_object_type(object_type)
+        inputs = _batch_inputs(body, OBJECT_BATCH_LIMIT)
+        started = _now_iso()
+        with self._lock:
+            portal = self._portal(portal_id)
+            values = self._checked_inputs(portal, canonical, inputs)
+            links = [
+                [self._association_target(portal, canonical, item) for item in entry.get("associations") or []]
+                for entry in inputs
+            ]
+            results = []
+            for properties, targets in zip(values, links, strict=True):
+                record = self._store(portal, canonical, properties, None)
+                for to_type, to_id in targets:
+                    self._link(portal, canonical, record["id"], to_type, to_id)
+                results.append(_full_view(record))
+        return {"status": "COMPLETE", "results": results, "startedAt": started, "completedAt": _now_iso()}
+
+    @staticmethod
+    def _update_ids(inputs: list[Mapping]) -> list[str]:
+        """Return the ids of batch update inputs, refusing missing, repeated or property-less ones."""
+        if not all("id" in item and isinstance(item.get("properties"), Mapping) for item in inputs):
+            raise _validation_error('inputs must be a list of {"id": ..., "properties": {...}} objects')
+        ids = [str(item["id"]) for item in inputs]
+        repeated = sorted({object_id for object_id in ids if ids.count(object_id) > 1})
+        if repeated:
+            raise _validation_error(f"Duplicate IDs found in batch input: {repeated}. IDs must be unique")
+        return ids
+
+    def _checked_inputs(self, portal: _Portal, object_type: str, inputs: list[Mapping]) -> list[dict[str, str]]:
+        """Return each input's checked values, or raise one 400 naming every refused value (HubSpot's rule)."""
+        catalog = self._catalog(portal, object_type)
+        checked, problems = [], []
+        for item in inputs:
+            properties = item.get("properties")
+            if not isinstance(properties, Mapping):
+                raise _validation_error("Each input needs a properties object")
+            values, refused = checked_values(catalog, properties)
+            checked.append(values)
+            problems.extend(refused)
+        if problems:
+            raise invalid_properties(problems)
+        return checked
+
+    @staticmethod
+    def _objects_not_found(object_type: str, missing: list[str]) -> dict:
+        """Return the error entry of a batch answer naming ids that do not exist."""
+        message = (
+            f"Could not get some {_SINGULAR[object_type].upper()} objects, they may be deleted or not exist. "
+            "Check that ids are valid."
+        )
+        return {"status": "error", "category": "OBJECT_NOT_FOUND", "message": message, "context": {"ids": missing}}
+
+    def _store(
+        self,
+        portal: _Portal,
+        object_type: str,
+        properties: Mapping[str, Any],
+        object_id: Any,
+        source: str = "INTEGRATION",
+    ) -> dict:
+        """Create and return an object record with HubSpot's default properties and their first history."""
         if object_id is None:
             object_id = str(portal.next_id)
         object_id = _check_numeric_id(object_id)
@@ -1030,7 +1681,18 @@ class HubSpotSimulator:
         values: dict[str, str | None] = {"createdate": now, "hs_lastmodifieddate": now}
         values.update({name: _stringify(value) for name, value in properties.items()})
         values["hs_object_id"] = object_id
-        record = {"id": object_id, "properties": values, "createdAt": values["createdate"], "updatedAt": now}
+        history = {
+            name: [{"value": value, "timestamp": now, "sourceType": source}]
+            for name, value in values.items()
+            if value is not None
+        }
+        record = {
+            "id": object_id,
+            "properties": values,
+            "createdAt": values["createdate"],
+            "updatedAt": now,
+            "history": history,
+        }
         portal.objects.setdefault(object_type, {})[object_id] = record
         return record
 
@@ -1132,21 +1794,54 @@ class HubSpotSimulator:
             self._find(portal, source, from_id)
             self._find(portal, target, to_id)
             self._link(portal, source, str(from_id), target, str(to_id))
-        results = [
+        results = self._default_association_results(source, str(from_id), target, str(to_id))
+        return {"status": "COMPLETE", "results": results, "startedAt": started, "completedAt": _now_iso()}
+
+    def batch_associate_default(self, portal_id: int, from_type: str, to_type: str, body: Mapping) -> tuple[int, dict]:
+        """Answer ``POST /crm/v4/associations/{fromType}/{toType}/batch/associate/default``; 207 for unknown ids."""
+        source, target = resolve_object_type(from_type), resolve_object_type(to_type)
+        pairs = [self._association_pair(item) for item in _batch_inputs(body, ASSOCIATION_BATCH_LIMIT)]
+        started = _now_iso()
+        results, errors = [], []
+        with self._lock:
+            portal = self._portal(portal_id)
+            for from_id, to_id in pairs:
+                absent = [
+                    f"{_SINGULAR[kind]} {object_id}"
+                    for kind, object_id in ((source, from_id), (target, to_id))
+                    if object_id not in portal.objects.get(kind, {})
+                ]
+                if absent:
+                    message = f"No such object: {', '.join(absent)}"
+                    context = {"fromObjectId": [from_id], "toObjectId": [to_id]}
+                    errors.append(_batch_error("OBJECT_NOT_FOUND", message, context))
+                    continue
+                self._link(portal, source, from_id, target, to_id)
+                results.extend(self._default_association_results(source, from_id, target, to_id))
+        return _batch_answer(results, errors, started, 200)
+
+    @staticmethod
+    def _association_pair(item: Mapping) -> tuple[str, str]:
+        """Return (fromId, toId) of a ``{"from": {"id"}, "to": {"id"}}`` input, or raise a 400."""
+        try:
+            return str(item["from"]["id"]), str(item["to"]["id"])
+        except (KeyError, TypeError):
+            raise _validation_error(f'Each input needs {{"from": {{"id"}}, "to": {{"id"}}}}, got {item!r}') from None
+
+    @staticmethod
+    def _default_association_results(source: str, from_id: str, target: str, to_id: str) -> list[dict]:
+        """Return the two directed default associations HubSpot reports for one link."""
+        return [
             {
-                "from": {"id": str(a_id)},
-                "to": {"id": str(b_id)},
+                "from": {"id": a_id},
+                "to": {"id": b_id},
                 "associationSpec": {
                     "associationCategory": "HUBSPOT_DEFINED",
                     "associationTypeId": _association_type_id(a_type, b_type),
                 },
             }
-            for a_type, a_id, b_type, b_id in (
-                (source, from_id, target, to_id),
-                (target, to_id, source, from_id),
-            )
+            for a_type, a_id, b_type, b_id in ((source, from_id, target, to_id), (target, to_id, source, from_id))
         ]
-        return {"status": "COMPLETE", "results": results, "startedAt": started, "completedAt": _now_iso()}
 
     @staticmethod
     def _v4_target(from_type: str, to_type: str, to_id: str) -> dict:
@@ -1265,6 +1960,121 @@ class HubSpotSimulator:
         stored = self._definitions.get(int(app_id), {}).get(str(definition_id))
         if stored is None:
             message = f"No action definition {definition_id} for app {app_id}"
+            raise SimError(404, error_body(message, "OBJECT_NOT_FOUND"))
+        return stored
+
+    # Timeline ----------------------------------------------------------------------------------
+
+    def create_template(self, app_id: int, body: Mapping) -> dict:
+        """Answer ``POST /crm/v3/timeline/{appId}/event-templates``."""
+        fields = check_template(body, creating=True)
+        with self._lock:
+            template_id = str(self._next_template_id)
+            self._next_template_id += 1
+            now = _now_iso()
+            stored = {"id": template_id, **fields, "createdAt": now, "updatedAt": now}
+            self._templates.setdefault(int(app_id), {})[template_id] = stored
+            return copy.deepcopy(stored)
+
+    def templates(self, app_id: int) -> dict:
+        """Answer ``GET /crm/v3/timeline/{appId}/event-templates``."""
+        with self._lock:
+            return {"results": copy.deepcopy(list(self._templates.get(int(app_id), {}).values()))}
+
+    def get_template(self, app_id: int, template_id: str) -> dict:
+        """Answer ``GET /crm/v3/timeline/{appId}/event-templates/{templateId}``."""
+        with self._lock:
+            return copy.deepcopy(self._template(app_id, template_id))
+
+    def update_template(self, app_id: int, template_id: str, body: Mapping) -> dict:
+        """Answer ``PUT .../event-templates/{templateId}``: replace name, templates and tokens (not objectType)."""
+        fields = check_template(body, creating=False)
+        with self._lock:
+            stored = self._template(app_id, template_id)
+            stored.update({**fields, "updatedAt": _now_iso()})
+            return copy.deepcopy(stored)
+
+    def delete_template(self, app_id: int, template_id: str) -> None:
+        """Answer ``DELETE .../event-templates/{templateId}``."""
+        with self._lock:
+            self._template(app_id, template_id)
+            del self._templates[int(app_id)][str(template_id)]
+
+    def create_event(self, portal_id: int, body: Mapping) -> dict:
+        """Answer ``POST /crm/v3/timeline/events``: 400 for a bad event, 409 for a repeated event id."""
+        with self._lock:
+            portal = self._portal(portal_id)
+            event = self._checked_event(portal, body)
+            key = (event["eventTemplateId"], event["id"])
+            if key in portal.events:
+                message = f"An event with id {event['id']} already exists for event template {key[0]}."
+                raise SimError(409, error_body(message, "CONFLICT"))
+            portal.events[key] = event
+            return copy.deepcopy(event)
+
+    def batch_create_events(self, portal_id: int, body: Mapping) -> tuple[int, dict]:
+        """Answer ``POST /crm/v3/timeline/events/batch/create``: 201, or 207 with the refused events."""
+        started = _now_iso()
+        results, errors = [], []
+        for item in _batch_inputs(body, TIMELINE_BATCH_LIMIT):
+            try:
+                results.append(self.create_event(portal_id, item))
+            except SimError as exc:
+                context = {"eventTemplateId": [str(item.get("eventTemplateId"))], "id": [str(item.get("id"))]}
+                errors.append(_batch_error(exc.body.get("category", "ERROR"), exc.body.get("message", ""), context))
+        return _batch_answer(results, errors, started, 201)
+
+    def get_event(self, portal_id: int, template_id: str, event_id: str) -> dict:
+        """Answer ``GET .../events/{eventTemplateId}/{eventId}``."""
+        with self._lock:
+            event = self._portal(portal_id).events.get((str(template_id), str(event_id)))
+            if event is None:
+                message = f"No event {event_id} for event template {template_id}"
+                raise SimError(404, error_body(message, "OBJECT_NOT_FOUND"))
+            return copy.deepcopy(event)
+
+    def timeline_events(self, portal_id: int, object_type: str | None = None, object_id: str | None = None) -> list:
+        """Return a portal's events in arrival order, optionally of one type and record (test control)."""
+        canonical = resolve_object_type(object_type) if object_type else None
+        with self._lock:
+            return [
+                copy.deepcopy(event)
+                for event in self._portal(portal_id).events.values()
+                if canonical in (None, event["objectType"]) and object_id in (None, event["objectId"])
+            ]
+
+    def _checked_event(self, portal: _Portal, body: Mapping) -> dict:
+        """Return an event as stored, or raise the 400 HubSpot answers (unknown template, token or record)."""
+        template_id = str(body.get("eventTemplateId") or "")
+        template = next((t[template_id] for t in self._templates.values() if template_id in t), None)
+        if template is None:
+            raise _validation_error(f"Event template {template_id or '(none)'} does not exist")
+        tokens = checked_event_tokens(template, body.get("tokens", {}))
+        object_type, object_id = template["objectType"], str(body.get("objectId") or "")
+        if object_id not in portal.objects.get(object_type, {}):
+            raise _validation_error(f"No {_SINGULAR[object_type]} with objectId {object_id or '(none)'} exists")
+        event_id = body.get("id")
+        if event_id is not None and (not isinstance(event_id, str) or not event_id):
+            raise _validation_error("id must be a non-empty string")
+        event = {
+            "id": event_id or str(uuid.uuid4()),
+            "eventTemplateId": template_id,
+            "objectId": object_id,
+            "objectType": object_type,
+            "tokens": tokens,
+            "timestamp": _event_timestamp(body.get("timestamp")),
+            "createdAt": _now_iso(),
+        }
+        for key in ("extraData", "timelineIFrame"):
+            if key in body:
+                event[key] = copy.deepcopy(body[key])
+        return event
+
+    def _template(self, app_id: int, template_id: str) -> dict:
+        """Return a stored event template or raise HubSpot's 404."""
+        stored = self._templates.get(int(app_id), {}).get(str(template_id))
+        if stored is None:
+            message = f"No event template {template_id} for app {app_id}"
             raise SimError(404, error_body(message, "OBJECT_NOT_FOUND"))
         return stored
 
@@ -1458,9 +2268,16 @@ def _no_content() -> Response:
 
 @api.get("/crm/v3/objects/<object_type>/<object_id>")
 def read_object(object_type: str, object_id: str) -> Response:
-    """Read one object with the requested properties and associations."""
+    """Read one object with the requested properties, associations and property histories."""
     return jsonify(
-        _sim().read_object(g.portal_id, object_type, object_id, _list_arg("properties"), _list_arg("associations"))
+        _sim().read_object(
+            g.portal_id,
+            object_type,
+            object_id,
+            _list_arg("properties"),
+            _list_arg("associations"),
+            _list_arg("propertiesWithHistory"),
+        )
     )
 
 
@@ -1489,10 +2306,66 @@ def search(object_type: str) -> Response:
     return jsonify(_sim().search(g.portal_id, object_type, _json_body()))
 
 
+@api.post("/crm/v3/objects/<object_type>/batch/update")
+def batch_update(object_type: str) -> tuple[Response, int]:
+    """Update up to 100 objects; every value is checked first."""
+    status, body = _sim().batch_update(g.portal_id, object_type, _json_body())
+    return jsonify(body), status
+
+
+@api.post("/crm/v3/objects/<object_type>/batch/create")
+def batch_create(object_type: str) -> tuple[Response, int]:
+    """Create up to 100 objects (notes among them), with their associations."""
+    return jsonify(_sim().batch_create(g.portal_id, object_type, _json_body())), 201
+
+
 @api.get("/crm/v3/properties/<object_type>")
 def properties(object_type: str) -> Response:
-    """List the properties the simulator knows for a type."""
-    return jsonify(_sim().property_definitions(object_type))
+    """List HubSpot's properties of a type and those the portal created."""
+    return jsonify(_sim().property_definitions(object_type, g.portal_id))
+
+
+@api.post("/crm/v3/properties/<object_type>")
+def create_property(object_type: str) -> tuple[Response, int]:
+    """Create a property."""
+    return jsonify(_sim().create_property(g.portal_id, object_type, _json_body())), 201
+
+
+@api.post("/crm/v3/properties/<object_type>/batch/create")
+def batch_create_properties(object_type: str) -> tuple[Response, int]:
+    """Create up to 100 properties."""
+    status, body = _sim().batch_create_properties(g.portal_id, object_type, _json_body())
+    return jsonify(body), status
+
+
+@api.get("/crm/v3/properties/<object_type>/groups")
+def property_groups(object_type: str) -> Response:
+    """List the property groups of a type."""
+    return jsonify(_sim().property_groups(g.portal_id, object_type))
+
+
+@api.post("/crm/v3/properties/<object_type>/groups")
+def create_property_group(object_type: str) -> tuple[Response, int]:
+    """Create a property group."""
+    return jsonify(_sim().create_property_group(g.portal_id, object_type, _json_body())), 201
+
+
+@api.get("/crm/v3/properties/<object_type>/groups/<name>")
+def property_group(object_type: str, name: str) -> Response:
+    """Read one property group."""
+    return jsonify(_sim().property_group(g.portal_id, object_type, name))
+
+
+@api.get("/crm/v3/properties/<object_type>/<name>")
+def property_definition(object_type: str, name: str) -> Response:
+    """Read one property."""
+    return jsonify(_sim().property_definition(g.portal_id, object_type, name))
+
+
+@api.patch("/crm/v3/properties/<object_type>/<name>")
+def update_property(object_type: str, name: str) -> Response:
+    """Change a property the portal created."""
+    return jsonify(_sim().update_property(g.portal_id, object_type, name, _json_body()))
 
 
 @api.get("/crm/v4/objects/<from_type>/<from_id>/associations/<to_type>")
@@ -1516,6 +2389,71 @@ def batch_associations(from_type: str, to_type: str) -> tuple[Response, int]:
 def create_default_association(from_type: str, from_id: str, to_type: str, to_id: str) -> Response:
     """Associate two objects with the default association type."""
     return jsonify(_sim().create_default_association(g.portal_id, from_type, from_id, to_type, to_id))
+
+
+@api.post("/crm/v4/associations/<from_type>/<to_type>/batch/associate/default")
+def batch_associate_default(from_type: str, to_type: str) -> tuple[Response, int]:
+    """Associate pairs of objects with the default association type."""
+    status, body = _sim().batch_associate_default(g.portal_id, from_type, to_type, _json_body())
+    return jsonify(body), status
+
+
+@api.get("/crm/v3/timeline/<int:app_id>/event-templates")
+@api.get("/integrators/timeline/v3/<int:app_id>/event-templates")
+def event_templates(app_id: int) -> Response:
+    """List an app's timeline event templates."""
+    return jsonify(_sim().templates(app_id))
+
+
+@api.post("/crm/v3/timeline/<int:app_id>/event-templates")
+@api.post("/integrators/timeline/v3/<int:app_id>/event-templates")
+def create_event_template(app_id: int) -> tuple[Response, int]:
+    """Create a timeline event template."""
+    return jsonify(_sim().create_template(app_id, _json_body())), 201
+
+
+@api.get("/crm/v3/timeline/<int:app_id>/event-templates/<template_id>")
+@api.get("/integrators/timeline/v3/<int:app_id>/event-templates/<template_id>")
+def event_template(app_id: int, template_id: str) -> Response:
+    """Read one timeline event template."""
+    return jsonify(_sim().get_template(app_id, template_id))
+
+
+@api.put("/crm/v3/timeline/<int:app_id>/event-templates/<template_id>")
+@api.put("/integrators/timeline/v3/<int:app_id>/event-templates/<template_id>")
+def update_event_template(app_id: int, template_id: str) -> Response:
+    """Replace a timeline event template's name, templates and tokens."""
+    return jsonify(_sim().update_template(app_id, template_id, _json_body()))
+
+
+@api.delete("/crm/v3/timeline/<int:app_id>/event-templates/<template_id>")
+@api.delete("/integrators/timeline/v3/<int:app_id>/event-templates/<template_id>")
+def delete_event_template(app_id: int, template_id: str) -> Response:
+    """Delete a timeline event template."""
+    _sim().delete_template(app_id, template_id)
+    return _no_content()
+
+
+@api.post("/crm/v3/timeline/events")
+@api.post("/integrators/timeline/v3/events")
+def create_event() -> tuple[Response, int]:
+    """Put an event on a record's timeline."""
+    return jsonify(_sim().create_event(g.portal_id, _json_body())), 201
+
+
+@api.post("/crm/v3/timeline/events/batch/create")
+@api.post("/integrators/timeline/v3/events/batch/create")
+def batch_create_events() -> tuple[Response, int]:
+    """Put up to 100 events on timelines."""
+    status, body = _sim().batch_create_events(g.portal_id, _json_body())
+    return jsonify(body), status
+
+
+@api.get("/crm/v3/timeline/events/<template_id>/<event_id>")
+@api.get("/integrators/timeline/v3/events/<template_id>/<event_id>")
+def get_event(template_id: str, event_id: str) -> Response:
+    """Read one event."""
+    return jsonify(_sim().get_event(g.portal_id, template_id, event_id))
 
 
 @api.post("/automation/v4/actions/callbacks/<callback_id>/complete")
@@ -1795,6 +2733,18 @@ def change_settings() -> Response:
 def list_definitions(app_id: int) -> Response:
     """Return every action definition of an app."""
     return jsonify(_sim().definitions(app_id))
+
+
+@admin.get("/properties/<int:portal_id>/<object_type>")
+def created_properties(portal_id: int, object_type: str) -> Response:
+    """Return the property groups and properties a portal created for a type."""
+    return jsonify(_sim().created_properties(portal_id, object_type))
+
+
+@admin.get("/timeline/<int:portal_id>")
+def list_timeline_events(portal_id: int) -> Response:
+    """Return a portal's timeline events, optionally of one objectType and objectId."""
+    return jsonify(_sim().timeline_events(portal_id, request.args.get("objectType"), request.args.get("objectId")))
 
 
 @admin.get("/stats")

@@ -1,7 +1,8 @@
 """In-memory HTTP simulator of the QuickBooks Online Accounting API v3 and Intuit OAuth 2.0.
 
-It answers what a real client sees: ``/v3/company/<realm>/...`` entity create/update/read/delete/void,
-the query language subset, the ``/batch`` endpoint, ValidationFault JSON, ``requestid`` replay,
+It answers what a real client sees: ``/v3/company/<realm>/...`` entity create/update/read/delete/void/send,
+the query language subset, the ``/batch`` endpoint, change data capture (``/cdc``), ValidationFault JSON,
+``requestid`` replay, change notifications (webhooks, CloudEvents or the legacy format, signed like Intuit's),
 the lowercase gateway 401 body, the XML throttle body, ``intuit_tid`` headers, and Intuit OAuth: the consent
 page, the token/revoke endpoints and an OpenID discovery document, so
 ``intuitlib.client.AuthClient(environment=<discovery url>)`` works offline.
@@ -17,12 +18,16 @@ from __future__ import annotations
 import argparse
 import base64
 import copy
+import hashlib
+import hmac
 import html
+import itertools
 import json
 import re
 import secrets
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -31,6 +36,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Literal, overload
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import requests
 from flask import Blueprint, Flask, Response, request
 from werkzeug.serving import run_simple
 
@@ -54,6 +60,10 @@ TRANSACTIONS = (*SALES_DOCS, "Payment", "Purchase")
 NAME_LISTS = ("Customer", "Vendor", "Item", "Account", "Term", "PaymentMethod", "TaxCode")
 WRITABLE = (*TRANSACTIONS, "Customer", "Vendor", "Item", "Account", "Term", "PaymentMethod")
 ENTITY_BY_PATH = {name.lower(): name for name in (*WRITABLE, "TaxCode", "CompanyInfo", "Preferences")}
+SENDABLE = ("Invoice", "Estimate", "SalesReceipt")  # the forms with a /<entity>/<id>/send endpoint
+ESTIMATE_STATUSES = ("Pending", "Accepted", "Closed", "Rejected")
+CDC_DAYS = 30  # "changes of the last 30 days only"
+DEFAULT_CDC_MAX_RESULTS = 1000  # UNCONFIRMED: the commonly cited per-entity cap of a CDC response
 
 _META = ("MetaData.CreateTime", "MetaData.LastUpdatedTime")
 _SALES_FILTERS = ("Id", "DocNumber", "CustomerRef", "TxnDate", *_META)
@@ -223,6 +233,9 @@ def _parse_date(value: Any, element: str) -> date:
 def _display_name(entity_name: str, entity: dict) -> str | None:
     """Return the name QBO copies into a Ref pointing at ``entity``."""
     return entity.get("DisplayName") if entity_name in ("Customer", "Vendor") else entity.get("Name")
+
+
+_EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
 def _number_lines(lines: list[dict]) -> None:
@@ -731,6 +744,24 @@ def run_query(query: Query, entities: list[dict]) -> dict:
 # Companies and their entities
 
 
+@dataclass
+class Change:
+    """One change a write made to an entity, as a change notification reports it."""
+
+    entity_name: str
+    entity_id: str
+    operation: str  # created, updated, deleted, voided or emailed
+    moment: float
+
+
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+def _last_updated(entity: dict) -> datetime:
+    """Return an entity's (or a tombstone's) MetaData.LastUpdatedTime as an instant."""
+    return _as_datetime(entity.get("MetaData", {}).get("LastUpdatedTime")) or _NEVER
+
+
 class Company:
     """One QBO company (realm): its settings and every stored entity, by type and Id."""
 
@@ -753,6 +784,12 @@ class Company:
         self._clock = clock
         self.entities: dict[str, dict[str, dict]] = {}
         self._last_id: dict[str, int] = {}
+        self.changes: list[Change] = []  # since the simulator last took them (after each API call)
+        # Deleted entities by type: Id -> deletion time, for change data capture.
+        self.tombstones: dict[str, dict[str, str]] = {}
+        # LastUpdatedTime has one-second resolution; this orders changes within a second for CDC.
+        self._sequence = itertools.count()
+        self._change_order: dict[tuple[str, str], int] = {}
         self._seed(name)
 
     # -- storage -------------------------------------------------------------------------------------
@@ -769,8 +806,8 @@ class Company:
         """Return the stored entities of one type (not copies), active or not."""
         return list(self.entities.get(entity_name, {}).values())
 
-    def insert(self, entity_name: str, fields: dict, entity_id: str | None = None) -> dict:
-        """Store a new entity with SyncToken "0", MetaData and an Id (the given one or the next free)."""
+    def insert(self, entity_name: str, fields: dict, entity_id: str | None = None, *, record: bool = False) -> dict:
+        """Store a new entity with SyncToken "0", MetaData and an Id; ``record`` notes it as created."""
         if entity_id is None:
             entity_id = str(self._last_id.get(entity_name, 0) + 1)
         if entity_id.isdigit():  # keep later sequential Ids clear of explicitly chosen ones
@@ -785,10 +822,15 @@ class Company:
             "MetaData": {"CreateTime": now, "LastUpdatedTime": now},
         }
         self.entities.setdefault(entity_name, {})[entity_id] = entity
+        self.tombstones.get(entity_name, {}).pop(entity_id, None)
+        if record:
+            self._record(entity_name, entity_id, "created")
+        else:
+            self._change_order[(entity_name, entity_id)] = next(self._sequence)
         return entity
 
-    def _update(self, entity_name: str, existing: dict, fields: dict) -> dict:
-        """Replace an entity's fields, bumping SyncToken and LastUpdatedTime."""
+    def _update(self, entity_name: str, existing: dict, fields: dict, operation: str = "updated") -> dict:
+        """Replace an entity's fields, bumping SyncToken and LastUpdatedTime; note the change."""
         entity = {
             **fields,
             "domain": "QBO",
@@ -798,7 +840,25 @@ class Company:
             "MetaData": {**existing.get("MetaData", {}), "LastUpdatedTime": _iso(self._clock())},
         }
         self.entities[entity_name][existing["Id"]] = entity
+        self._record(entity_name, existing["Id"], operation)
         return entity
+
+    def _record(self, entity_name: str, entity_id: str, operation: str) -> None:
+        """Note a change for change notifications and order it for change data capture."""
+        self._change_order[(entity_name, entity_id)] = next(self._sequence)
+        self.changes.append(Change(entity_name, entity_id, operation, self._clock()))
+
+    def take_changes(self) -> list[Change]:
+        """Return and forget the changes noted so far, each (entity, Id, operation) once."""
+        seen: set[tuple[str, str, str]] = set()
+        taken = []
+        for change in self.changes:
+            key = (change.entity_name, change.entity_id, change.operation)
+            if key not in seen:
+                seen.add(key)
+                taken.append(change)
+        self.changes.clear()
+        return taken
 
     def _touch(self, entity_name: str, entity: dict) -> None:
         """Record a server-side change (e.g. a payment lowered an invoice's Balance)."""
@@ -857,7 +917,7 @@ class Company:
                 body["DocNumber"] = existing["DocNumber"]  # a full update need not repeat a number QBO assigned
         prepared = PREPARERS[entity_name](self, entity_name, _strip_server_fields(body), existing, options)
         if existing is None:
-            saved = self.insert(entity_name, prepared)
+            saved = self.insert(entity_name, prepared, record=True)
         else:
             saved = self._update(entity_name, existing, prepared)
         if entity_name in ("Invoice", "Payment"):
@@ -876,6 +936,8 @@ class Company:
         if entity_name == "Invoice" and self.payments_applied_to(existing["Id"]):
             raise _business("This invoice has payments applied to it. Delete or change the payments first.")
         del self.entities[entity_name][existing["Id"]]
+        self.tombstones.setdefault(entity_name, {})[existing["Id"]] = _iso(self._clock())
+        self._record(entity_name, existing["Id"], "deleted")
         if entity_name in ("Invoice", "Payment"):
             self.refresh_receivables()
         return {"domain": "QBO", "status": "Deleted", "Id": existing["Id"]}
@@ -897,16 +959,50 @@ class Company:
             voided["UnappliedAmt"] = 0.0
         else:
             voided["Balance"] = 0.0
-        saved = self._update(entity_name, existing, voided)
+        saved = self._update(entity_name, existing, voided, "voided")
         self.refresh_receivables()
         stored = self.get(entity_name, saved["Id"])
         assert stored is not None  # just saved
         return copy.deepcopy(stored)
 
+    def send(self, entity_name: str, entity_id: str, send_to: str | None) -> dict:
+        """Email a sales form (to ``send_to``, else its BillEmail): EmailStatus becomes EmailSent."""
+        existing = self.get(entity_name, entity_id)
+        if existing is None:
+            raise _object_not_found()
+        fields = _strip_server_fields(copy.deepcopy(existing))
+        if send_to is not None:
+            if not _EMAIL_RE.fullmatch(send_to):
+                raise _invalid_property("sendTo")
+            fields["BillEmail"] = {**fields.get("BillEmail", {}), "Address": send_to}
+        if not _field_value(fields, "BillEmail"):
+            # UNCONFIRMED: Intuit's code and wording when there is no address to send to.
+            raise _business("An email address is required to send this form. Supply BillEmail or sendTo.", "sendTo")
+        fields["EmailStatus"] = "EmailSent"
+        fields["DeliveryInfo"] = {"DeliveryType": "Email", "DeliveryTime": _iso(self._clock())}
+        saved = self._update(entity_name, existing, fields, "emailed")
+        return copy.deepcopy(saved)
+
     def query(self, text: str) -> dict:
         """Run a query statement."""
         query = QueryParser(text).parse()
         return run_query(query, self.all(query.entity))
+
+    def changed_since(self, entity_names: list[str], since: datetime, max_results: int) -> list[dict]:
+        """Answer change data capture: per entity type, what changed at or after ``since``, oldest first."""
+        return [{"QueryResponse": [self._changes_of(name, since, max_results) for name in entity_names]}]
+
+    def _changes_of(self, entity_name: str, since: datetime, max_results: int) -> dict:
+        deleted = [
+            {"Id": entity_id, "status": "Deleted", "MetaData": {"LastUpdatedTime": when}}
+            for entity_id, when in self.tombstones.get(entity_name, {}).items()
+        ]
+        rows = [row for row in self.all(entity_name) + deleted if _last_updated(row) >= since]
+        rows.sort(key=lambda row: (_last_updated(row), self._change_order.get((entity_name, row["Id"]), -1)))
+        page = copy.deepcopy(rows[:max_results])
+        if not page:
+            return {}
+        return {entity_name: page, "startPosition": 1, "maxResults": len(page)}
 
     def _for_update(self, entity_name: str, body: dict) -> dict:
         """Return the stored entity an update/delete/void names, checking its SyncToken."""
@@ -1354,7 +1450,9 @@ def _prepare_sales_doc(company: Company, kind: str, body: dict, existing: dict |
     if kind == "Invoice":
         _finish_invoice(company, body, existing, txn_date, total)
     elif kind == "Estimate":
-        body.setdefault("TxnStatus", "Pending")
+        status = body.setdefault("TxnStatus", "Pending")
+        if status not in ESTIMATE_STATUSES:
+            raise _invalid_enum("TxnStatus", status)
     else:
         deposit_required = kind == "RefundReceipt"
         if not deposit_required and _ref_value(body, "DepositToAccountRef") is None:
@@ -1569,6 +1667,271 @@ class TokenStore:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Change data capture arguments
+
+
+def _cdc_arguments(args: dict[str, str], now: float) -> tuple[list[str], datetime]:
+    """Return the entity names and the changedSince instant of a /cdc call, or raise its 400 fault."""
+    names: list[str] = []
+    for word in (args.get("entities") or "").split(","):
+        if not word.strip():
+            continue
+        name = ENTITY_BY_PATH.get(word.strip().lower())
+        if name not in WRITABLE:
+            # UNCONFIRMED: Intuit's code and wording for an entity CDC does not cover.
+            raise _invalid_property(f"entities ({word.strip()})")
+        if name not in names:
+            names.append(name)
+    if not names:
+        raise _required("entities")
+    text = args.get("changedSince")
+    if not text:
+        raise _required("changedSince")
+    since = _as_datetime(text.strip())
+    if since is None:
+        raise _invalid_property("changedSince")
+    if since < datetime.fromtimestamp(now, UTC) - timedelta(days=CDC_DAYS):
+        # UNCONFIRMED: Intuit's code and wording; the 30-day window itself is documented.
+        raise _business(f"changedSince must be within the last {CDC_DAYS} days.", "changedSince")
+    return names, since
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Change notifications (webhooks)
+
+WEBHOOK_TIMEOUT = 5.0
+WEBHOOK_RETRY_PAUSES = (0.2, 0.5, 1.0)  # seconds before each retry of an unanswered or non-2xx delivery
+LEGACY_OPERATIONS = {
+    "created": "Create",
+    "updated": "Update",
+    "deleted": "Delete",
+    "voided": "Void",
+    "emailed": "Emailed",
+}
+
+
+def _utc_z(moment: float, timespec: str) -> str:
+    """Format a POSIX time as ISO 8601 UTC ending in Z, as Intuit's notifications do."""
+    return datetime.fromtimestamp(moment, UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
+def webhook_signature(verifier_token: str, body: bytes) -> str:
+    """Return the intuit-signature header: base64(HMAC-SHA256(verifier token, raw body))."""
+    return base64.b64encode(hmac.new(verifier_token.encode(), body, hashlib.sha256).digest()).decode()
+
+
+@dataclass
+class WebhookEvent:
+    """One change notification, queued until delivered."""
+
+    realm_id: str
+    change: Change
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    def cloud_event(self, source: str) -> dict:
+        """Return the event in Intuit's CloudEvents format."""
+        return {
+            "specversion": "1.0",
+            "id": self.id,
+            "source": source,
+            "type": f"qbo.{self.change.entity_name.lower()}.{self.change.operation}.v1",
+            "datacontenttype": "application/json",
+            "time": _utc_z(self.change.moment, "microseconds"),
+            "intuitentityid": self.change.entity_id,
+            "intuitaccountid": self.realm_id,
+            "data": {},
+        }
+
+    def legacy_entity(self) -> dict:
+        """Return the event as an entry of the legacy dataChangeEvent.entities list."""
+        return {
+            "id": self.change.entity_id,
+            "operation": LEGACY_OPERATIONS[self.change.operation],
+            "name": self.change.entity_name,
+            "lastUpdated": _utc_z(self.change.moment, "milliseconds"),
+        }
+
+
+def _legacy_payload(events: list[WebhookEvent]) -> dict:
+    """Return the legacy body: one eventNotifications entry per realm, in order of first appearance."""
+    by_realm: dict[str, list[dict]] = {}
+    for event in events:
+        by_realm.setdefault(event.realm_id, []).append(event.legacy_entity())
+    return {
+        "eventNotifications": [
+            {"realmId": realm_id, "dataChangeEvent": {"entities": entities}} for realm_id, entities in by_realm.items()
+        ]
+    }
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where and how a delivery goes: the settings as they were when its events left the queue."""
+
+    url: str
+    verifier_token: str
+    legacy: bool
+    generation: int
+
+
+class WebhookHub:
+    """The app's webhook subscription: settings, the event queue, delivery (timed or on demand) and its log.
+
+    State lives under the simulator's lock; no lock is held while POSTing to the receiver.
+    """
+
+    def __init__(self, lock: threading.RLock, client_id: str, clock: Callable[[], float]):
+        self._lock = lock
+        self._clock = clock
+        # Stable per app, shaped like Intuit's "intuit.<base64 of 32 bytes>".
+        self.source = "intuit." + base64.b64encode(hashlib.sha256(client_id.encode()).digest()).decode()
+        self._generation = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Turn webhooks off and forget queued events, pending drops and the delivery log."""
+        with self._lock:
+            self._generation += 1  # timers and deliveries started before now no longer count
+            self.url: str | None = None
+            self.verifier_token = ""
+            self.delay = 0.05
+            self.auto = True
+            self.legacy = False
+            self._queue: list[WebhookEvent] = []
+            self._to_drop = 0
+            self._timer_pending = False
+            self._log: list[dict] = []
+
+    def configure(
+        self, url: str | None = None, verifier_token: str = "", delay_ms: float = 50, auto: bool = True
+    ) -> None:
+        """Subscribe ``url`` (None turns webhooks off and discards queued events)."""
+        if url is not None and not isinstance(url, str):
+            raise ValueError("url must be a string or null")
+        if url and not verifier_token:
+            raise ValueError("verifier_token is required with a url")
+        with self._lock:
+            self.url = url or None
+            self.verifier_token = str(verifier_token)
+            self.delay = max(float(delay_ms), 0.0) / 1000
+            self.auto = bool(auto)
+            if self.url is None:
+                self._queue.clear()
+            self._schedule()
+
+    def set_legacy(self, enabled: bool) -> None:
+        """Send the legacy eventNotifications body instead of CloudEvents."""
+        with self._lock:
+            self.legacy = bool(enabled)
+
+    def settings(self) -> dict:
+        """Return the current settings."""
+        with self._lock:
+            return {
+                "url": self.url,
+                "verifier_token": self.verifier_token,
+                "delay_ms": self.delay * 1000,
+                "auto": self.auto,
+                "legacy": self.legacy,
+            }
+
+    def drop(self, count: int) -> None:
+        """Discard the next ``count`` events produced (a lost notification)."""
+        with self._lock:
+            self._to_drop = max(int(count), 0)
+
+    def publish(self, realm_id: str, changes: list[Change]) -> None:
+        """Queue one event per change (when subscribed) and start the delivery timer."""
+        with self._lock:
+            if self.url is None:
+                return
+            for change in changes:
+                if self._to_drop:
+                    self._to_drop -= 1
+                    continue
+                self._queue.append(WebhookEvent(realm_id, change))
+            self._schedule()
+
+    def queued(self) -> list[dict]:
+        """Return the events not delivered yet, in CloudEvents format."""
+        with self._lock:
+            return [event.cloud_event(self.source) for event in self._queue]
+
+    def deliveries(self) -> list[dict]:
+        """Return the delivery log: one entry per POST attempt."""
+        with self._lock:
+            return copy.deepcopy(self._log)
+
+    def deliver(self, order: str = "as_is", drop: list[int] | None = None, split: bool = False) -> dict:
+        """Deliver the queued events now, optionally reordered, thinned or one per POST; return the outcomes."""
+        if order not in ("as_is", "reversed"):
+            raise ValueError("order must be as_is or reversed")
+        with self._lock:
+            dropped = sorted({int(index) for index in drop or []})
+            if any(index < 0 or index >= len(self._queue) for index in dropped):
+                raise ValueError(f"drop indices must be between 0 and {len(self._queue) - 1}")
+            events, self._queue = self._queue, []
+            target = self._target()
+        kept = [event for index, event in enumerate(events) if index not in dropped]
+        if order == "reversed":
+            kept.reverse()
+        groups = [[event] for event in kept] if split else [kept] if kept else []
+        outcomes = [self._send(group, target) for group in groups] if target else []
+        return {"deliveries": outcomes, "dropped": [events[index].id for index in dropped]}
+
+    def _target(self) -> _Target | None:
+        if self.url is None:
+            return None
+        return _Target(self.url, self.verifier_token, self.legacy, self._generation)
+
+    def _schedule(self) -> None:
+        """Start the timer that delivers what is queued ``delay`` after the first event (called under the lock)."""
+        if not self.auto or not self._queue or self._timer_pending:
+            return
+        self._timer_pending = True
+        timer = threading.Timer(self.delay, self._deliver_due, args=(self._generation,))
+        timer.daemon = True
+        timer.start()
+
+    def _deliver_due(self, generation: int) -> None:
+        with self._lock:
+            if generation != self._generation:
+                return
+            self._timer_pending = False
+            events, self._queue = self._queue, []
+            target = self._target()
+        if events and target:
+            self._send(events, target)
+
+    def _send(self, events: list[WebhookEvent], target: _Target) -> dict:
+        """POST one delivery, retrying like Intuit when it is not answered with 2xx; return the last attempt."""
+        payload: Any = _legacy_payload(events) if target.legacy else [e.cloud_event(self.source) for e in events]
+        body = json.dumps(payload).encode()
+        signature = webhook_signature(target.verifier_token, body)
+        headers = {"Content-Type": "application/json", "intuit-signature": signature}
+        ids = [event.id for event in events]
+        record: dict = {}
+        for attempt, pause in enumerate((0.0, *WEBHOOK_RETRY_PAUSES), 1):
+            time.sleep(pause)
+            record = {"events": ids, **self._post(target.url, body, headers), "attempt": attempt}
+            with self._lock:
+                if target.generation != self._generation:
+                    return record  # a reset happened meanwhile: stop, and leave the new log alone
+                self._log.append(copy.deepcopy(record))
+            if record["status"] is not None and 200 <= record["status"] < 300:
+                break
+        return record
+
+    def _post(self, url: str, body: bytes, headers: dict[str, str]) -> dict:
+        moment = self._clock()
+        try:
+            response = requests.post(url, data=body, headers=headers, timeout=WEBHOOK_TIMEOUT)
+        except requests.RequestException as error:
+            return {"status": None, "error": str(error), "time": _utc_z(moment, "milliseconds")}
+        return {"status": response.status_code, "error": None, "time": _utc_z(moment, "milliseconds")}
+
+
+# ---------------------------------------------------------------------------------------------------------
 # The simulator
 
 
@@ -1615,6 +1978,7 @@ class QuickBooksSimulator:
         self.client_secret = client_secret
         self.clock = clock
         self._lock = threading.RLock()
+        self.webhooks = WebhookHub(self._lock, client_id, self._now)
         self.reset()
 
     def reset(self) -> None:
@@ -1636,9 +2000,11 @@ class QuickBooksSimulator:
             self._log: list[dict] = []
             self._recent: dict[str, deque[float]] = {}
             self._recent_batches: dict[str, deque[float]] = {}
+            self.cdc_max_results = DEFAULT_CDC_MAX_RESULTS
+            self.webhooks.reset()
 
     def configure(self, **settings: Any) -> None:
-        """Set any of the settings named in ``allowed`` (throttles and limits, refresh grace, auto-approval)."""
+        """Set any of the settings named in ``allowed`` (throttles, limits, refresh grace, auto-approval, CDC cap)."""
         allowed = (
             "throttle_per_minute",
             "batch_per_minute",
@@ -1646,6 +2012,7 @@ class QuickBooksSimulator:
             "concurrent_limit",
             "refresh_grace_seconds",
             "auto_approve_realm",
+            "cdc_max_results",
         )
         with self._lock:
             for name, value in settings.items():
@@ -1653,6 +2020,8 @@ class QuickBooksSimulator:
                     raise ValueError(f"unknown setting {name!r}; expected one of {allowed}")
                 if name == "auto_approve_realm":
                     value = None if value in (None, "") else str(value)  # a realm id may come as a JSON number
+                if name == "cdc_max_results":
+                    value = max(int(value), 1)
                 setattr(self, name, value)
 
     # -- seeding ---------------------------------------------------------------------------------------
@@ -1827,6 +2196,7 @@ class QuickBooksSimulator:
     def handle(self, call: Call) -> Reply:
         """Answer one API or OAuth request: auth, throttle, injected faults, replay, the operation, the log."""
         with self._lock:
+            self._take_changes()  # changes made outside API calls (direct Python calls) notify nobody
             if call.kind == "consent":
                 # A browser page: no bearer token, no throttle, and no injected API faults.
                 reply = self._consent(call)
@@ -1848,7 +2218,14 @@ class QuickBooksSimulator:
                 requested = entry["body"].get("BatchItemRequest") if isinstance(entry["body"], dict) else None
                 entry["items"] = len(requested) if isinstance(requested, list) else 0
             self._log.append(entry)
+            for realm_id, changes in self._take_changes().items():
+                self.webhooks.publish(realm_id, changes)
             return reply
+
+    def _take_changes(self) -> dict[str, list[Change]]:
+        """Return and forget every company's noted changes, by realm (companies without changes left out)."""
+        taken = {realm_id: company.take_changes() for realm_id, company in self.companies.items()}
+        return {realm_id: changes for realm_id, changes in taken.items() if changes}
 
     def consent_problem(self, params: dict[str, str]) -> str | None:
         """Return why an authorization request (``/connect/oauth2``) is refused, or None when it is fine."""
@@ -2012,6 +2389,11 @@ class QuickBooksSimulator:
             return "Preferences", copy.deepcopy(company.get("Preferences", "1"))
         if call.method == "GET" and parts == ["companyinfo", company.realm_id]:
             return "CompanyInfo", copy.deepcopy(company.get("CompanyInfo", "1"))  # addressed by realm id
+        if call.method == "GET" and parts == ["cdc"]:
+            names, since = _cdc_arguments(call.args, self.clock())
+            return "CDCResponse", company.changed_since(names, since, self.cdc_max_results)
+        if call.method == "POST" and len(parts) == 3 and parts[2] == "send" and entity_name in SENDABLE:
+            return entity_name, company.send(entity_name, parts[1], call.args.get("sendTo"))
         if call.method == "GET" and len(parts) == 2 and entity_name:
             entity = company.get(entity_name, parts[1])
             if entity is None:
@@ -2329,6 +2711,37 @@ def _admin_blueprint(sim: QuickBooksSimulator) -> Blueprint:
     @admin.get("/state")
     def state():
         return sim.state()
+
+    @admin.get("/webhooks")
+    def webhook_settings():
+        return sim.webhooks.settings()
+
+    @admin.post("/webhooks")
+    def configure_webhooks():
+        sim.webhooks.configure(**payload())
+        return {"ok": True}
+
+    @admin.post("/webhooks/deliver")
+    def deliver_webhooks():
+        return sim.webhooks.deliver(**payload())  # returns once every POST (and its retries) finished
+
+    @admin.post("/webhooks/drop")
+    def drop_webhooks():
+        sim.webhooks.drop(payload()["count"])
+        return {"ok": True}
+
+    @admin.post("/webhooks/legacy")
+    def legacy_webhooks():
+        sim.webhooks.set_legacy(bool(payload().get("enabled", True)))
+        return {"ok": True}
+
+    @admin.get("/webhooks/queued")
+    def queued_webhooks():
+        return sim.webhooks.queued()
+
+    @admin.get("/webhooks/deliveries")
+    def webhook_deliveries():
+        return sim.webhooks.deliveries()
 
     return admin
 

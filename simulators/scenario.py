@@ -85,6 +85,49 @@ class Simulators:
         """Change QuickBooks simulator settings (throttles, refresh grace, ``auto_approve_realm``)."""
         self.qbo("POST", "config", json=values)
 
+    def quickbooks_webhooks(
+        self, url: str | None, verifier_token: str, *, auto: bool = True, delay_ms: int = 50
+    ) -> None:
+        """Subscribe ``url`` to QuickBooks change notifications (``None`` turns them off)."""
+        settings = {"url": url, "verifier_token": verifier_token, "auto": auto, "delay_ms": delay_ms}
+        self.qbo("POST", "webhooks", json=settings)
+
+    def deliver_webhooks(self, **options: Any) -> dict[str, Any]:
+        """Deliver the queued notifications now (``order``, ``drop``, ``split``); return the outcomes."""
+        return self.qbo("POST", "webhooks/deliver", json=options)  # type: ignore[no-any-return]
+
+    def drop_webhooks(self, count: int) -> None:
+        """Make QuickBooks lose the next ``count`` change notifications."""
+        self.qbo("POST", "webhooks/drop", json={"count": count})
+
+    def queued_webhooks(self) -> list[dict[str, Any]]:
+        """Return the notifications QuickBooks has not delivered yet."""
+        return self.qbo("GET", "webhooks/queued")  # type: ignore[no-any-return]
+
+    def webhook_deliveries(self) -> list[dict[str, Any]]:
+        """Return every notification POST QuickBooks attempted, with its answer."""
+        return self.qbo("GET", "webhooks/deliveries")  # type: ignore[no-any-return]
+
+    def qbo_api(
+        self,
+        method: str,
+        path: str,
+        realm_id: str = REALM_ID,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Call the QuickBooks API as a QuickBooks user's app would (changes made so notify webhooks)."""
+        response = self.http.request(
+            method,
+            f"{self.quickbooks_url}/v3/company/{realm_id}/{path.lstrip('/')}",
+            headers={"Authorization": f"Bearer {QBO_ACCESS_TOKEN}-{realm_id}", "Accept": "application/json"},
+            params={"minorversion": "75", **(params or {})},
+            json=json,
+            timeout=10,
+        )
+        response.raise_for_status()
+        return response.json()  # type: ignore[no-any-return]
+
     # HubSpot ------------------------------------------------------------------------------------
 
     def add_portal(self, portal_id: int = PORTAL_ID) -> None:
@@ -142,6 +185,34 @@ class Simulators:
     def action_definitions(self, app_id: int) -> list[dict[str, Any]]:
         """Return the workflow action definitions registered for an app."""
         return self.hs("GET", f"action-definitions/{app_id}")  # type: ignore[no-any-return]
+
+    # HubSpot write-back -------------------------------------------------------------------------
+
+    def hubspot_record(self, object_type: str, object_id: str, portal_id: int = PORTAL_ID) -> dict[str, Any]:
+        """Return every property of a HubSpot record."""
+        return self.hs("GET", f"objects/{portal_id}/{object_type}/{object_id}")["properties"]  # type: ignore[no-any-return]
+
+    def property_history(
+        self, object_type: str, object_id: str, name: str, portal_id: int = PORTAL_ID
+    ) -> list[str | None]:
+        """Return the values a property of a HubSpot record had, oldest first."""
+        record = self.hs("GET", f"objects/{portal_id}/{object_type}/{object_id}")
+        return [entry["value"] for entry in record["history"].get(name, [])]
+
+    def timeline_events(self, object_type: str, object_id: str, portal_id: int = PORTAL_ID) -> list[dict[str, Any]]:
+        """Return the timeline events put on a HubSpot record, oldest first."""
+        params = {"objectType": object_type, "objectId": object_id}
+        return self.hs("GET", f"timeline/{portal_id}", params=params)  # type: ignore[no-any-return]
+
+    def notes_of(self, object_type: str, object_id: str, portal_id: int = PORTAL_ID) -> list[dict[str, Any]]:
+        """Return the properties of the notes associated with a HubSpot record, in association order."""
+        record = self.hs("GET", f"objects/{portal_id}/{object_type}/{object_id}")
+        note_ids = record["associations"].get("notes", [])
+        return [self.hs("GET", f"objects/{portal_id}/notes/{note_id}")["properties"] for note_id in note_ids]
+
+    def hubspot_properties(self, object_type: str, portal_id: int = PORTAL_ID) -> dict[str, Any]:
+        """Return the property groups and properties a portal created for a type: ``{"groups", "properties"}``."""
+        return self.hs("GET", f"properties/{portal_id}/{object_type}")  # type: ignore[no-any-return]
 
 
 DEFAULT_CONTACT = {

@@ -59,6 +59,10 @@ XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 WORKER_NUMBER = int(XDIST_WORKER[2:]) + 1 if XDIST_WORKER.startswith("gw") else 0
 
 
+# What Intuit signs change notifications with (the simulator is configured with it in the tests that use them).
+WEBHOOK_TOKEN = "sim-webhook-verifier"
+
+
 def _redis_url_of_worker(url: str) -> str:
     """Return the Redis URL with this worker's database number (0 without xdist, 1 for gw0, ...)."""
     base, _, _db = url.rpartition("/")
@@ -193,6 +197,8 @@ def environment(sims: Simulators, database_url: str, queue_name: str, **extra: s
         "OPS_JWT_SECRET": OPS_JWT_SECRET,
         # Callbacks are sent at once in tests; tests/e2e/test_callbacks.py checks the delay on its own.
         "CALLBACK_FLUSH_DELAY": "0",
+        "STATUS_FLUSH_DELAY": "0",
+        "QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN": WEBHOOK_TOKEN,
         **extra,
     }
 

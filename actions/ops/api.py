@@ -17,6 +17,7 @@ from marshmallow import Schema, ValidationError
 from actions.endpoints import services
 from actions.ops import schemas
 from actions.ops.auth import NotSignedIn, bearer_operator
+from actions.ops.documents import link_invoice
 from actions.ops.inputs import corrected_inputs
 from actions.schemas import problems
 from services.ops.operations import ExecutionView, OperationError, Operations
@@ -32,6 +33,8 @@ _mark_body = schemas.MarkBookedBodySchema()
 _execution = schemas.ExecutionSchema()
 _detail = schemas.ExecutionDetailSchema()
 _bulk = schemas.BulkSchema()
+_link_body = schemas.LinkInvoiceBodySchema()
+_linked = schemas.LinkedDocumentSchema()
 
 
 def error(status: int, code: str, message: str, **extra: Any) -> Any:
@@ -174,6 +177,14 @@ def bulk_retry(operator: Operator) -> Any:
 def bulk_progress(operator: Operator, bulk_id: str) -> Any:
     """Return a bulk retry's progress."""
     return jsonify(_bulk.dump(operations().bulk(bulk_id)))
+
+
+@bp.post("/documents/link")
+@authenticated("operator")
+def link_document(operator: Operator) -> Any:
+    """Show an invoice made in QuickBooks by hand on a HubSpot record; its status and payments follow from then on."""
+    linked = link_invoice(operator, load(_link_body, body(), "link"))
+    return jsonify(_linked.dump(linked)), 201
 
 
 @bp.get("/openapi.json")

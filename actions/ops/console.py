@@ -18,7 +18,7 @@ from marshmallow import ValidationError
 from werkzeug.wrappers import Response
 
 from actions.endpoints import services
-from actions.ops import auth, schemas
+from actions.ops import auth, documents, schemas
 from actions.ops.inputs import corrected_inputs, editable_inputs
 from actions.registry import by_name
 from actions.schemas import problems
@@ -189,6 +189,30 @@ def mark_booked(operator: Operator, execution_id: str) -> Response:
         lambda ops: ops.mark_booked(execution_id, operator, document_id),
         f"Marked as booked by QuickBooks document {document_id}.",
     )
+
+
+@bp.route("/documents/link", methods=["GET", "POST"])
+@signed_in("operator")
+def link_document(operator: Operator) -> Any:
+    """Show an invoice made in QuickBooks by hand on a HubSpot record."""
+    values = {name: request.values.get(name, "").strip() for name in documents.FIELDS}
+    error = None
+    if request.method == "POST":
+        try:
+            linked = documents.link_invoice(operator, values)
+        except OperationError as failure:
+            error = failure.message
+        else:
+            flash(
+                f"Invoice {values['invoice_number']} (QuickBooks id {linked.document_id}) now shows on "
+                f"{linked.object_type} {linked.object_id}; its status goes to HubSpot in a moment.",
+                "notice",
+            )
+            return redirect(url_for("ops.link_document"))
+    connections = services().connections.quickbooks_of()
+    return render_template(
+        "ops/link.html", operator=operator, values=values, error=error, connections=connections
+    ), 400 if error else 200
 
 
 @bp.route("/executions/<execution_id>/edit", methods=["GET", "POST"])

@@ -14,9 +14,10 @@ ERRORS = {
     "400": "A bad filter or body; the message names each bad field.",
     "401": "No token, or a token that is expired, for another audience, unsigned or otherwise refused.",
     "403": "The token's role does not allow this.",
-    "404": "No such execution or bulk operation.",
+    "404": "No such execution or bulk operation (or, linking, no such invoice or company).",
     "409": "The execution's state does not allow this (running, already retried, succeeded, a document sent).",
     "415": "Changes must be sent as JSON.",
+    "502": "QuickBooks could not be read.",
 }
 
 
@@ -66,6 +67,8 @@ def document() -> dict[str, Any]:
         ("MarkBookedBody", schemas.MarkBookedBodySchema),
         ("Filter", schemas.FilterSchema),
         ("Bulk", schemas.BulkSchema),
+        ("LinkInvoiceBody", schemas.LinkInvoiceBodySchema),
+        ("LinkedDocument", schemas.LinkedDocumentSchema),
         ("Error", schemas.ErrorSchema),
     ):
         spec.components.schema(name, schema=schema)
@@ -130,6 +133,19 @@ def document() -> dict[str, Any]:
                 "summary": "A bulk retry's progress",
                 "parameters": [_id_parameter("bulk_id", "The id POST /executions/retry answered with.")],
                 "responses": {"200": _answer("The bulk retry.", "Bulk"), **_errors("401", "404")},
+            }
+        },
+    )
+    spec.path(
+        path="/documents/link",
+        operations={
+            "post": {
+                "summary": "Show an invoice made in QuickBooks by hand on a HubSpot record (its status follows)",
+                "requestBody": _body("LinkInvoiceBody", required=True),
+                "responses": {
+                    "201": _answer("The invoice, followed on the record.", "LinkedDocument"),
+                    **_errors("400", "401", "403", "404", "415", "502"),
+                },
             }
         },
     )

@@ -111,6 +111,35 @@ class CancelBodySchema(Schema):
     note = fields.String(load_default="", validate=Length(max=500), metadata={"description": "Why (shown in HubSpot)."})
 
 
+class LinkInvoiceBodySchema(Schema):
+    """The body of POST /ops/api/documents/link."""
+
+    class Meta:
+        unknown = RAISE
+
+    portal_id = fields.Integer(required=True, strict=False, metadata={"description": "The HubSpot portal."})
+    object_type = fields.String(
+        required=True,
+        validate=Length(min=1, max=32),
+        metadata={"description": "DEAL, QUOTE or COMMERCE_PAYMENT (or deals, 0-3, ...)."},
+    )
+    object_id = fields.String(required=True, validate=DIGITS, metadata={"description": "The record."})
+    realm_id = fields.String(required=True, validate=DIGITS, metadata={"description": "The QuickBooks company."})
+    invoice_number = fields.String(
+        required=True, validate=Length(min=1, max=21), metadata={"description": "The invoice's DocNumber."}
+    )
+
+
+class LinkedDocumentSchema(Schema):
+    """A QuickBooks document followed on a HubSpot record."""
+
+    portal_id = fields.Integer()
+    object_type = fields.String()
+    object_id = fields.String()
+    realm_id = fields.String()
+    quickbooks_id = fields.String(attribute="document_id")
+
+
 class MarkBookedBodySchema(Schema):
     """The body of POST /ops/api/executions/{id}/mark-booked."""
 

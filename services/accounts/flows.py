@@ -35,6 +35,8 @@ def install_portal(services: Services, code: str, redirect_uri: str) -> int:
         services.session, config.hubspot_api_base_url, grant.access_token, timeout=config.http_timeout
     )
     services.connections.save_portal(portal_id, grant.refresh_token, grant.access_token, grant.expires_at)
+    # The record properties the documents' statuses go to; a job, so the install page does not wait for HubSpot.
+    services.queue.enqueue_property_setup(portal_id)
     log.info("HubSpot portal %s installed the app", portal_id)
     return portal_id
 
@@ -91,6 +93,7 @@ def remove_portal(services: Services, portal_id: int) -> list[str]:
     for realm_id in realms:
         disconnect_company(services, portal_id, realm_id)
     services.bookkeeping.forget_portal(portal_id)
+    services.followed.forget_portal(portal_id)
     services.connections.remove_portal(portal_id)
     for realm_id in realms:
         if not services.connections.portals_of(realm_id):

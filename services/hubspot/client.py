@@ -177,6 +177,102 @@ class HubSpotClient:
                 linked.setdefault(from_id, []).extend(str(item["toObjectId"]) for item in result.get("to", []))
         return linked
 
+    # Writes: properties of records, the schema they need, the timeline --------------------------------------
+
+    def batch_update(self, object_type: str, updates: Sequence[tuple[str, dict[str, str]]]) -> list[dict[str, Any]]:
+        """Set properties of records, 100 per request; return the errors of records HubSpot did not update."""
+        errors: list[dict[str, Any]] = []
+        for batch in chunks(list(updates)):
+            body = self._request(
+                "POST",
+                f"/crm/v3/objects/{object_type}/batch/update",
+                json={"inputs": [{"id": str(record_id), "properties": values} for record_id, values in batch]},
+                partial_ok=True,
+            )
+            errors.extend(e for e in body.get("errors") or [] if isinstance(e, dict))
+        return errors
+
+    def property_group(self, object_type: str, name: str) -> dict[str, Any] | None:
+        """Return a property group of a record type, or None when there is none."""
+        try:
+            return self._request("GET", f"/crm/v3/properties/{object_type}/groups/{name}")
+        except NotFoundError:
+            return None
+
+    def create_property_group(self, object_type: str, name: str, label: str) -> None:
+        """Create a property group (one that exists already is left as it is)."""
+        try:
+            self._request(
+                "POST",
+                f"/crm/v3/properties/{object_type}/groups",
+                json={"name": name, "label": label, "displayOrder": -1},
+            )
+        except PermanentError as error:
+            if error.http_status != 409:
+                raise
+
+    def properties(self, object_type: str) -> dict[str, dict[str, Any]]:
+        """Return the properties of a record type by name."""
+        body = self._request("GET", f"/crm/v3/properties/{object_type}")
+        return {str(p["name"]): p for p in body.get("results") or [] if isinstance(p, dict) and p.get("name")}
+
+    def create_properties(self, object_type: str, definitions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Create properties, 100 per request; return the errors of the ones HubSpot refused."""
+        errors: list[dict[str, Any]] = []
+        for batch in chunks(list(definitions)):
+            body = self._request(
+                "POST", f"/crm/v3/properties/{object_type}/batch/create", json={"inputs": list(batch)}, partial_ok=True
+            )
+            errors.extend(e for e in body.get("errors") or [] if isinstance(e, dict))
+        return errors
+
+    def update_property(self, object_type: str, name: str, definition: dict[str, Any]) -> None:
+        """Change a property's label, type, group or options."""
+        changes = {k: v for k, v in definition.items() if k != "name"}
+        self._request("PATCH", f"/crm/v3/properties/{object_type}/{name}", json=changes)
+
+    def create_timeline_events(self, events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Post timeline events, 100 per request; return the errors (an event whose id exists is a CONFLICT)."""
+        errors: list[dict[str, Any]] = []
+        for batch in chunks(list(events)):
+            body = self._request(
+                "POST", "/crm/v3/timeline/events/batch/create", json={"inputs": list(batch)}, partial_ok=True
+            )
+            errors.extend(e for e in body.get("errors") or [] if isinstance(e, dict))
+        return errors
+
+    def create_notes(self, object_type: str, notes: Sequence[tuple[str, str, str]]) -> None:
+        """Create notes (record id, HTML body, timestamp) and associate each with its record, 100 per request."""
+        for batch in chunks(list(notes)):
+            if len({text for _, text, _ in batch}) < len(batch):
+                # HubSpot answers a batch create in an order of its own and notes are matched back by their
+                # body: identical bodies (one invoice on two records) go one request each.
+                for note in batch:
+                    self._create_notes(object_type, [note])
+            else:
+                self._create_notes(object_type, batch)
+
+    def _create_notes(self, object_type: str, batch: Sequence[tuple[str, str, str]]) -> None:
+        body = self._request(
+            "POST",
+            "/crm/v3/objects/notes/batch/create",
+            json={"inputs": [{"properties": {"hs_note_body": text, "hs_timestamp": at}} for _, text, at in batch]},
+        )
+        record_of = {text: record_id for record_id, text, _ in batch}
+        pairs = [
+            (str(r["id"]), record_of[str((r.get("properties") or {}).get("hs_note_body"))])
+            for r in body.get("results") or []
+            if str((r.get("properties") or {}).get("hs_note_body")) in record_of
+        ]
+        if len(pairs) != len(batch):
+            raise PermanentError("HubSpot: the notes were not all created", service=SERVICE, body=body)
+        self._request(
+            "POST",
+            f"/crm/v4/associations/notes/{object_type}/batch/associate/default",
+            json={"inputs": [{"from": {"id": note_id}, "to": {"id": record_id}} for note_id, record_id in pairs]},
+            partial_ok=True,
+        )
+
     # Workflow callbacks -------------------------------------------------------------------------
 
     def complete_callbacks(self, completions: Sequence[tuple[str, dict[str, Any]]]) -> None:

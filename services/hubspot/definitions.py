@@ -60,6 +60,19 @@ class ActionDefinitions:
         """Replace the given top-level fields of a definition; return it as stored."""
         return self._request("PATCH", f"/automation/v4/actions/{self.app_id}/{definition_id}", json=dict(definition))
 
+    def timeline_templates(self) -> list[dict[str, Any]]:
+        """Return the app's timeline event templates."""
+        return list(self._request("GET", f"/crm/v3/timeline/{self.app_id}/event-templates").get("results") or [])
+
+    def create_timeline_template(self, template: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a timeline event template; return it with its ``id``."""
+        return self._request("POST", f"/crm/v3/timeline/{self.app_id}/event-templates", json=dict(template))
+
+    def update_timeline_template(self, template_id: str, template: Mapping[str, Any]) -> dict[str, Any]:
+        """Replace a timeline event template's name, texts and tokens."""
+        body = {k: v for k, v in template.items() if k != "objectType"}
+        return self._request("PUT", f"/crm/v3/timeline/{self.app_id}/event-templates/{template_id}", json=body)
+
     def _request(
         self, method: str, path: str, *, params: dict[str, str] | None = None, json: Any = None
     ) -> dict[str, Any]:

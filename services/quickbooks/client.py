@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import requests
 
 from services.quickbooks import faults
-from services.quickbooks.query import MAX_RESULTS, select
+from services.quickbooks.query import MAX_RESULTS, one_of, select
 from services.transport.errors import (
     AuthenticationError,
     ConnectionRevokedError,
@@ -29,6 +31,16 @@ BATCH_PATH = "batch"
 MAX_BATCH_ITEMS = 30
 MAX_BATCH_REQUESTID_LENGTH = 36
 MAX_BATCH_ID_LENGTH = 10
+# Ids per `Id IN (...)` query: short enough for a GET's query string.
+READ_MANY_CHUNK = 100
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What a change data capture answered: entities by type (deleted ones as Id and status), and its time."""
+
+    entities: dict[str, list[dict[str, Any]]]
+    time: str | None
 
 
 class QuickBooksClient:
@@ -77,6 +89,30 @@ class QuickBooksClient:
             if isinstance(value, list):
                 return value
         return []
+
+    def read_many(self, entity: str, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Read entities by id, 100 a query; ids that no longer exist are left out."""
+        found: list[dict[str, Any]] = []
+        unique = list(dict.fromkeys(str(i) for i in ids))
+        for start in range(0, len(unique), READ_MANY_CHUNK):
+            chunk = unique[start : start + READ_MANY_CHUNK]
+            found.extend(self.query(select(entity, one_of("Id", chunk), size=MAX_RESULTS)))
+        return found
+
+    def changes(self, entities: Sequence[str], changed_since: datetime) -> Changes:
+        """Return what changed in the company since a moment (change data capture: at most 30 days back)."""
+        response = self._request(
+            "GET",
+            "cdc",
+            params={"entities": ",".join(entities), "changedSince": changed_since.isoformat(timespec="seconds")},
+        )
+        found: dict[str, list[dict[str, Any]]] = {name: [] for name in entities}
+        for block in response.get("CDCResponse") or []:
+            for result in (block or {}).get("QueryResponse") or []:
+                for name, value in (result or {}).items():
+                    if isinstance(value, list):
+                        found.setdefault(name, []).extend(v for v in value if isinstance(v, dict))
+        return Changes(found, response.get("time"))
 
     def query_page(self, entity: str, where: str = "", *, start: int = 1, size: int = 100) -> list[dict[str, Any]]:
         """Return one page of entities (STARTPOSITION is 1-based)."""

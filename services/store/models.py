@@ -292,3 +292,92 @@ class BatchItemRow(Base):
     batch_id: Mapped[str | None] = mapped_column(ForeignKey("quickbooks_batches.id"))
     bid: Mapped[str | None] = mapped_column(String(10))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class QuickBooksEventRow(Base):
+    """A change notification from Intuit, recorded once by its event id and applied by a job."""
+
+    __tablename__ = "quickbooks_events"
+    __table_args__ = (
+        Index("ix_quickbooks_events_realm_state", "realm_id", "state", "received_at"),
+        Index("ix_quickbooks_events_received", "received_at"),
+        # A document followed after QuickBooks notified its creation finds those notices again.
+        Index("ix_quickbooks_events_entity", "realm_id", "entity", "entity_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    realm_id: Mapped[str] = mapped_column(String(32))
+    entity: Mapped[str] = mapped_column(String(32))
+    entity_id: Mapped[str] = mapped_column(String(32))
+    # created, updated, deleted, voided, merged, emailed (as Intuit spells them, lower case)
+    operation: Mapped[str] = mapped_column(String(16))
+    occurred_at: Mapped[datetime | None]
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # pending: to apply; done: applied; ignored: a company no portal has connected
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+
+
+class FollowedDocumentRow(Base):
+    """A QuickBooks document whose status shows on a HubSpot record: one we booked, or one an operator linked."""
+
+    __tablename__ = "followed_documents"
+    __table_args__ = (
+        UniqueConstraint(
+            "portal_id", "realm_id", "entity", "document_id", "object_type", "object_id", name="uq_followed_document"
+        ),
+        Index("ix_followed_documents_document", "realm_id", "entity", "document_id"),
+        Index("ix_followed_documents_record", "portal_id", "object_type", "object_id"),
+        Index("ix_followed_documents_push", "pending_push", "portal_id"),
+        Index("ix_followed_documents_due", "entity", "deleted", "due_date"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    portal_id: Mapped[int] = mapped_column(Integer)
+    realm_id: Mapped[str] = mapped_column(String(32))
+    entity: Mapped[str] = mapped_column(String(32))
+    document_id: Mapped[str] = mapped_column(String(32))
+    # The record, as HubSpot's CRM paths name its type (deals, quotes, commerce_payments).
+    object_type: Mapped[str] = mapped_column(String(32))
+    object_id: Mapped[str] = mapped_column(String(64))
+    # The execution that booked it (none when linked by an operator); not a key: executions are purged.
+    execution_id: Mapped[str | None] = mapped_column(String(32))
+    state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # QuickBooks' version of the state (MetaData.LastUpdatedTime, SyncToken): only a newer one replaces it,
+    # and nothing replaces a deletion.
+    version_at: Mapped[datetime]
+    version_token: Mapped[int] = mapped_column(Integer, default=0)
+    deleted: Mapped[bool] = mapped_column(default=False)
+    due_date: Mapped[str | None] = mapped_column(String(10))
+    # The status last shown on the record (invoices), so the daily job finds the ones that became overdue.
+    status: Mapped[str | None] = mapped_column(String(32))
+    # The record's properties must be sent again; change_seq tells a push whether it saw the latest change.
+    pending_push: Mapped[bool] = mapped_column(default=True)
+    change_seq: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class FollowedPaymentRow(Base):
+    """A payment QuickBooks applied to a followed invoice: its timeline event is posted once."""
+
+    __tablename__ = "followed_payments"
+    __table_args__ = (Index("ix_followed_payments_unposted", "posted_at", "portal_id"),)
+
+    document_pk: Mapped[int] = mapped_column(ForeignKey("followed_documents.id"), primary_key=True)
+    payment_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    portal_id: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[str] = mapped_column(String(32))
+    paid_on: Mapped[str | None] = mapped_column(String(10))
+    currency: Mapped[str | None] = mapped_column(String(8))
+    posted_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ChangeCursorRow(Base):
+    """How far change data capture has read a company's changes."""
+
+    __tablename__ = "quickbooks_change_cursors"
+
+    realm_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    changed_since: Mapped[datetime]
+    read_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -278,3 +278,71 @@ class Batch:
     tries: int
     retry_at: datetime | None
     items: tuple[BatchItem, ...]
+
+
+@dataclass(frozen=True)
+class ChangeNotice:
+    """One change Intuit notified: an entity of a company created, updated, deleted, voided or emailed."""
+
+    id: str
+    realm_id: str
+    entity: str
+    entity_id: str
+    operation: str
+    occurred_at: datetime | None
+
+
+@dataclass(frozen=True)
+class NoticesRecorded:
+    """What recording a delivery's notifications did: the companies with new ones to apply, and counts."""
+
+    realms: tuple[str, ...]
+    new: int
+    ignored: int
+    repeated: int
+
+
+@dataclass(frozen=True)
+class FollowedDocument:
+    """A QuickBooks document whose status shows on a HubSpot record, with the state we last applied."""
+
+    id: int
+    portal_id: int
+    realm_id: str
+    entity: str
+    document_id: str
+    object_type: str
+    object_id: str
+    execution_id: str | None
+    state: dict[str, Any]
+    deleted: bool
+    status: str | None
+    pending_push: bool
+    change_seq: int
+
+
+@dataclass(frozen=True)
+class DocumentVersion:
+    """A state of a document to apply, with QuickBooks' version of it (only a newer version replaces an older)."""
+
+    realm_id: str
+    entity: str
+    document_id: str
+    state: dict[str, Any]
+    version_at: datetime
+    version_token: int
+    deleted: bool
+    due_date: str | None
+
+
+@dataclass(frozen=True)
+class FollowedPayment:
+    """A payment applied to a followed invoice; its timeline event goes out once."""
+
+    document_pk: int
+    payment_id: str
+    portal_id: int
+    amount: str
+    paid_on: str | None
+    currency: str | None
+    posted_at: datetime | None

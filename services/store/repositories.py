@@ -15,6 +15,7 @@ from services.store.connections import ConnectionRepository
 from services.store.crypto import TokenCipher
 from services.store.engine import Database
 from services.store.executions import ExecutionRepository
+from services.store.followed import FollowedDocuments
 from services.store.listing import ExecutionListing
 from services.store.outbox import ExecutionOutbox
 from services.store.retention import RetentionRepository
@@ -39,6 +40,7 @@ class Repositories:
     audit: AuditRepository
     bulk: BulkRepository
     batches: BatchRepository
+    followed: FollowedDocuments
 
     @classmethod
     def open(cls, database_url: str, cipher: TokenCipher) -> Repositories:
@@ -63,4 +65,5 @@ class Repositories:
             audit=AuditRepository(database),
             bulk=BulkRepository(database),
             batches=BatchRepository(database),
+            followed=FollowedDocuments(database),
         )

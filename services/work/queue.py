@@ -31,6 +31,13 @@ RUN_EXECUTION = "services.jobs.run_execution"
 FLUSH_CALLBACKS = "services.jobs.flush_callbacks"
 RUN_BULK_RETRY = "services.work.jobs.run_bulk_retry"
 SEND_BATCHES = "services.work.jobs.send_batches"
+APPLY_NOTICES = "services.work.jobs.apply_quickbooks_notices"
+READ_CHANGES = "services.work.jobs.read_quickbooks_changes"
+PUSH_STATUSES = "services.work.jobs.push_document_statuses"
+SET_UP_PROPERTIES = "services.work.jobs.set_up_hubspot_properties"
+NOTICE_FLAG = "qbo-actions:notices-requested:"
+CHANGES_DUE = "qbo-actions:changes-read:"
+PUSH_FLAG = "qbo-actions:push-requested:"
 # RQ only counts retries; our own attempt count (or HubSpot taking the callbacks) decides when to stop.
 RQ_RETRY_CEILING = 1000
 FLUSH_FLAG = "qbo-actions:flush-requested:"
@@ -283,6 +290,55 @@ class JobQueue:
     def clear_batch_request(self, portal_id: int, realm_id: str) -> bool:
         """Lower a company's batch flag; tell whether it was raised."""
         return bool(self.connection.delete(f"{BATCH_FLAG}{portal_id}:{realm_id}"))
+
+    def request_notices(self, realm_id: str) -> None:
+        """Make sure a job will apply a company's change notifications."""
+        # The job lowers the flag before it reads the notices, so one recorded after that read gets a job too.
+        if self._raise(f"{NOTICE_FLAG}{realm_id}"):
+            self.queue.enqueue(APPLY_NOTICES, realm_id, **self._side_job(f"QuickBooks notifications of {realm_id}"))
+
+    def clear_notice_request(self, realm_id: str) -> None:
+        """Lower a company's notice flag before its notices are read."""
+        self.connection.delete(f"{NOTICE_FLAG}{realm_id}")
+
+    def request_changes(self, realm_id: str, interval: int) -> bool:
+        """Queue a change capture of a company unless one was queued within ``interval`` seconds."""
+        if not self.connection.set(f"{CHANGES_DUE}{realm_id}", "1", nx=True, ex=max(1, interval)):
+            return False
+        self.queue.enqueue(READ_CHANGES, realm_id, **self._side_job(f"QuickBooks changes of {realm_id}"))
+        return True
+
+    def request_status_push(self, portal_id: int) -> None:
+        """Make sure a job will send a portal's changed document statuses (after a moment, to fill batches)."""
+        if self._raise(f"{PUSH_FLAG}{portal_id}"):
+            options = self._side_job(f"document statuses of portal {portal_id}")
+            delay = self.config.status_flush_delay
+            if delay > 0:
+                self.queue.enqueue_in(timedelta(seconds=delay), PUSH_STATUSES, portal_id, **options)
+            else:
+                self.queue.enqueue(PUSH_STATUSES, portal_id, **options)
+
+    def clear_status_push_request(self, portal_id: int) -> None:
+        """Lower a portal's push flag before its pending records are read."""
+        self.connection.delete(f"{PUSH_FLAG}{portal_id}")
+
+    def enqueue_property_setup(self, portal_id: int) -> None:
+        """Queue the creation of our properties on a portal's records (after an install)."""
+        self.queue.enqueue(
+            SET_UP_PROPERTIES,
+            portal_id,
+            job_id=f"set-up-properties-{portal_id}",
+            **self._side_job(f"HubSpot properties of portal {portal_id}"),
+        )
+
+    def _side_job(self, description: str) -> dict[str, Any]:
+        """Return the options of a job beside the executions: it runs again later, and its failures are kept."""
+        return {
+            "job_timeout": self.config.job_timeout,
+            "result_ttl": 0,
+            "failure_ttl": 7 * 86400,
+            "description": description,
+        }
 
     def _raise(self, flag: str) -> bool:
         """Raise a request flag; tell whether it was down (only then is a job enqueued for it)."""

@@ -24,6 +24,7 @@ from services.store.attempts import ABANDONED, BATCHED, FAILED, HELD, RETRYING, 
 from services.store.records import Execution
 from services.transport.errors import InfrastructureError, RateLimitedError, ServiceError, TransientError
 from services.transport.gate import BATCH, CALL, CallGate
+from services.work import statuses
 from services.work.faults import INFRASTRUCTURE_FAULTS, REDIS_FAULTS, infrastructure_error
 from services.work.handlers import HANDLERS
 from services.work.prefetch import SnapshotReader, Snapshots
@@ -91,6 +92,8 @@ class ExecutionRunner:
         attempt_id = self.attempts.start(execution_id, execution.attempt_count)
         try:
             result = self._handle(execution, token)
+            # Before the outcome, so a run that fails to record it follows the document on the next try.
+            statuses.follow_created(self.services, execution, result)
             finished = self.executions.finish(
                 execution_id, token, succeeded=True, output_fields=outputs.succeeded(result)
             )

@@ -11,6 +11,7 @@ from services import metrics
 from services.bootstrap import Services
 from services.clock import utcnow
 from services.store.records import RUNNING
+from services.work import statuses
 from services.work.faults import INFRASTRUCTURE_FAULTS, infrastructure_error
 from services.work.relay import RELAY_GRACE, relay_waiting
 
@@ -63,6 +64,8 @@ def sweep(services: Services) -> SweepReport:
             queue.request_callback_flush(portal_id, force=True)
     # Outside the sweeper lock: a long purge must not outlive it, and the daily flag already lets only one run.
     purged = purge_daily(services)
+    statuses.request_due_work(services)
+    statuses.check_daily(services)
     return SweepReport(requeued, len(portals), purged, relayed)
 
 

@@ -13,6 +13,7 @@ import requests
 from services.bootstrap import Services
 from services.clock import utcnow
 from simulators.scenario import PORTAL_ID, REALM_ID, Simulators
+from tests.conftest import drain
 from tests.e2e.conftest import OTHER_PORTAL, OTHER_REALM, Admin, run_invoice
 
 
@@ -59,6 +60,25 @@ def test_the_install_asks_hubspot_for_the_scopes_the_actions_need(site: str, sim
         "crm.objects.commercepayments.read",
     }
     assert query["state"][0]
+
+
+def test_the_install_creates_the_quickbooks_properties_on_the_records(
+    site: str, bare: Services, sims: Simulators
+) -> None:
+    Admin(site, sims).install()
+    drain(bare)
+    for object_type in ("deals", "quotes", "commerce_payments"):
+        created = sims.hubspot_properties(object_type)
+        assert [g["label"] for g in created["groups"]] == ["QuickBooks"], object_type
+        statuses = {p["name"]: p for p in created["properties"]}["qbo_invoice_status"]
+        assert [o["label"] for o in statuses["options"]] == [
+            "Awaiting payment",
+            "Partially paid",
+            "Paid",
+            "Overdue",
+            "Voided",
+            "Deleted",
+        ]
 
 
 def test_a_second_install_of_the_same_portal_replaces_its_tokens(site: str, bare: Services, sims: Simulators) -> None:

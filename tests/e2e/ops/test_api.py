@@ -207,6 +207,7 @@ def test_the_openapi_document_is_valid_and_describes_every_route(server: str) ->
         "/executions/{execution_id}/mark-booked",
         "/executions/retry",
         "/bulk/{bulk_id}",
+        "/documents/link",
     }
 
 

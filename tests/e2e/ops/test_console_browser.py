@@ -82,3 +82,39 @@ def test_an_operator_finds_a_held_failure_maps_its_product_and_retries_it(
     assert done is not None
     assert only_callback(sims, done)["hs_execution_state"] == "SUCCESS"
     assert len(sims.entities("Invoice")) == 2
+
+
+def test_an_operator_links_a_hand_made_invoice_and_the_deal_shows_it(
+    page: Page, server: str, mint: Callable[..., str], services: Services, sims: Simulators, run_jobs: Any
+) -> None:
+    deal = seed_deal(sims)["deal"]
+    customer = sims.add_entity("Customer", {"DisplayName": "Counter Sale"})
+    item = sims.add_entity("Item", {"Name": "Repairs", "Type": "Service", "IncomeAccountRef": {"value": "1"}})
+    line = {
+        "Amount": 120,
+        "DetailType": "SalesItemLineDetail",
+        "SalesItemLineDetail": {"ItemRef": {"value": item["Id"]}},
+    }
+    sims.qbo_api(
+        "POST", "invoice", json={"CustomerRef": {"value": customer["Id"]}, "DocNumber": "2001", "Line": [line]}
+    )
+
+    page.goto(server + "/ops")
+    page.fill("#token", mint("operator", subject="olga@example.com"))
+    page.click("#sign-in")
+    page.wait_for_selector("#executions")
+    page.click("#link-invoice")
+    page.wait_for_selector("#link-form")
+    page.fill("#portal_id", str(services.connections.portals()[0]))
+    page.select_option("#object_type", "DEAL")
+    page.fill("#object_id", deal)
+    page.fill("#invoice_number", "2001")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "ops-link-invoice.png"), full_page=True)
+    page.click("#link")
+    page.wait_for_selector("#notice")
+    assert f"now shows on deals {deal}" in page.inner_text("#notice")
+
+    run_jobs()
+    shown = sims.hubspot_record("deals", deal)
+    assert shown["qbo_invoice_number"] == "2001" and shown["qbo_invoice_status"] == "awaiting_payment"

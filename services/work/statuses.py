@@ -1,0 +1,538 @@
+"""The document's later life on the HubSpot record: paid, overdue, voided, deleted.
+
+Intuit notifies changes (`receive_notices`); a job per company reads the changed documents and the payments
+applied to them (`apply_notices`), and a job per portal sends the records' properties in batches of 100 and posts
+each payment once on the record's timeline (`push_statuses`). Notifications may be lost or come out of order:
+change data capture (`read_changes`, every CDC_INTERVAL per company) repairs what they missed, and every state
+carries QuickBooks' version, so an older one never replaces a newer one. QuickBooks sends nothing when a due date
+passes: `mark_overdue` runs daily.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from rq import Retry
+
+from services import metrics
+from services.books import statuses
+from services.books.documents import url_of
+from services.books.statuses import CHANGE_ENTITIES, FOLLOWED, DocumentState, Followed, PaymentApplied
+from services.bootstrap import Services
+from services.clock import utcnow
+from services.hubspot import properties
+from services.hubspot.client import HubSpotClient
+from services.hubspot.objects import object_type_name
+from services.quickbooks.client import QuickBooksClient
+from services.quickbooks.notifications import Notice
+from services.quickbooks.query import equals, select
+from services.store.records import (
+    ChangeNotice,
+    DocumentVersion,
+    Execution,
+    FollowedDocument,
+    FollowedPayment,
+    NoticesRecorded,
+)
+from services.transport.errors import (
+    AuthenticationError,
+    ConnectionRevokedError,
+    PermanentError,
+    RateLimitedError,
+    TransientError,
+)
+from services.work.queue import retry_in
+
+log = logging.getLogger(__name__)
+NOTICES_PER_ROUND = 1000
+RECORDS_PER_PUSH = 100
+# Each change capture reads again a little of what the last one read: a change committed in QuickBooks while the
+# last answer was being made is not missed. Applying a state twice changes nothing.
+CDC_OVERLAP = timedelta(minutes=2)
+# Intuit keeps 30 days of changes; ask a little less, so a clock difference never makes the request invalid.
+CDC_REACH = timedelta(days=30) - timedelta(hours=1)
+# QuickBooks answers at most this many entities of a type (UNCONFIRMED); a full list is read on from its last one.
+CDC_PAGE = 1000
+CDC_MAX_PAGES = 50
+DAILY_FLAG = "qbo-actions:documents-checked:"
+# How long an applied notification is kept, so the same event delivered again is recognised.
+NOTICE_MEMORY = timedelta(days=7)
+
+
+class NoConnection(Exception):
+    """No portal has the company connected: its changes cannot be read."""
+
+
+def version_of(realm_id: str, state: DocumentState) -> DocumentVersion:
+    """Return a state as the store keeps it, with QuickBooks' version."""
+    return DocumentVersion(
+        realm_id=realm_id,
+        entity=state.entity,
+        document_id=state.document_id,
+        state=state.to_json(),
+        version_at=state.updated_at,
+        version_token=state.sync_token,
+        deleted=state.deleted,
+        due_date=state.due_date if state.entity == "Invoice" and not state.deleted else None,
+    )
+
+
+# -- following what the actions booked --------------------------------------------------------------------------
+
+
+def follow_created(services: Services, execution: Execution, outputs: dict[str, object]) -> bool:
+    """Follow the document an execution created on its record (idempotent); tell whether it is followed now."""
+    state = statuses.created_state(outputs, statuses.EPOCH)
+    if state is None or not execution.realm_id:
+        return False
+    object_type = object_type_name(execution.object_type)
+    new, notified = services.followed.follow(
+        execution.portal_id, object_type, execution.object_id, version_of(execution.realm_id, state), execution.id
+    )
+    if notified:
+        # QuickBooks notified a change of the document before it was followed: apply it now.
+        services.queue.request_notices(execution.realm_id)
+    if new:
+        services.queue.request_status_push(execution.portal_id)
+    return True
+
+
+def link_invoice(
+    services: Services, portal_id: int, object_type: str, object_id: str, realm_id: str, invoice_number: str
+) -> FollowedDocument:
+    """Follow an invoice made in QuickBooks by hand on a record, by its number; raise LookupError when none."""
+    connection = services.connections.quickbooks(portal_id, realm_id)
+    if connection is None:
+        raise LookupError(f"QuickBooks company {realm_id} is not connected to portal {portal_id}")
+    qbo = services.quickbooks(connection)
+    found = qbo.query(select("Invoice", equals("DocNumber", invoice_number)))
+    if not found:
+        raise LookupError(f"QuickBooks company {realm_id} has no invoice number {invoice_number}")
+    if len(found) > 1:
+        raise LookupError(f"QuickBooks company {realm_id} has {len(found)} invoices numbered {invoice_number}")
+    state = statuses.state_of("Invoice", found[0])
+    record_type = object_type_name(object_type)
+    services.followed.follow(portal_id, record_type, str(object_id), version_of(realm_id, state))
+    # The payments already applied to it go on the timeline as well.
+    Changes(services, realm_id, qbo).apply({"Invoice": found}, [])
+    services.queue.request_status_push(portal_id)
+    following = [
+        d
+        for d in services.followed.documents(realm_id, "Invoice", [state.document_id])
+        if d.portal_id == portal_id and d.object_type == record_type and d.object_id == str(object_id)
+    ]
+    return following[0]
+
+
+# -- notifications ---------------------------------------------------------------------------------------------------
+
+
+def receive_notices(services: Services, notices: Sequence[Notice]) -> NoticesRecorded:
+    """Record notifications once each and queue their companies' jobs; those of companies no portal connected,
+    and of entities that never change a followed document (customers, items ...), are kept as ignored."""
+    realms = {n.realm_id for n in notices}
+    connected = {realm for realm in realms if services.connections.portals_of(realm)}
+    records = [ChangeNotice(n.id, n.realm_id, n.entity, n.entity_id, n.operation, n.occurred_at) for n in notices]
+    recorded = services.followed.record_notices(
+        records, lambda n: n.realm_id in connected and n.entity in CHANGE_ENTITIES
+    )
+    for realm_id in recorded.realms:
+        services.queue.request_notices(realm_id)
+    metrics.notifications(recorded.new, recorded.repeated, recorded.ignored)
+    return recorded
+
+
+def quickbooks_of_realm(services: Services, realm_id: str) -> QuickBooksClient:
+    """Return a client for a company through any portal it is connected to (its documents are the same)."""
+    connections = [c for c in services.connections.quickbooks_of() if c.realm_id == realm_id and c.active]
+    if not connections:
+        raise NoConnection(realm_id)
+    return services.quickbooks(connections[0])
+
+
+def apply_notices(services: Services, realm_id: str) -> str | Retry:
+    """Apply a company's notifications: read what changed of the followed documents and store it."""
+    services.queue.clear_notice_request(realm_id)
+    applied = 0
+    with services.lock(f"statuses:{realm_id}", timeout=services.config.job_timeout):
+        try:
+            while notices := services.followed.pending_notices(realm_id, NOTICES_PER_ROUND):
+                wanted: dict[str, set[str]] = defaultdict(set)
+                for notice in notices:
+                    if notice.entity in CHANGE_ENTITIES:
+                        wanted[notice.entity].add(notice.entity_id)
+                if wanted:
+                    changes = Changes(services, realm_id, quickbooks_of_realm(services, realm_id))
+                    applied += changes.read_and_apply(wanted)
+                services.followed.notices_done([n.id for n in notices])
+        except NoConnection:
+            log.info("QuickBooks company %s: notifications ignored, no portal has it connected", realm_id)
+            services.followed.notices_done([n.id for n in services.followed.pending_notices(realm_id, 100_000)])
+            return "not connected"
+        except (ConnectionRevokedError, AuthenticationError) as error:
+            log.warning("QuickBooks company %s: notifications wait for a reconnect (%s)", realm_id, error)
+            return "no access"
+        except TransientError as error:
+            log.warning("QuickBooks company %s: notifications not applied yet: %s", realm_id, error)
+            return retry_in(_delay(error))
+    return f"{applied} documents changed"
+
+
+def _delay(error: TransientError) -> int:
+    return int(error.retry_after) if isinstance(error, RateLimitedError) and error.retry_after else 10
+
+
+# -- change data capture ------------------------------------------------------------------------------------------
+
+
+def read_changes(services: Services, realm_id: str) -> str | Retry:
+    """Read what changed in a company since the last read (change data capture) and apply it."""
+    now = utcnow()
+    with services.lock(f"statuses:{realm_id}", timeout=services.config.job_timeout):
+        try:
+            qbo = quickbooks_of_realm(services, realm_id)
+        except NoConnection:
+            return "not connected"
+        cursor = services.followed.cursor(realm_id) or services.followed.first_followed(realm_id) or now
+        since = max(cursor - CDC_OVERLAP, now - CDC_REACH)
+        changes = Changes(services, realm_id, qbo)
+        applied = 0
+        try:
+            for _ in range(CDC_MAX_PAGES):
+                answer = qbo.changes(CHANGE_ENTITIES, since)
+                applied += changes.apply(
+                    {e: answer.entities.get(e, []) for e in FOLLOWED}, answer.entities.get("Payment", [])
+                )
+                full = [docs for docs in answer.entities.values() if len(docs) >= CDC_PAGE]
+                if not full:
+                    since = statuses.parse_time(answer.time) or now
+                    break
+                # Read on from the oldest of the full lists' last changes, so nothing between is skipped.
+                last = min(_last_change(docs) for docs in full)
+                if last <= since:
+                    log.warning("QuickBooks company %s: more than %s changes in one second", realm_id, CDC_PAGE)
+                    last = since + timedelta(seconds=1)
+                since = last
+        except (ConnectionRevokedError, AuthenticationError) as error:
+            log.warning("QuickBooks company %s: changes not read (%s)", realm_id, error)
+            return "no access"
+        except TransientError as error:
+            log.warning("QuickBooks company %s: changes not read yet: %s", realm_id, error)
+            return retry_in(_delay(error))
+        services.followed.move_cursor(realm_id, since)
+    return f"{applied} documents changed"
+
+
+def _last_change(documents: Iterable[dict[str, Any]]) -> datetime:
+    times = [statuses.parse_time((d.get("MetaData") or {}).get("LastUpdatedTime")) for d in documents]
+    return max(t for t in times if t is not None)
+
+
+class Changes:
+    """Applies what QuickBooks says of a company's documents and payments to the documents we follow."""
+
+    def __init__(self, services: Services, realm_id: str, qbo: QuickBooksClient) -> None:
+        self.services = services
+        self.followed = services.followed
+        self.realm_id = realm_id
+        self.qbo = qbo
+
+    def read_and_apply(self, wanted: dict[str, set[str]]) -> int:
+        """Read the followed documents and the payments among ``wanted`` ids, then apply them."""
+        documents: dict[str, list[dict[str, Any]]] = {}
+        deleted: dict[str, set[str]] = {}
+        for entity in FOLLOWED:
+            ids = {d.document_id for d in self.followed.documents(self.realm_id, entity, wanted.get(entity, ()))}
+            if ids:
+                documents[entity] = self.qbo.read_many(entity, sorted(ids))
+                # A followed document a query no longer finds was deleted.
+                deleted[entity] = ids - {str(d["Id"]) for d in documents[entity]}
+        payments = self.qbo.read_many("Payment", sorted(wanted.get("Payment", ()))) if wanted.get("Payment") else []
+        return self.apply(documents, payments, deleted)
+
+    def apply(
+        self,
+        documents: dict[str, list[dict[str, Any]]],
+        payments: list[dict[str, Any]],
+        deleted: dict[str, set[str]] | None = None,
+    ) -> int:
+        """Store the newer states of followed documents (and deletions) and the payments applied to followed
+        invoices; return how many followings changed."""
+        now = utcnow()
+        applications = [a for p in payments for a in statuses.payments_applied(p)]
+        documents = {entity: list(found) for entity, found in documents.items()}
+        # A payment changes its invoices' balances: read those of them we follow and were not told about.
+        invoices_told = {str(d["Id"]) for d in documents.get("Invoice", [])}
+        to_read = {a.invoice_id for a in applications} - invoices_told
+        if to_read:
+            followed = {d.document_id for d in self.followed.documents(self.realm_id, "Invoice", to_read)}
+            if followed:
+                documents.setdefault("Invoice", []).extend(self.qbo.read_many("Invoice", sorted(followed)))
+        versions: list[DocumentVersion] = []
+        followings: list[FollowedDocument] = []
+        for entity in set(documents) | set(deleted or {}):
+            found = documents.get(entity, [])
+            states = [statuses.state_of(entity, d) for d in found]
+            states += [statuses.deleted_state(entity, i, now) for i in (deleted or {}).get(entity, ())]
+            found_followings = self.followed.documents(self.realm_id, entity, [s.document_id for s in states])
+            followings.extend(found_followings)
+            mine = {d.document_id: d for d in found_followings}
+            versions.extend(
+                version_of(self.realm_id, self._last_known(s, mine[s.document_id]))
+                for s in states
+                if s.document_id in mine
+            )
+        changed = self.followed.apply(versions)
+        invoices = [d for d in followings if d.entity == "Invoice"]
+        added = self._payments(invoices, versions, applications)
+        if changed or added:
+            for portal_id in {d.portal_id for d in followings}:
+                self.services.queue.request_status_push(portal_id)
+        return changed
+
+    @staticmethod
+    def _last_known(state: DocumentState, following: FollowedDocument) -> DocumentState:
+        """Keep what the record showed of a deleted document (its number, total), marked deleted."""
+        if not state.deleted:
+            return state
+        known = DocumentState.from_json(following.state)
+        return replace(known, deleted=True, updated_at=state.updated_at, sync_token=state.sync_token)
+
+    def _payments(
+        self, invoices: list[FollowedDocument], versions: list[DocumentVersion], applications: list[PaymentApplied]
+    ) -> int:
+        """Remember the payments applied to followed invoices, reading those an invoice lists and we never saw."""
+        if not invoices:
+            return 0
+        known = {(p.document_pk, p.payment_id) for p in self.followed.payments(d.id for d in invoices)}
+        seen = {(a.invoice_id, a.payment_id) for a in applications}
+        listed = {
+            (v.document_id, payment_id)
+            for v in versions
+            if v.entity == "Invoice"
+            for payment_id in v.state.get("payment_ids") or ()
+        }
+        pk_of = defaultdict(list)
+        for invoice in invoices:
+            pk_of[invoice.document_id].append(invoice)
+        unseen = {
+            payment_id
+            for invoice_id, payment_id in listed - seen
+            if any((d.id, payment_id) not in known for d in pk_of[invoice_id])
+        }
+        if unseen:
+            applications = applications + [
+                a for p in self.qbo.read_many("Payment", sorted(unseen)) for a in statuses.payments_applied(p)
+            ]
+        rows = [
+            FollowedPayment(d.id, a.payment_id, d.portal_id, a.amount, a.paid_on, a.currency, None)
+            for a in applications
+            for d in pk_of.get(a.invoice_id, [])
+            if (d.id, a.payment_id) not in known
+        ]
+        return self.followed.add_payments(rows)
+
+
+# -- the record's properties and timeline ---------------------------------------------------------------------------
+
+
+def push_statuses(services: Services, portal_id: int) -> str | Retry:
+    """Send the properties of a portal's records whose documents changed, and post their new payments."""
+    services.queue.clear_status_push_request(portal_id)
+    pusher = StatusPusher(services, portal_id)
+    with services.lock(f"push-statuses:{portal_id}", timeout=services.config.job_timeout):
+        try:
+            records = pusher.push_records()
+            events = pusher.post_payments()
+        except RateLimitedError as error:
+            return retry_in(_delay(error))
+        except TransientError as error:
+            log.warning("portal %s: statuses not sent yet: %s", portal_id, error)
+            return retry_in(10)
+        except (ConnectionRevokedError, AuthenticationError) as error:
+            log.error("portal %s: statuses wait: the app has no access to the portal (%s)", portal_id, error)
+            return "no access"
+    metrics.status_updates(records, events)
+    return f"{records} records, {events} payments"
+
+
+class StatusPusher:
+    """Sends one portal's record properties and payment events, in batches of 100."""
+
+    def __init__(self, services: Services, portal_id: int) -> None:
+        self.services = services
+        self.followed = services.followed
+        self.portal_id = portal_id
+        self.app_url = services.config.quickbooks_app_url
+        self._hubspot: HubSpotClient | None = None
+        self._set_up = False
+
+    @property
+    def hubspot(self) -> HubSpotClient:
+        """Return the portal's client, built on first use."""
+        if self._hubspot is None:
+            self._hubspot = self.services.hubspot(self.portal_id)
+        return self._hubspot
+
+    def followed_of(self, documents: Sequence[FollowedDocument]) -> dict[int, Followed]:
+        """Return each document with its link and the date of its latest payment."""
+        last_paid: dict[int, str] = {}
+        for payment in self.followed.payments(d.id for d in documents if d.entity == "Invoice"):
+            if payment.paid_on and payment.paid_on > last_paid.get(payment.document_pk, ""):
+                last_paid[payment.document_pk] = payment.paid_on
+        return {
+            d.id: Followed(
+                DocumentState.from_json(d.state), url_of(self.app_url, d.entity, d.document_id), last_paid.get(d.id)
+            )
+            for d in documents
+        }
+
+    def push_records(self) -> int:
+        """Send every pending record's properties; return how many records went."""
+        sent = 0
+        today = utcnow().date()
+        while records := self.followed.records_to_push(self.portal_id, RECORDS_PER_PUSH):
+            documents = self.followed.of_records(self.portal_id, records)
+            followed = self.followed_of(documents)
+            by_record: dict[tuple[str, str], list[FollowedDocument]] = defaultdict(list)
+            for document in documents:
+                by_record[(document.object_type, document.object_id)].append(document)
+            updates: dict[str, list[tuple[str, dict[str, str]]]] = defaultdict(list)
+            for (object_type, object_id), docs in by_record.items():
+                values = statuses.record_properties([followed[d.id] for d in docs], today)
+                updates[object_type].append((object_id, values))
+            for object_type, batch in updates.items():
+                self._update(object_type, batch)
+            state_of = {pk: f.state for pk, f in followed.items()}
+            self.followed.pushed(
+                documents,
+                {
+                    d.id: statuses.invoice_status(state_of[d.id], today).value
+                    for d in documents
+                    if d.entity == "Invoice"
+                },
+            )
+            sent += len(by_record)
+        return sent
+
+    def _update(self, object_type: str, batch: list[tuple[str, dict[str, str]]]) -> None:
+        """Send one record type's properties; set the properties up once when HubSpot lacks them."""
+        try:
+            errors = self.hubspot.batch_update(object_type, batch)
+        except PermanentError as error:
+            if self._set_up or error.http_status != 400:
+                raise
+            # The portal installed the app before these properties existed, or someone deleted one.
+            log.warning("portal %s: %s properties refused (%s); setting them up", self.portal_id, object_type, error)
+            set_up_properties(self.services, self.portal_id, self.hubspot)
+            self._set_up = True
+            errors = self.hubspot.batch_update(object_type, batch)
+        for refused in errors:
+            # A record deleted in HubSpot: nothing to show its documents on.
+            log.warning("portal %s: %s not updated: %s", self.portal_id, object_type, refused.get("message"))
+
+    def post_payments(self) -> int:
+        """Post each new payment on its invoice's record: a timeline event, or a note without a template."""
+        posted = 0
+        templates = self.services.config.hubspot_timeline_templates
+        while payments := self.followed.unposted_payments(self.portal_id, RECORDS_PER_PUSH):
+            documents = {d.id: d for d in self.followed.by_pk(p.document_pk for p in payments)}
+            events: list[dict[str, Any]] = []
+            notes: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
+            stamp = utcnow().isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            for payment in payments:
+                document = documents[payment.document_pk]
+                invoice = DocumentState.from_json(document.state)
+                applied = PaymentApplied(
+                    payment.payment_id, document.document_id, payment.amount, payment.paid_on, payment.currency
+                )
+                link = url_of(self.app_url, "Invoice", document.document_id)
+                template = templates.get(document.object_type)
+                if template:
+                    events.append(
+                        {
+                            "eventTemplateId": template,
+                            "objectId": document.object_id,
+                            "id": f"{statuses.payment_event_id(document.realm_id, applied)}-{document.object_id}",
+                            "tokens": statuses.payment_tokens(applied, invoice, link),
+                            "timestamp": stamp,
+                        }
+                    )
+                else:
+                    notes[document.object_type].append(
+                        (document.object_id, statuses.payment_note(applied, invoice, link), stamp)
+                    )
+            if events:
+                for error in self.hubspot.create_timeline_events(events):
+                    if error.get("category") != "CONFLICT":  # a conflict: the event went out before
+                        log.warning("portal %s: payment event refused: %s", self.portal_id, error.get("message"))
+            for object_type, batch in notes.items():
+                self.hubspot.create_notes(object_type, batch)
+            self.followed.posted(payments)
+            posted += len(payments)
+        return posted
+
+
+# -- HubSpot's side: the properties -------------------------------------------------------------------------------
+
+
+def set_up_properties(services: Services, portal_id: int, hubspot: HubSpotClient | None = None) -> dict[str, str]:
+    """Create the "QuickBooks" group and its properties on each record type (what exists is kept, what
+    differs is updated); return what was done per type."""
+    hubspot = hubspot or services.hubspot(portal_id)
+    report: dict[str, str] = {}
+    wanted = properties.definitions()
+    for object_type in properties.OBJECT_TYPES:
+        try:
+            if hubspot.property_group(object_type, properties.GROUP_NAME) is None:
+                hubspot.create_property_group(object_type, properties.GROUP_NAME, properties.GROUP_LABEL)
+            existing = hubspot.properties(object_type)
+            missing = [d for d in wanted if d["name"] not in existing]
+            errors = hubspot.create_properties(object_type, missing) if missing else []
+            changed = [d for d in wanted if d["name"] in existing and properties.differs(d, existing[str(d["name"])])]
+            for definition in changed:
+                hubspot.update_property(object_type, str(definition["name"]), definition)
+            report[object_type] = f"{len(missing) - len(errors)} created, {len(changed)} updated" + (
+                f", {len(errors)} refused" if errors else ""
+            )
+        except PermanentError as error:
+            # One record type HubSpot refuses (a portal without Payments) must not keep the others from working.
+            log.warning("portal %s: %s properties not set up: %s", portal_id, object_type, error)
+            report[object_type] = f"failed: {error}"
+    return report
+
+
+def mark_overdue(services: Services) -> int:
+    """Send again the records of unpaid invoices whose due date passed (QuickBooks says nothing when it does)."""
+    marked = services.followed.mark_overdue_candidates(utcnow().date().isoformat())
+    if marked:
+        for portal_id in services.followed.portals_to_push():
+            services.queue.request_status_push(portal_id)
+    return marked
+
+
+def check_daily(services: Services) -> int:
+    """Once a UTC day across the deployment: mark overdue invoices, forget week-old notifications."""
+    today = utcnow().date().isoformat()
+    if not services.redis.set(f"{DAILY_FLAG}{today}", "1", nx=True, ex=2 * 86400):
+        return 0
+    marked = mark_overdue(services)
+    forgotten = services.followed.purge_notices(utcnow() - NOTICE_MEMORY)
+    log.info("daily document checks: %s invoices to show as overdue, %s old notifications deleted", marked, forgotten)
+    return marked
+
+
+def request_due_work(services: Services) -> None:
+    """Ask for what the sweeper owes: change captures that are due, lost notice jobs, pushes nobody sent."""
+    connected = {c.realm_id for c in services.connections.quickbooks_of() if c.active}
+    for realm_id in set(services.followed.realms()) & connected:
+        services.queue.request_changes(realm_id, services.config.cdc_interval)
+    for realm_id in services.followed.realms_with_notices(utcnow() - timedelta(seconds=60)):
+        services.queue.request_notices(realm_id)
+    for portal_id in services.followed.portals_to_push():
+        services.queue.request_status_push(portal_id)
