@@ -37,7 +37,7 @@
    calls, the server's limiter at its defaults). Measured: deliveries and their answers, the time until every deal
    shows paid (the HubSpot simulator's property history) with one payment note, HubSpot calls per status update,
    the server's QuickBooks reads per payment, 429s, worker CPU, and how long each kind of job waited and ran. This
-   phase runs its own QuickBooks simulator, whose receivables recompute indexes the payments (QBO_SIM_INDEXED).
+   phase runs a QuickBooks simulator of its own, whose webhooks point at its web process.
 5. A summary table (figure, target, met) and machine facts; the figures go to .run/bench-results.json.
 
 It needs the private Redis (127.0.0.1:6390) and PostgreSQL (127.0.0.1:5439) of scripts/services.sh and
@@ -168,38 +168,6 @@ PAYMENT_THREADS = 8
 BOOKKEEPER_THROTTLE_PER_MINUTE = 100_000
 NOTIFY_POLL_S = 0.25
 SENTINEL = "qbo-bench:sentinel"
-# The QuickBooks simulator recomputes every invoice's balance from every payment after each payment
-# (refresh_receivables: invoices x payments each time, under its lock): 1,000 payments on 1,000 invoices take it
-# about ten minutes of CPU, which would make the simulator, not the server, the figure. This phase runs it with
-# the payments indexed once per recompute (the same code and the same results, O(invoices + payments)).
-QBO_SIM_INDEXED = """
-import sys
-
-import simulators.quickbooks as q
-
-_refresh, _applied = q.Company.refresh_receivables, q.Company.payments_applied_to
-
-
-def refresh_receivables(self):
-    index = {}
-    for payment in self.all("Payment"):
-        for invoice_id, amount in q._applications(payment).items():
-            index.setdefault(invoice_id, []).append((payment["Id"], amount))
-    self._bench_applied = index
-    try:
-        _refresh(self)
-    finally:
-        self._bench_applied = None
-
-
-def payments_applied_to(self, invoice_id):
-    index = getattr(self, "_bench_applied", None)
-    return list(index.get(str(invoice_id), ())) if index is not None else _applied(self, invoice_id)
-
-
-q.Company.refresh_receivables, q.Company.payments_applied_to = refresh_receivables, payments_applied_to
-q.main(sys.argv[1:])
-"""
 
 
 # Processes ---------------------------------------------------------------------------------------
@@ -1310,12 +1278,12 @@ def worker_phase(bench: Bench) -> dict[str, Any]:
 # Phase 4: document statuses ------------------------------------------------------------------------
 
 
-def start_indexed_quickbooks(procs: Processes) -> tuple[str, subprocess.Popen[bytes]]:
-    """Start a QuickBooks simulator whose receivables recompute indexes the payments (QBO_SIM_INDEXED)."""
+def start_own_quickbooks(procs: Processes) -> tuple[str, subprocess.Popen[bytes]]:
+    """Start a QuickBooks simulator of the phase's own (its webhooks point at this phase's web process)."""
     port = free_port()
     log = WORK_DIR / "sim-quickbooks-notifications.log"
     log.write_text("")
-    cmd = [PYTHON, "-c", QBO_SIM_INDEXED, "--port", str(port)]
+    cmd = [PYTHON, "-m", "simulators.quickbooks", "--port", str(port)]
     process = procs.start("quickbooks simulator (notifications)", cmd, dict(os.environ), log)
     url = f"http://127.0.0.1:{port}"
     wait_http(f"{url}/_sim/requests", process, log)
@@ -1654,7 +1622,7 @@ def notifications_phase(
 
     count = payments or (NOTIFY_PAYMENTS_QUICK if bench.quick else NOTIFY_PAYMENTS)
     load = [round(x, 2) for x in os.getloadavg()]
-    qbo_url, qbo_sim = start_indexed_quickbooks(bench.procs)
+    qbo_url, qbo_sim = start_own_quickbooks(bench.procs)
     sims = Simulators(qbo_url, bench.sims.hubspot_url)
     bench = replace(bench, sims=sims)
     started_processes: list[subprocess.Popen[bytes]] = [qbo_sim]

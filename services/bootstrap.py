@@ -134,9 +134,10 @@ class Services:
         """Return the documents followed on HubSpot records, their payments and Intuit's notifications."""
         return self.repositories.followed
 
-    def lock(self, name: str, timeout: int = 60) -> AbstractContextManager[object]:
-        """Return a Redis lock shared by every process of the deployment."""
-        return self.redis.lock(LOCK_PREFIX + name, timeout=timeout, blocking_timeout=timeout)
+    def lock(self, name: str, timeout: int = 60, *, wait: bool = True) -> AbstractContextManager[object]:
+        """Return a Redis lock shared by every process of the deployment; entering it raises redis' LockError
+        when it is held past ``timeout`` seconds (at once when ``wait`` is false)."""
+        return self.redis.lock(LOCK_PREFIX + name, timeout=timeout, blocking=wait, blocking_timeout=timeout)
 
     def quickbooks(self, connection: Connection) -> QuickBooksClient:
         """Return a client for a connected company, its tokens refreshed through the connection's vault."""

@@ -86,6 +86,18 @@ STATUS_UPDATES = Counter(
 )
 
 
+STATUS_UPDATES_REFUSED = Counter(
+    "qbo_actions_status_updates_refused",
+    "Batches of record statuses (or payment posts) HubSpot refused as a whole; the next change sends them again.",
+    ["object_type"],
+)
+
+
+def status_updates_refused(object_type: str) -> None:
+    """Count a batch of statuses HubSpot refused."""
+    STATUS_UPDATES_REFUSED.labels(object_type=object_type).inc()
+
+
 def notifications(new: int, repeated: int, ignored: int) -> None:
     """Count the events of a notification delivery."""
     for result, count in (("new", new), ("repeated", repeated), ("ignored", ignored)):

@@ -1032,8 +1032,13 @@ class Company:
     def refresh_receivables(self) -> None:
         """Recompute invoice balances and payment links, then customer balances, after money moved."""
         balances: dict[str, Decimal] = {}
+        # Every payment's applications, read once: thousands of invoices and payments stay quick to recompute.
+        applied: dict[str, list[tuple[str, Decimal]]] = {}
+        for payment in self.all("Payment"):
+            for linked_id, amount in _applications(payment).items():
+                applied.setdefault(linked_id, []).append((payment["Id"], amount))
         for invoice in self.all("Invoice"):
-            payments = self.payments_applied_to(invoice["Id"])
+            payments = applied.get(invoice["Id"], [])
             balance = _money(Decimal(str(invoice.get("TotalAmt", 0))) - sum(a for _, a in payments))
             links = _invoice_links(invoice.get("LinkedTxn", []), payments)
             if balance != invoice.get("Balance") or links != invoice.get("LinkedTxn", []):

@@ -15,6 +15,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from services.hubspot import properties as p
+from services.store.records import DocumentVersion
 
 # The documents whose later life shows on the record (an expense has none worth following).
 FOLLOWED = ("Invoice", "Estimate", "SalesReceipt", "RefundReceipt")
@@ -166,6 +167,20 @@ def created_state(outputs: Mapping[str, Any], when: datetime) -> DocumentState |
         currency=str(outputs.get("quickbooks_currency") or "") or None,
         due_date=str(outputs.get("quickbooks_due_date") or "") or None,
         estimate_status="Pending" if entity == "Estimate" else None,
+    )
+
+
+def version_of(realm_id: str, state: DocumentState) -> DocumentVersion:
+    """Return a state as the store keeps it, with QuickBooks' version."""
+    return DocumentVersion(
+        realm_id=realm_id,
+        entity=state.entity,
+        document_id=state.document_id,
+        state=state.to_json(),
+        version_at=state.updated_at,
+        version_token=state.sync_token,
+        deleted=state.deleted,
+        due_date=state.due_date if state.entity == "Invoice" and not state.deleted else None,
     )
 
 

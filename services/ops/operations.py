@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from services import metrics
+from services.books import statuses
 from services.books.failures import ActionFailure
 from services.books.linking import linked_outputs
 from services.bootstrap import Services
 from services.hubspot import outputs
-from services.hubspot.objects import record_url
+from services.hubspot.objects import object_type_name, record_url
 from services.ops.tokens import Operator
+from services.quickbooks.client import QuickBooksClient
 from services.quickbooks.query import like_pattern, one_of, select
 from services.store.records import (
     FAILED,
@@ -301,7 +303,27 @@ class Operations:
         )
         metrics.finished(execution.action, "booked", "")
         self._flush(execution.portal_id)
+        self._follow(execution, fields, qbo)
         return self._find(execution.id)
+
+    def _follow(self, execution: Execution, fields: dict[str, Any], qbo: QuickBooksClient) -> None:
+        """Show the document an operator linked on the execution's record, as if the action had created it."""
+        entity = fields.get("quickbooks_document_type")
+        if entity not in statuses.FOLLOWED or not execution.realm_id:
+            return
+        state: statuses.DocumentState | None
+        try:
+            state = statuses.state_of(entity, qbo.read(entity, str(fields["quickbooks_id"])))
+        except ServiceError as error:
+            # Shown from what the execution's outputs say; QuickBooks' own state comes with the next change capture.
+            log.warning("document %s not read (%s); shown from the execution's outputs", fields["quickbooks_id"], error)
+            state = statuses.created_state(fields, statuses.EPOCH)
+        if state is None:
+            return
+        version = statuses.version_of(execution.realm_id, state)
+        record_type = object_type_name(execution.object_type)
+        self.services.followed.follow(execution.portal_id, record_type, execution.object_id, version, execution.id)
+        self.services.queue.request_status_push(execution.portal_id)
 
     # Bulk retries --------------------------------------------------------------------------------
 

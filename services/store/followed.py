@@ -203,16 +203,17 @@ class FollowedDocuments:
 
     # -- pushes to HubSpot ----------------------------------------------------------------------------------
 
-    def portals_to_push(self) -> list[int]:
-        """Return the portals with records whose properties must be sent, or payments to post."""
+    def portals_to_push(self, among: Sequence[int] | None = None) -> list[int]:
+        """Return the portals (of ``among``, or all) with records whose properties must be sent, or payments to
+        post."""
+        documents = select(FollowedDocumentRow.portal_id).where(FollowedDocumentRow.pending_push == true())
+        payments = select(FollowedPaymentRow.portal_id).where(FollowedPaymentRow.posted_at.is_(None))
+        if among is not None:
+            documents = documents.where(FollowedDocumentRow.portal_id.in_(list(among)))
+            payments = payments.where(FollowedPaymentRow.portal_id.in_(list(among)))
         with self.database.engine.connect() as conn:
-            documents = conn.execute(
-                select(FollowedDocumentRow.portal_id).where(FollowedDocumentRow.pending_push == true()).distinct()
-            ).scalars()
-            payments = conn.execute(
-                select(FollowedPaymentRow.portal_id).where(FollowedPaymentRow.posted_at.is_(None)).distinct()
-            ).scalars()
-            return sorted(set(documents) | set(payments))
+            found = set(conn.execute(documents.distinct()).scalars()) | set(conn.execute(payments.distinct()).scalars())
+        return sorted(found)
 
     def records_to_push(self, portal_id: int, limit: int) -> list[tuple[str, str]]:
         """Return up to ``limit`` records (type, id) of a portal whose properties must be sent."""

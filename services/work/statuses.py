@@ -17,12 +17,13 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from redis.exceptions import LockError
 from rq import Retry
 
 from services import metrics
 from services.books import statuses
 from services.books.documents import url_of
-from services.books.statuses import CHANGE_ENTITIES, FOLLOWED, DocumentState, Followed, PaymentApplied
+from services.books.statuses import CHANGE_ENTITIES, FOLLOWED, DocumentState, Followed, PaymentApplied, version_of
 from services.bootstrap import Services
 from services.clock import utcnow
 from services.hubspot import properties
@@ -64,22 +65,11 @@ DAILY_FLAG = "qbo-actions:documents-checked:"
 NOTICE_MEMORY = timedelta(days=7)
 
 
+NO_ACCESS = "no access"
+
+
 class NoConnection(Exception):
     """No portal has the company connected: its changes cannot be read."""
-
-
-def version_of(realm_id: str, state: DocumentState) -> DocumentVersion:
-    """Return a state as the store keeps it, with QuickBooks' version."""
-    return DocumentVersion(
-        realm_id=realm_id,
-        entity=state.entity,
-        document_id=state.document_id,
-        state=state.to_json(),
-        version_at=state.updated_at,
-        version_token=state.sync_token,
-        deleted=state.deleted,
-        due_date=state.due_date if state.entity == "Invoice" and not state.deleted else None,
-    )
 
 
 # -- following what the actions booked --------------------------------------------------------------------------
@@ -156,31 +146,52 @@ def quickbooks_of_realm(services: Services, realm_id: str) -> QuickBooksClient:
 
 
 def apply_notices(services: Services, realm_id: str) -> str | Retry:
-    """Apply a company's notifications: read what changed of the followed documents and store it."""
+    """Apply one round of a company's notifications: read what changed of the followed documents and store it.
+
+    One round a job, so a company streaming notifications never keeps a worker (and the pushes waiting behind it)
+    to itself; what is left gets a job of its own, behind what waits. A job that finds another applying the
+    company's notifications leaves at once: that one looks for what came meanwhile when it ends.
+    """
     services.queue.clear_notice_request(realm_id)
+    try:
+        with services.lock(f"statuses:{realm_id}", timeout=services.config.job_timeout, wait=False):
+            result = _apply_round(services, realm_id)
+    except LockError:
+        return "busy"
+    if isinstance(result, str) and result != NO_ACCESS:
+        # A retry (the Retry) or a reconnect (the sweeper) brings the next round otherwise.
+        _ask_again_when_pending(services, realm_id)
+    return result
+
+
+def _apply_round(services: Services, realm_id: str) -> str | Retry:
+    notices = services.followed.pending_notices(realm_id, NOTICES_PER_ROUND)
+    wanted: dict[str, set[str]] = defaultdict(set)
+    for notice in notices:
+        if notice.entity in CHANGE_ENTITIES:
+            wanted[notice.entity].add(notice.entity_id)
     applied = 0
-    with services.lock(f"statuses:{realm_id}", timeout=services.config.job_timeout):
-        try:
-            while notices := services.followed.pending_notices(realm_id, NOTICES_PER_ROUND):
-                wanted: dict[str, set[str]] = defaultdict(set)
-                for notice in notices:
-                    if notice.entity in CHANGE_ENTITIES:
-                        wanted[notice.entity].add(notice.entity_id)
-                if wanted:
-                    changes = Changes(services, realm_id, quickbooks_of_realm(services, realm_id))
-                    applied += changes.read_and_apply(wanted)
-                services.followed.notices_done([n.id for n in notices])
-        except NoConnection:
-            log.info("QuickBooks company %s: notifications ignored, no portal has it connected", realm_id)
-            services.followed.notices_done([n.id for n in services.followed.pending_notices(realm_id, 100_000)])
-            return "not connected"
-        except (ConnectionRevokedError, AuthenticationError) as error:
-            log.warning("QuickBooks company %s: notifications wait for a reconnect (%s)", realm_id, error)
-            return "no access"
-        except TransientError as error:
-            log.warning("QuickBooks company %s: notifications not applied yet: %s", realm_id, error)
-            return retry_in(_delay(error))
-    return f"{applied} documents changed"
+    try:
+        if wanted:
+            applied = Changes(services, realm_id, quickbooks_of_realm(services, realm_id)).read_and_apply(wanted)
+    except NoConnection:
+        log.info("QuickBooks company %s: notifications ignored, no portal has it connected", realm_id)
+    except (ConnectionRevokedError, AuthenticationError) as error:
+        # Kept pending: the sweeper asks for them again, and they apply once the company is reconnected.
+        log.warning("QuickBooks company %s: notifications wait for a reconnect (%s)", realm_id, error)
+        return NO_ACCESS
+    except TransientError as error:
+        log.warning("QuickBooks company %s: notifications not applied yet: %s", realm_id, error)
+        return retry_in(_delay(error))
+    services.followed.notices_done([n.id for n in notices])
+    return f"{len(notices)} notifications, {applied} documents changed"
+
+
+def _ask_again_when_pending(services: Services, realm_id: str) -> None:
+    """Queue the company's next round when notifications wait (left over, or come while this one ran)."""
+    if services.followed.pending_notices(realm_id, 1):
+        services.queue.clear_notice_request(realm_id)
+        services.queue.request_notices(realm_id)
 
 
 def _delay(error: TransientError) -> int:
@@ -192,6 +203,13 @@ def _delay(error: TransientError) -> int:
 
 def read_changes(services: Services, realm_id: str) -> str | Retry:
     """Read what changed in a company since the last read (change data capture) and apply it."""
+    result = _read_changes(services, realm_id)
+    # Notification jobs that found the company busy left their notices for whoever held it.
+    _ask_again_when_pending(services, realm_id)
+    return result
+
+
+def _read_changes(services: Services, realm_id: str) -> str | Retry:
     now = utcnow()
     with services.lock(f"statuses:{realm_id}", timeout=services.config.job_timeout):
         try:
@@ -220,7 +238,7 @@ def read_changes(services: Services, realm_id: str) -> str | Retry:
                 since = last
         except (ConnectionRevokedError, AuthenticationError) as error:
             log.warning("QuickBooks company %s: changes not read (%s)", realm_id, error)
-            return "no access"
+            return NO_ACCESS
         except TransientError as error:
             log.warning("QuickBooks company %s: changes not read yet: %s", realm_id, error)
             return retry_in(_delay(error))
@@ -345,18 +363,30 @@ def push_statuses(services: Services, portal_id: int) -> str | Retry:
     """Send the properties of a portal's records whose documents changed, and post their new payments."""
     services.queue.clear_status_push_request(portal_id)
     pusher = StatusPusher(services, portal_id)
-    with services.lock(f"push-statuses:{portal_id}", timeout=services.config.job_timeout):
-        try:
-            records = pusher.push_records()
-            events = pusher.post_payments()
-        except RateLimitedError as error:
-            return retry_in(_delay(error))
-        except TransientError as error:
-            log.warning("portal %s: statuses not sent yet: %s", portal_id, error)
-            return retry_in(10)
-        except (ConnectionRevokedError, AuthenticationError) as error:
-            log.error("portal %s: statuses wait: the app has no access to the portal (%s)", portal_id, error)
-            return "no access"
+    try:
+        with services.lock(f"push-statuses:{portal_id}", timeout=services.config.job_timeout, wait=False):
+            result = _push(pusher)
+    except LockError:
+        # Another job sends the portal's statuses; it looks for what changed meanwhile when it ends.
+        return "busy"
+    if isinstance(result, str) and result != NO_ACCESS and portal_id in services.followed.portals_to_push([portal_id]):
+        services.queue.request_status_push(portal_id)
+    return result
+
+
+def _push(pusher: StatusPusher) -> str | Retry:
+    portal_id = pusher.portal_id
+    try:
+        records = pusher.push_records()
+        events = pusher.post_payments()
+    except RateLimitedError as error:
+        return retry_in(_delay(error))
+    except TransientError as error:
+        log.warning("portal %s: statuses not sent yet: %s", portal_id, error)
+        return retry_in(10)
+    except (ConnectionRevokedError, AuthenticationError) as error:
+        log.error("portal %s: statuses wait: the app has no access to the portal (%s)", portal_id, error)
+        return NO_ACCESS
     metrics.status_updates(records, events)
     return f"{records} records, {events} payments"
 
@@ -426,15 +456,23 @@ class StatusPusher:
             errors = self.hubspot.batch_update(object_type, batch)
         except PermanentError as error:
             if self._set_up or error.http_status != 400:
-                raise
+                return self._refused(object_type, error)
             # The portal installed the app before these properties existed, or someone deleted one.
             log.warning("portal %s: %s properties refused (%s); setting them up", self.portal_id, object_type, error)
             set_up_properties(self.services, self.portal_id, self.hubspot)
             self._set_up = True
-            errors = self.hubspot.batch_update(object_type, batch)
+            try:
+                errors = self.hubspot.batch_update(object_type, batch)
+            except PermanentError as again:
+                return self._refused(object_type, again)
         for refused in errors:
             # A record deleted in HubSpot: nothing to show its documents on.
             log.warning("portal %s: %s not updated: %s", self.portal_id, object_type, refused.get("message"))
+
+    def _refused(self, object_type: str, error: PermanentError) -> None:
+        """Give up on sending these records as they are: the statuses stay stored, the next change sends them."""
+        log.error("portal %s: HubSpot refused the %s statuses: %s", self.portal_id, object_type, error)
+        metrics.status_updates_refused(object_type)
 
     def post_payments(self) -> int:
         """Post each new payment on its invoice's record: a timeline event, or a note without a template."""
@@ -467,12 +505,18 @@ class StatusPusher:
                     notes[document.object_type].append(
                         (document.object_id, statuses.payment_note(applied, invoice, link), stamp)
                     )
-            if events:
-                for error in self.hubspot.create_timeline_events(events):
+            # Refused as a whole (a template deleted, a scope missing), posting them again would not help.
+            try:
+                for error in self.hubspot.create_timeline_events(events) if events else []:
                     if error.get("category") != "CONFLICT":  # a conflict: the event went out before
                         log.warning("portal %s: payment event refused: %s", self.portal_id, error.get("message"))
+            except PermanentError as error:
+                self._refused("timeline", error)
             for object_type, batch in notes.items():
-                self.hubspot.create_notes(object_type, batch)
+                try:
+                    self.hubspot.create_notes(object_type, batch)
+                except PermanentError as error:
+                    self._refused(f"{object_type} notes", error)
             self.followed.posted(payments)
             posted += len(payments)
         return posted

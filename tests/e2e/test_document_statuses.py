@@ -367,3 +367,36 @@ def test_a_paid_invoice_and_a_refund_receipt_show_on_the_payment(
     assert shown["qbo_refund_receipt_total"] == "399.50" and shown["qbo_refund_receipt_link"].endswith(
         f"txnId={refund.output_fields['quickbooks_id']}"  # type: ignore[index]
     )
+
+
+def test_notifications_go_one_round_a_job_and_a_busy_company_holds_no_worker(
+    server: str,
+    perform: Perform,
+    sims: Simulators,
+    settings: Any,
+    services: Services,
+    run_jobs: Callable[..., None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    deals_and_invoices = [booked_invoice(perform, sims) for _ in range(3)]
+    events = [event(invoice["Id"], event_id=f"round-{n}") for n, (_, invoice) in enumerate(deals_and_invoices)]
+    body = json.dumps(events).encode()
+    assert (
+        requests.post(f"{server}/webhooks/quickbooks", data=body, headers=signed(body), timeout=10).status_code == 200
+    )
+
+    # Another job holds the company: this one leaves at once, its notices kept for the holder.
+    started = time.monotonic()
+    with services.lock(f"statuses:{REALM_ID}", timeout=30):
+        assert statuses.apply_notices(services, REALM_ID) == "busy"
+    assert time.monotonic() - started < 1
+    assert len(services.followed.pending_notices(REALM_ID, 10)) == 3
+
+    # Two notices a round: the first job applies two and queues the next round, which applies the last.
+    monkeypatch.setattr(statuses, "NOTICES_PER_ROUND", 2)
+    assert statuses.apply_notices(services, REALM_ID).startswith("2 notifications")
+    assert len(services.followed.pending_notices(REALM_ID, 10)) == 1
+    run_jobs()
+    assert services.followed.pending_notices(REALM_ID, 10) == []
+    for deal, _ in deals_and_invoices:
+        assert record(sims, deal)["qbo_invoice_recipient_name"] == "Ann O'Brien"

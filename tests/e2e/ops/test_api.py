@@ -323,9 +323,11 @@ def test_mark_as_booked_links_an_existing_document_reports_success_and_writes_no
     held = held_unmatched()
     customer = sims.add_entity("Customer", {"DisplayName": "Booked By Hand"})
     item = sims.add_entity("Item", {"Name": "Hand item", "Type": "Service", "IncomeAccountRef": {"value": "1"}})
-    invoice = sims.add_entity(
-        "Invoice",
-        {
+    # Made by a bookkeeper in QuickBooks (the API computes its total and balance).
+    invoice = sims.qbo_api(
+        "POST",
+        "invoice",
+        json={
             "CustomerRef": {"value": customer["Id"]},
             "Line": [
                 {
@@ -335,7 +337,7 @@ def test_mark_as_booked_links_an_existing_document_reports_success_and_writes_no
                 }
             ],
         },
-    )
+    )["Invoice"]
     writes_before = len([r for r in sims.qbo_requests() if r["method"] == "POST"])
     operator = ops_api("operator")
 
@@ -353,6 +355,9 @@ def test_mark_as_booked_links_an_existing_document_reports_success_and_writes_no
     assert len([r for r in sims.qbo_requests() if r["method"] == "POST"]) == writes_before
     [entry] = services.audit.of_execution(held.id)
     assert entry.action == "mark_booked" and entry.after == {"state": "succeeded", "quickbooks_id": invoice["Id"]}
+    # The document shows on the record, as one the action created would.
+    shown = sims.hubspot_record("deals", held.object_id)
+    assert shown["qbo_invoice_status"] == "awaiting_payment" and shown["qbo_invoice_recipient_name"] == "Booked By Hand"
 
 
 # Bulk retry after an outage ----------------------------------------------------------------------
