@@ -28,7 +28,7 @@
    invoices (50 with --quick) with 1, 2 and 4 workers (1 and 4 with --quick).
 4. Document statuses (issue 11, `--only notifications`): web under gunicorn (gthread, 2 x 4) with
    QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN, 2 `qbo-actions worker` (--notify-workers), every status setting at its
-   default (STATUS_FLUSH_DELAY 2 s, no timeline template: payments go as notes). First the webhook endpoint alone:
+   default (STATUS_FLUSH_DELAY 5 s, no timeline template: payments go as notes). First the webhook endpoint alone:
    pre-signed deliveries of 100 CloudEvents from 8 threads for 5 s, events accepted per second, each checked in
    `quickbooks_events`. Then N open invoices (N = 1,000, 200 with --quick; --payments) seeded in the QuickBooks
    simulator, a deal for each, each invoice followed on its deal as the action would and shown once (awaiting
@@ -420,10 +420,12 @@ class Bench:
 
     def reset_state(self) -> None:
         """Empty the executions, what hangs off them, what was learnt about the simulated QuickBooks company
-        (mappings, profile: the simulators may have been reset), and the bench Redis db."""
+        (mappings, profile: the simulators may have been reset), the documents followed on records (whose records
+        a simulator reset deleted), and the bench Redis db."""
         self.sql(
             "TRUNCATE executions, execution_outbox, execution_steps, execution_attempts, payment_documents,"
-            " product_mappings, customer_mappings, company_profiles CASCADE"
+            " product_mappings, customer_mappings, company_profiles, quickbooks_events, followed_payments,"
+            " followed_documents, quickbooks_change_cursors CASCADE"
         )
         redis.Redis.from_url(self.redis_url).flushdb()
 
@@ -882,12 +884,14 @@ def connect_standard(bench: Bench) -> None:
 
 
 def connect_companies(bench: Bench, tenants: list[tuple[int, str]]) -> None:
-    """Connect each (portal, realm) with the simulators' tokens and the standard company settings."""
+    """Connect each (portal, realm) with the simulators' tokens and the standard company settings, and create the
+    QuickBooks properties on each portal's records, as the install does (so the figures count no set-up calls)."""
     from datetime import timedelta
 
     from services.bootstrap import bootstrap
     from services.clock import utcnow
     from services.config import Config
+    from services.work.statuses import set_up_properties
 
     svc = bootstrap(Config.from_env(bench.env()))
     try:
@@ -910,6 +914,8 @@ def connect_companies(bench: Bench, tenants: list[tuple[int, str]]) -> None:
                     "default_income_account": bench.sims.account_id("Services", realm_id),
                 },
             )
+        for portal_id in sorted({portal_id for portal_id, _ in tenants}):
+            set_up_properties(svc, portal_id)
     finally:
         svc.database.engine.dispose()
         svc.redis.close()
@@ -1631,9 +1637,6 @@ def notifications_phase(
         sims.add_company(REALM_ID)
         sims.add_portal(PORTAL_ID)
         bench.reset_state()
-        bench.sql(
-            "TRUNCATE quickbooks_events, followed_payments, followed_documents, quickbooks_change_cursors CASCADE"
-        )
         connect_standard(bench)
         env = notify_env(bench)
 

@@ -130,8 +130,9 @@ class Config:
     quickbooks_webhook_verifier_token: str | None = None
     # How often each connected company's changes are read (change data capture), catching missed notifications.
     cdc_interval: int = 900
-    # A moment's wait before document statuses go to HubSpot, so a burst goes 100 records a call.
-    status_flush_delay: int = 2
+    # A wait before document statuses go to HubSpot, so a burst or a trickle goes many records a call (HubSpot's own
+    # integration takes minutes; seconds are plenty).
+    status_flush_delay: int = 5
     # The app's timeline event templates for payments, per record type (`qbo-actions publish` creates them and
     # prints the setting: "deals=1001,quotes=1002,commerce_payments=1003"); a type without one gets a note.
     hubspot_timeline_templates: Mapping[str, str] = field(default_factory=dict)

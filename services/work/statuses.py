@@ -52,6 +52,8 @@ from services.work.queue import retry_in
 log = logging.getLogger(__name__)
 NOTICES_PER_ROUND = 1000
 RECORDS_PER_PUSH = 100
+# Full batches a push job sends at most before it hands over to the next job (behind what waits in the queue).
+ROUNDS_PER_PUSH = 10
 # Each change capture reads again a little of what the last one read: a change committed in QuickBooks while the
 # last answer was being made is not missed. Applying a state twice changes nothing.
 CDC_OVERLAP = timedelta(minutes=2)
@@ -423,10 +425,17 @@ class StatusPusher:
         }
 
     def push_records(self) -> int:
-        """Send every pending record's properties; return how many records went."""
+        """Send the pending records' properties, 100 a call, until caught up; return how many records went.
+
+        A partial batch ends the job: what changes next waits for the next push (STATUS_FLUSH_DELAY later), so a
+        stream of changes goes in full batches instead of a call for every few records.
+        """
         sent = 0
         today = utcnow().date()
-        while records := self.followed.records_to_push(self.portal_id, RECORDS_PER_PUSH):
+        for _ in range(ROUNDS_PER_PUSH):
+            records = self.followed.records_to_push(self.portal_id, RECORDS_PER_PUSH)
+            if not records:
+                break
             documents = self.followed.of_records(self.portal_id, records)
             followed = self.followed_of(documents)
             by_record: dict[tuple[str, str], list[FollowedDocument]] = defaultdict(list)
@@ -448,6 +457,8 @@ class StatusPusher:
                 },
             )
             sent += len(by_record)
+            if len(records) < RECORDS_PER_PUSH:
+                break
         return sent
 
     def _update(self, object_type: str, batch: list[tuple[str, dict[str, str]]]) -> None:
@@ -478,7 +489,10 @@ class StatusPusher:
         """Post each new payment on its invoice's record: a timeline event, or a note without a template."""
         posted = 0
         templates = self.services.config.hubspot_timeline_templates
-        while payments := self.followed.unposted_payments(self.portal_id, RECORDS_PER_PUSH):
+        for _ in range(ROUNDS_PER_PUSH):
+            payments = self.followed.unposted_payments(self.portal_id, RECORDS_PER_PUSH)
+            if not payments:
+                break
             documents = {d.id: d for d in self.followed.by_pk(p.document_pk for p in payments)}
             events: list[dict[str, Any]] = []
             notes: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
@@ -519,6 +533,8 @@ class StatusPusher:
                     self._refused(f"{object_type} notes", error)
             self.followed.posted(payments)
             posted += len(payments)
+            if len(payments) < RECORDS_PER_PUSH:
+                break  # caught up, as for the records
         return posted
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import requests
 from click.testing import CliRunner
+from sqlalchemy import text
 
 from actions.cli import cli
 from services.bootstrap import Services
@@ -400,3 +401,41 @@ def test_notifications_go_one_round_a_job_and_a_busy_company_holds_no_worker(
     assert services.followed.pending_notices(REALM_ID, 10) == []
     for deal, _ in deals_and_invoices:
         assert record(sims, deal)["qbo_invoice_recipient_name"] == "Ann O'Brien"
+
+
+def test_the_older_notification_format_and_an_emailed_invoice(
+    perform: Perform, sims: Simulators, settings: Any, services: Services, deliver: Callable[..., dict[str, Any]]
+) -> None:
+    sims.qbo("POST", "webhooks/legacy", json={"enabled": True})
+    deal, invoice = booked_invoice(perform, sims)
+    assert record(sims, deal)["qbo_invoice_email_status"] == "not_sent"
+    sims.qbo_api("POST", f"invoice/{invoice['Id']}/send", params={"sendTo": "ap@acme.example"})
+    pay(sims, invoice, 50)
+    deliver()
+    with services.database.engine.connect() as conn:
+        ids = [row[0] for row in conn.execute(text("SELECT id FROM quickbooks_events"))]
+    assert ids and all(i.startswith("legacy:") for i in ids)  # read from the older format
+    shown = record(sims, deal)
+    assert shown["qbo_invoice_email_status"] == "sent" and shown["qbo_invoice_recipient_email"] == "ap@acme.example"
+    assert shown["qbo_invoice_status"] == "partially_paid"
+
+
+def test_events_of_a_company_nobody_connected_are_kept_and_ignored(server: str, services: Services) -> None:
+    body = json.dumps(
+        [
+            event("145", event_id="stranger", realm_id="5550001"),
+            event("3", event_id="customer", kind="customer.updated"),
+        ]
+    ).encode()
+    answer = requests.post(f"{server}/webhooks/quickbooks", data=body, headers=signed(body), timeout=10)
+    assert answer.status_code == 200 and answer.json() == {
+        "status": "ok",
+        "new": 0,
+        "repeated": 0,
+        "ignored": 2,
+        "skipped": 0,
+    }
+    assert services.database.count("quickbooks_events") == 2
+    assert (
+        services.followed.pending_notices("5550001", 10) == [] and services.followed.pending_notices(REALM_ID, 10) == []
+    )
