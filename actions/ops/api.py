@@ -33,7 +33,6 @@ _mark_body = schemas.MarkBookedBodySchema()
 _execution = schemas.ExecutionSchema()
 _detail = schemas.ExecutionDetailSchema()
 _bulk = schemas.BulkSchema()
-_link_body = schemas.LinkInvoiceBodySchema()
 _linked = schemas.LinkedDocumentSchema()
 
 
@@ -183,7 +182,7 @@ def bulk_progress(operator: Operator, bulk_id: str) -> Any:
 @authenticated("operator")
 def link_document(operator: Operator) -> Any:
     """Show an invoice made in QuickBooks by hand on a HubSpot record; its status and payments follow from then on."""
-    linked = link_invoice(operator, load(_link_body, body(), "link"))
+    linked = link_invoice(operator, body())
     return jsonify(_linked.dump(linked)), 201
 
 

@@ -196,12 +196,12 @@ def mark_booked(operator: Operator, execution_id: str) -> Response:
 def link_document(operator: Operator) -> Any:
     """Show an invoice made in QuickBooks by hand on a HubSpot record."""
     values = {name: request.values.get(name, "").strip() for name in documents.FIELDS}
-    error = None
+    error, status = None, 200
     if request.method == "POST":
         try:
             linked = documents.link_invoice(operator, values)
         except OperationError as failure:
-            error = failure.message
+            error, status = failure.message, failure.status
         else:
             flash(
                 f"Invoice {values['invoice_number']} (QuickBooks id {linked.document_id}) now shows on "
@@ -212,7 +212,7 @@ def link_document(operator: Operator) -> Any:
     connections = services().connections.quickbooks_of()
     return render_template(
         "ops/link.html", operator=operator, values=values, error=error, connections=connections
-    ), 400 if error else 200
+    ), status
 
 
 @bp.route("/executions/<execution_id>/edit", methods=["GET", "POST"])

@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from marshmallow import ValidationError
+
 from actions.endpoints import services
+from actions.ops.schemas import LinkInvoiceBodySchema
+from actions.schemas import problems
 from services.hubspot.objects import OBJECT_TYPE_NAMES, object_type_name
 from services.ops.operations import NotFound, OperationError
 from services.ops.tokens import Operator
@@ -14,6 +18,7 @@ from services.transport.errors import ServiceError
 from services.work import statuses
 
 FIELDS = ("portal_id", "object_type", "object_id", "realm_id", "invoice_number")
+_link_body = LinkInvoiceBodySchema()
 
 
 class Unavailable(OperationError):
@@ -23,20 +28,19 @@ class Unavailable(OperationError):
 
 
 def link_invoice(operator: Operator, values: Mapping[str, Any]) -> FollowedDocument:
-    """Check the form, follow the invoice on the record and record who did it; raise OperationError."""
-    given = {name: str(values.get(name) or "").strip() for name in FIELDS}
-    missing = [name for name, value in given.items() if not value]
-    if missing:
-        raise OperationError(f"Missing: {', '.join(missing)}.")
-    if not given["portal_id"].isdecimal():
-        raise OperationError("portal_id must be a number.")
+    """Check the request (the API's body or the console's form), follow the invoice on the record and record who
+    did it; raise OperationError."""
+    try:
+        given = _link_body.load(dict(values))
+    except ValidationError as invalid:
+        raise OperationError(f"Invalid link: {problems(invalid)}") from invalid
     if given["object_type"].upper() not in OBJECT_TYPE_NAMES and given["object_type"] not in OBJECT_TYPE_NAMES.values():
-        raise OperationError("object_type must be DEAL, QUOTE or COMMERCE_PAYMENT.")
+        raise OperationError("Invalid link: object_type must be DEAL, QUOTE or COMMERCE_PAYMENT.")
     svc = services()
     try:
         linked = statuses.link_invoice(
             svc,
-            int(given["portal_id"]),
+            given["portal_id"],
             given["object_type"],
             given["object_id"],
             given["realm_id"],

@@ -34,6 +34,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_quickbooks_events_realm_state", "quickbooks_events", ["realm_id", "state", "received_at"])
     op.create_index("ix_quickbooks_events_received", "quickbooks_events", ["received_at"])
+    op.create_index("ix_quickbooks_events_pending", "quickbooks_events", ["state", "received_at"])
     op.create_index("ix_quickbooks_events_entity", "quickbooks_events", ["realm_id", "entity", "entity_id"])
     op.create_table(
         "followed_documents",
@@ -91,6 +92,7 @@ def downgrade() -> None:
         op.drop_index(f"ix_followed_documents_{index}", table_name="followed_documents")
     op.drop_table("followed_documents")
     op.drop_index("ix_quickbooks_events_entity", table_name="quickbooks_events")
+    op.drop_index("ix_quickbooks_events_pending", table_name="quickbooks_events")
     op.drop_index("ix_quickbooks_events_received", table_name="quickbooks_events")
     op.drop_index("ix_quickbooks_events_realm_state", table_name="quickbooks_events")
     op.drop_table("quickbooks_events")

@@ -241,18 +241,21 @@ class HubSpotClient:
             errors.extend(e for e in body.get("errors") or [] if isinstance(e, dict))
         return errors
 
-    def create_notes(self, object_type: str, notes: Sequence[tuple[str, str, str]]) -> None:
-        """Create notes (record id, HTML body, timestamp) and associate each with its record, 100 per request."""
+    def create_notes(self, object_type: str, notes: Sequence[tuple[str, str, str]]) -> list[dict[str, Any]]:
+        """Create notes (record id, text, timestamp) and associate each with its record, 100 per request; return
+        the errors of associations HubSpot refused."""
+        errors: list[dict[str, Any]] = []
         for batch in chunks(list(notes)):
             if len({text for _, text, _ in batch}) < len(batch):
                 # HubSpot answers a batch create in an order of its own and notes are matched back by their
                 # body: identical bodies (one invoice on two records) go one request each.
                 for note in batch:
-                    self._create_notes(object_type, [note])
+                    errors.extend(self._create_notes(object_type, [note]))
             else:
-                self._create_notes(object_type, batch)
+                errors.extend(self._create_notes(object_type, batch))
+        return errors
 
-    def _create_notes(self, object_type: str, batch: Sequence[tuple[str, str, str]]) -> None:
+    def _create_notes(self, object_type: str, batch: Sequence[tuple[str, str, str]]) -> list[dict[str, Any]]:
         body = self._request(
             "POST",
             "/crm/v3/objects/notes/batch/create",
@@ -266,12 +269,13 @@ class HubSpotClient:
         ]
         if len(pairs) != len(batch):
             raise PermanentError("HubSpot: the notes were not all created", service=SERVICE, body=body)
-        self._request(
+        answer = self._request(
             "POST",
             f"/crm/v4/associations/notes/{object_type}/batch/associate/default",
             json={"inputs": [{"from": {"id": note_id}, "to": {"id": record_id}} for note_id, record_id in pairs]},
             partial_ok=True,
         )
+        return [e for e in answer.get("errors") or [] if isinstance(e, dict)]
 
     # Workflow callbacks -------------------------------------------------------------------------
 

@@ -70,7 +70,8 @@ class ActionDefinitions:
 
     def update_timeline_template(self, template_id: str, template: Mapping[str, Any]) -> dict[str, Any]:
         """Replace a timeline event template's name, texts and tokens."""
-        body = {k: v for k, v in template.items() if k != "objectType"}
+        # HubSpot's update names the template in its body too; the record type of a template cannot change.
+        body = {**{k: v for k, v in template.items() if k != "objectType"}, "id": template_id}
         return self._request("PUT", f"/crm/v3/timeline/{self.app_id}/event-templates/{template_id}", json=body)
 
     def _request(

@@ -303,7 +303,11 @@ class Operations:
         )
         metrics.finished(execution.action, "booked", "")
         self._flush(execution.portal_id)
-        self._follow(execution, fields, qbo)
+        try:
+            self._follow(execution, fields, qbo)
+        except Exception:
+            # Booked and reported: only its status on the record is missing, which is not worth failing the answer.
+            log.exception("execution %s: booked, but its document is not followed on the record", execution.id)
         return self._find(execution.id)
 
     def _follow(self, execution: Execution, fields: dict[str, Any], qbo: QuickBooksClient) -> None:

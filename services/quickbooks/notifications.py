@@ -59,6 +59,8 @@ LEGACY_OPERATIONS = {
     "emailed": "emailed",
 }
 MAX_ID = 64
+# The longest realm, entity or entity id a notice may carry (what the notices table holds).
+MAX_FIELD = 32
 
 
 class PayloadError(ValueError):
@@ -81,8 +83,9 @@ def signature_valid(body: bytes, signature: str | None, verifier_token: str) -> 
     """Tell whether `intuit-signature` is base64(HMAC-SHA256(verifier token, raw body)); constant time."""
     if not signature:
         return False
-    expected = base64.b64encode(hmac.new(verifier_token.encode(), body, hashlib.sha256).digest()).decode()
-    return hmac.compare_digest(expected, signature.strip())
+    expected = base64.b64encode(hmac.new(verifier_token.encode(), body, hashlib.sha256).digest())
+    # Bytes, so a header with characters outside ASCII is a mismatch rather than an error.
+    return hmac.compare_digest(expected, signature.strip().encode("utf-8", "replace"))
 
 
 def _time(value: Any) -> datetime | None:
@@ -107,13 +110,27 @@ def _short(identifier: str) -> str:
     return identifier if len(identifier) <= MAX_ID else "sha256:" + hashlib.sha256(identifier.encode()).hexdigest()[:57]
 
 
+def _field(value: Any) -> str | None:
+    """Return an id-like field as text, or None when it is missing, not a string or number, or too long."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None
+    text = str(value).strip()
+    return text if 0 < len(text) <= MAX_FIELD else None
+
+
 def _cloud_event(event: Any) -> Notice | None:
     """Read one CloudEvent; None when it lacks what a notice needs (it is skipped, not the whole delivery)."""
-    if not isinstance(event, dict):
+    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
         return None
-    parts = str(event.get("type") or "").split(".")
-    event_id, realm, entity_id = event.get("id"), event.get("intuitaccountid"), event.get("intuitentityid")
-    if len(parts) < 3 or parts[0] != "qbo" or not event_id or not realm or not entity_id:
+    parts = event["type"].split(".")
+    event_id = event.get("id")
+    realm, entity_id = _field(event.get("intuitaccountid")), _field(event.get("intuitentityid"))
+    # The event id may be long (it is hashed to fit), but must be a string or a number.
+    if len(parts) < 3 or parts[0] != "qbo" or len(parts[1]) > MAX_FIELD:
+        return None
+    if isinstance(event_id, bool) or not isinstance(event_id, (str, int)) or not str(event_id).strip():
+        return None
+    if realm is None or entity_id is None:
         return None
     entity = ENTITY_NAMES.get(parts[1].lower(), parts[1][:1].upper() + parts[1][1:])
     operation = parts[2].lower()[:16]
@@ -122,13 +139,14 @@ def _cloud_event(event: Any) -> Notice | None:
 
 def _legacy(notification: Any) -> list[Notice]:
     """Read one entry of the older format's eventNotifications."""
-    if not isinstance(notification, dict) or not notification.get("realmId"):
+    realm = _field(notification.get("realmId")) if isinstance(notification, dict) else None
+    if realm is None:
         return []
-    realm = str(notification["realmId"])
-    entities = (notification.get("dataChangeEvent") or {}).get("entities") or []
+    change = notification.get("dataChangeEvent")
+    entities = change.get("entities") if isinstance(change, dict) else None
     notices = []
-    for entity in entities:
-        if not isinstance(entity, dict) or not entity.get("id") or not entity.get("name"):
+    for entity in entities if isinstance(entities, list) else []:
+        if not isinstance(entity, dict) or _field(entity.get("id")) is None or _field(entity.get("name")) is None:
             continue
         operation = str(entity.get("operation") or "")
         # The older format has no event id: the change itself is the key, so a repeated delivery is one notice.
@@ -146,6 +164,13 @@ def _legacy(notification: Any) -> list[Notice]:
     return notices
 
 
+def _legacy_count(notification: Any) -> int:
+    """Return how many changes an entry of the older format names (1 when it is unreadable)."""
+    change = notification.get("dataChangeEvent") if isinstance(notification, dict) else None
+    entities = change.get("entities") if isinstance(change, dict) else None
+    return len(entities) if isinstance(entities, list) else 1
+
+
 def parse(body: bytes) -> tuple[list[Notice], int]:
     """Read a delivery in either format; return its notices and how many events were skipped as unreadable."""
     try:
@@ -157,9 +182,7 @@ def parse(body: bytes) -> tuple[list[Notice], int]:
         if not isinstance(entries, list):
             raise PayloadError("eventNotifications is not a list")
         notices = [notice for entry in entries for notice in _legacy(entry)]
-        total = sum(
-            len((e.get("dataChangeEvent") or {}).get("entities") or []) if isinstance(e, dict) else 1 for e in entries
-        )
+        total = sum(_legacy_count(entry) for entry in entries)
         return notices, max(0, total - len(notices))
     if isinstance(payload, dict) and "specversion" in payload:
         payload = [payload]

@@ -30,6 +30,7 @@ from services.store.records import (
 PENDING, DONE, IGNORED = "pending", "done", "ignored"
 # Statuses after which a due date no longer matters.
 SETTLED = ("overdue", "paid", "voided", "deleted")
+NOTICES_PER_INSERT = 500
 
 
 class FollowedDocuments:
@@ -51,7 +52,7 @@ class FollowedDocuments:
         """Follow a document on a record (once: a second call changes nothing).
 
         Tell whether the following is new, and whether QuickBooks notified a change of the document before it was
-        followed (those notices are pending again, to be applied to it).
+        followed (a notice of its own is then pending, so the next round reads the document).
         """
         table = FollowedDocumentRow.__table__
         now = utcnow()
@@ -74,20 +75,36 @@ class FollowedDocuments:
             .returning(table.c.id)
         )
         with self.database.session() as session:
-            new = session.execute(statement).first() is not None
-            notified = new and (
-                session.execute(
-                    update(QuickBooksEventRow)
+            created = session.execute(statement).first()
+            notified = False
+            if created is not None:
+                # A notice of the document may have been read by a round that found nothing to apply it to (the
+                # following did not exist yet): a notice of its own makes the next round read the document.
+                known = session.execute(
+                    select(QuickBooksEventRow.id)
                     .where(
                         QuickBooksEventRow.realm_id == version.realm_id,
                         QuickBooksEventRow.entity == version.entity,
                         QuickBooksEventRow.entity_id == version.document_id,
-                        QuickBooksEventRow.state == DONE,
+                        QuickBooksEventRow.state != IGNORED,
                     )
-                    .values(state=PENDING)
-                ).rowcount  # type: ignore[attr-defined]
-                > 0
-            )
+                    .limit(1)
+                ).first()
+                if known is not None:
+                    session.add(
+                        QuickBooksEventRow(
+                            id=f"followed:{created[0]}",
+                            realm_id=version.realm_id,
+                            entity=version.entity,
+                            entity_id=version.document_id,
+                            operation="followed",
+                            occurred_at=now,
+                            received_at=now,
+                            state=PENDING,
+                        )
+                    )
+                    notified = True
+            new = created is not None
         return new, notified
 
     def first_followed(self, realm_id: str) -> datetime | None:
@@ -117,7 +134,8 @@ class FollowedDocuments:
         """Store each state where it is newer than the one followed; return how many followings changed."""
         changed = 0
         with self.database.session() as session:
-            for version in versions:
+            # In one order, so two transactions touching the same rows never wait for each other in a circle.
+            for version in sorted(versions, key=lambda v: (v.entity, v.document_id)):
                 newer = (
                     true()
                     if version.deleted
@@ -153,7 +171,7 @@ class FollowedDocuments:
         """Remember payments applied to followed invoices (each once); their invoices' records are pushed again."""
         added = 0
         with self.database.session() as session:
-            for payment in payments:
+            for payment in sorted(payments, key=lambda p: (p.document_pk, p.payment_id)):
                 if session.get(FollowedPaymentRow, (payment.document_pk, payment.payment_id)) is not None:
                     continue
                 session.add(
@@ -244,7 +262,7 @@ class FollowedDocuments:
     def pushed(self, documents: Sequence[FollowedDocument], statuses: dict[int, str | None]) -> None:
         """Record that the records of these documents were sent as read (a change since keeps them pending)."""
         with self.database.session() as session:
-            for document in documents:
+            for document in sorted(documents, key=lambda d: d.id):
                 session.execute(
                     update(FollowedDocumentRow)
                     .where(FollowedDocumentRow.id == document.id, FollowedDocumentRow.change_seq == document.change_seq)
@@ -299,13 +317,17 @@ class FollowedDocuments:
             }
             for n in {n.id: n for n in notices}.values()
         ]
-        statement = (
-            self.database.insert(QuickBooksEventRow.__table__)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["id"])
-            .returning(QuickBooksEventRow.__table__.c.realm_id, QuickBooksEventRow.__table__.c.state)
-        )
-        inserted = [row._mapping for row in self.database.rows(statement)]
+        table = QuickBooksEventRow.__table__
+        inserted: list[Any] = []
+        # A few hundred rows a statement: a large delivery stays under the drivers' limit of bound parameters.
+        for start in range(0, len(rows), NOTICES_PER_INSERT):
+            statement = (
+                self.database.insert(table)
+                .values(rows[start : start + NOTICES_PER_INSERT])
+                .on_conflict_do_nothing(index_elements=["id"])
+                .returning(table.c.realm_id, table.c.state)
+            )
+            inserted.extend(row._mapping for row in self.database.rows(statement))
         new = [row for row in inserted if row["state"] == PENDING]
         return NoticesRecorded(
             realms=tuple(sorted({str(row["realm_id"]) for row in new})),

@@ -301,6 +301,8 @@ class QuickBooksEventRow(Base):
     __table_args__ = (
         Index("ix_quickbooks_events_realm_state", "realm_id", "state", "received_at"),
         Index("ix_quickbooks_events_received", "received_at"),
+        # The sweeper looks for notices pending too long, across companies.
+        Index("ix_quickbooks_events_pending", "state", "received_at"),
         # A document followed after QuickBooks notified its creation finds those notices again.
         Index("ix_quickbooks_events_entity", "realm_id", "entity", "entity_id"),
     )

@@ -11,10 +11,12 @@ passes: `mark_overdue` runs daily.
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from redis.exceptions import LockError
@@ -47,6 +49,7 @@ from services.transport.errors import (
     RateLimitedError,
     TransientError,
 )
+from services.work.faults import REDIS_FAULTS
 from services.work.queue import retry_in
 
 log = logging.getLogger(__name__)
@@ -54,14 +57,18 @@ NOTICES_PER_ROUND = 1000
 RECORDS_PER_PUSH = 100
 # Full batches a push job sends at most before it hands over to the next job (behind what waits in the queue).
 ROUNDS_PER_PUSH = 10
-# Each change capture reads again a little of what the last one read: a change committed in QuickBooks while the
-# last answer was being made is not missed. Applying a state twice changes nothing.
-CDC_OVERLAP = timedelta(minutes=2)
+# Each change capture reads again the last minutes of what the last one read: a change committed while the last
+# answer was being made, or a document followed a while after it was created (a batched run finishes later), is not
+# missed. Applying a state twice changes nothing.
+CDC_OVERLAP = timedelta(minutes=10)
 # Intuit keeps 30 days of changes; ask a little less, so a clock difference never makes the request invalid.
 CDC_REACH = timedelta(days=30) - timedelta(hours=1)
 # QuickBooks answers at most this many entities of a type (UNCONFIRMED); a full list is read on from its last one.
 CDC_PAGE = 1000
 CDC_MAX_PAGES = 50
+# How long one change-capture job reads before handing over (its cursor kept), and when a busy company is tried again.
+CDC_BUDGET_S = 60
+CDC_BUSY_RETRY = 5
 DAILY_FLAG = "qbo-actions:documents-checked:"
 # How long an applied notification is kept, so the same event delivered again is recognised.
 NOTICE_MEMORY = timedelta(days=7)
@@ -86,11 +93,15 @@ def follow_created(services: Services, execution: Execution, outputs: dict[str, 
     new, notified = services.followed.follow(
         execution.portal_id, object_type, execution.object_id, version_of(execution.realm_id, state), execution.id
     )
-    if notified:
-        # QuickBooks notified a change of the document before it was followed: apply it now.
-        services.queue.request_notices(execution.realm_id)
-    if new:
-        services.queue.request_status_push(execution.portal_id)
+    try:
+        if notified:
+            # QuickBooks notified a change of the document before it was followed: apply it now.
+            services.queue.request_notices(execution.realm_id)
+        if new:
+            services.queue.request_status_push(execution.portal_id)
+    except REDIS_FAULTS as fault:
+        # The document exists and is followed: the sweeper asks for what is pending; the execution goes on.
+        log.warning("document followed, its push not queued yet: %s", fault)
     return True
 
 
@@ -133,8 +144,12 @@ def receive_notices(services: Services, notices: Sequence[Notice]) -> NoticesRec
     recorded = services.followed.record_notices(
         records, lambda n: n.realm_id in connected and n.entity in CHANGE_ENTITIES
     )
-    for realm_id in recorded.realms:
-        services.queue.request_notices(realm_id)
+    try:
+        for realm_id in recorded.realms:
+            services.queue.request_notices(realm_id)
+    except REDIS_FAULTS as fault:
+        # Recorded: the sweeper asks for their jobs (notices pending for a minute), so the delivery is answered.
+        log.warning("QuickBooks notifications recorded, their jobs not queued yet: %s", fault)
     metrics.notifications(recorded.new, recorded.repeated, recorded.ignored)
     return recorded
 
@@ -185,6 +200,11 @@ def _apply_round(services: Services, realm_id: str) -> str | Retry:
     except TransientError as error:
         log.warning("QuickBooks company %s: notifications not applied yet: %s", realm_id, error)
         return retry_in(_delay(error))
+    except PermanentError as error:
+        # Asking again would fail again and hold the company's other notices back: change data capture repairs
+        # what this round missed.
+        log.error("QuickBooks company %s: a round of notifications refused: %s", realm_id, error)
+        metrics.status_updates_refused("notifications")
     services.followed.notices_done([n.id for n in notices])
     return f"{len(notices)} notifications, {applied} documents changed"
 
@@ -212,45 +232,61 @@ def read_changes(services: Services, realm_id: str) -> str | Retry:
 
 
 def _read_changes(services: Services, realm_id: str) -> str | Retry:
+    try:
+        with services.lock(f"statuses:{realm_id}", timeout=services.config.job_timeout, wait=False):
+            return _read_pages(services, realm_id)
+    except LockError:
+        # A notifications round holds the company for a moment: come back rather than hold a worker waiting.
+        return retry_in(CDC_BUSY_RETRY)
+
+
+def _read_pages(services: Services, realm_id: str) -> str | Retry:
+    """Read and apply pages of changes from the company's cursor, moving the cursor after each page."""
     now = utcnow()
-    with services.lock(f"statuses:{realm_id}", timeout=services.config.job_timeout):
-        try:
-            qbo = quickbooks_of_realm(services, realm_id)
-        except NoConnection:
-            return "not connected"
-        cursor = services.followed.cursor(realm_id) or services.followed.first_followed(realm_id) or now
-        since = max(cursor - CDC_OVERLAP, now - CDC_REACH)
-        changes = Changes(services, realm_id, qbo)
-        applied = 0
-        try:
-            for _ in range(CDC_MAX_PAGES):
-                answer = qbo.changes(CHANGE_ENTITIES, since)
-                applied += changes.apply(
-                    {e: answer.entities.get(e, []) for e in FOLLOWED}, answer.entities.get("Payment", [])
-                )
-                full = [docs for docs in answer.entities.values() if len(docs) >= CDC_PAGE]
-                if not full:
-                    since = statuses.parse_time(answer.time) or now
-                    break
-                # Read on from the oldest of the full lists' last changes, so nothing between is skipped.
-                last = min(_last_change(docs) for docs in full)
-                if last <= since:
-                    log.warning("QuickBooks company %s: more than %s changes in one second", realm_id, CDC_PAGE)
-                    last = since + timedelta(seconds=1)
-                since = last
-        except (ConnectionRevokedError, AuthenticationError) as error:
-            log.warning("QuickBooks company %s: changes not read (%s)", realm_id, error)
-            return NO_ACCESS
-        except TransientError as error:
-            log.warning("QuickBooks company %s: changes not read yet: %s", realm_id, error)
-            return retry_in(_delay(error))
-        services.followed.move_cursor(realm_id, since)
-    return f"{applied} documents changed"
+    try:
+        qbo = quickbooks_of_realm(services, realm_id)
+    except NoConnection:
+        return "not connected"
+    cursor = services.followed.cursor(realm_id) or services.followed.first_followed(realm_id) or now
+    since = max(cursor - CDC_OVERLAP, now - CDC_REACH)
+    changes = Changes(services, realm_id, qbo)
+    applied = 0
+    started = time.monotonic()
+    try:
+        for _ in range(CDC_MAX_PAGES):
+            answer = qbo.changes(CHANGE_ENTITIES, since)
+            applied += changes.apply(
+                {e: answer.entities.get(e, []) for e in FOLLOWED}, answer.entities.get("Payment", [])
+            )
+            full = [docs for docs in answer.entities.values() if len(docs) >= CDC_PAGE]
+            if not full:
+                services.followed.move_cursor(realm_id, statuses.parse_time(answer.time) or now)
+                return f"{applied} documents changed"
+            # Read on from the oldest of the full lists' last changes, so nothing between is skipped.
+            last = min((_last_change(docs) or since) for docs in full)
+            if last <= since:
+                log.warning("QuickBooks company %s: more than %s changes in one second", realm_id, CDC_PAGE)
+                last = since + timedelta(seconds=1)
+            since = last
+            # Kept page by page: a timeout or an error later resumes from here, not from the start.
+            services.followed.move_cursor(realm_id, since + CDC_OVERLAP)
+            if time.monotonic() - started > CDC_BUDGET_S:
+                break
+    except (ConnectionRevokedError, AuthenticationError) as error:
+        log.warning("QuickBooks company %s: changes not read (%s)", realm_id, error)
+        return NO_ACCESS
+    except TransientError as error:
+        log.warning("QuickBooks company %s: changes not read yet: %s", realm_id, error)
+        return retry_in(_delay(error))
+    # A long backlog: the rest in the next run, behind what waits in the queue.
+    log.info("QuickBooks company %s: more changes to read; carrying on in a moment", realm_id)
+    return retry_in(1)
 
 
-def _last_change(documents: Iterable[dict[str, Any]]) -> datetime:
+def _last_change(documents: Iterable[dict[str, Any]]) -> datetime | None:
+    """Return the latest LastUpdatedTime of some entities (None when none carries one, as deleted ones may not)."""
     times = [statuses.parse_time((d.get("MetaData") or {}).get("LastUpdatedTime")) for d in documents]
-    return max(t for t in times if t is not None)
+    return max((t for t in times if t is not None), default=None)
 
 
 class Changes:
@@ -389,6 +425,13 @@ def _push(pusher: StatusPusher) -> str | Retry:
     except (ConnectionRevokedError, AuthenticationError) as error:
         log.error("portal %s: statuses wait: the app has no access to the portal (%s)", portal_id, error)
         return NO_ACCESS
+    except MissingScope as error:
+        log.error(
+            "portal %s: statuses wait: the app lacks a scope for them; install it again to grant it (%s)",
+            portal_id,
+            error,
+        )
+        return NO_ACCESS
     metrics.status_updates(records, events)
     return f"{records} records, {events} payments"
 
@@ -462,23 +505,37 @@ class StatusPusher:
         return sent
 
     def _update(self, object_type: str, batch: list[tuple[str, dict[str, str]]]) -> None:
-        """Send one record type's properties; set the properties up once when HubSpot lacks them."""
+        """Send one record type's properties; a batch refused as a whole goes again one record at a time, so one
+        bad record (deleted, or refused) gives up only its own statuses."""
         try:
-            errors = self.hubspot.batch_update(object_type, batch)
+            errors = self._send(object_type, batch)
         except PermanentError as error:
-            if self._set_up or error.http_status != 400:
+            if len(batch) == 1:
                 return self._refused(object_type, error)
+            errors = []
+            for one in batch:
+                try:
+                    errors.extend(self._send(object_type, [one]))
+                except PermanentError as alone:
+                    self._refused(f"{object_type} {one[0]}", alone)
+        for refused in errors:
+            # A record deleted in HubSpot: nothing to show its documents on.
+            log.warning("portal %s: %s not updated: %s", self.portal_id, object_type, refused.get("message"))
+        return None
+
+    def _send(self, object_type: str, batch: list[tuple[str, dict[str, str]]]) -> list[dict[str, Any]]:
+        """Send a batch update, setting the properties up once when HubSpot lacks them."""
+        try:
+            return self.hubspot.batch_update(object_type, batch)
+        except PermanentError as error:
+            _no_scope(error)
+            if self._set_up or error.http_status != 400:
+                raise
             # The portal installed the app before these properties existed, or someone deleted one.
             log.warning("portal %s: %s properties refused (%s); setting them up", self.portal_id, object_type, error)
             set_up_properties(self.services, self.portal_id, self.hubspot)
             self._set_up = True
-            try:
-                errors = self.hubspot.batch_update(object_type, batch)
-            except PermanentError as again:
-                return self._refused(object_type, again)
-        for refused in errors:
-            # A record deleted in HubSpot: nothing to show its documents on.
-            log.warning("portal %s: %s not updated: %s", self.portal_id, object_type, refused.get("message"))
+            return self.hubspot.batch_update(object_type, batch)
 
     def _refused(self, object_type: str, error: PermanentError) -> None:
         """Give up on sending these records as they are: the statuses stay stored, the next change sends them."""
@@ -495,7 +552,9 @@ class StatusPusher:
                 break
             documents = {d.id: d for d in self.followed.by_pk(p.document_pk for p in payments)}
             events: list[dict[str, Any]] = []
+            evented: list[FollowedPayment] = []
             notes: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
+            noted: dict[str, list[FollowedPayment]] = defaultdict(list)
             stamp = utcnow().isoformat(timespec="milliseconds").replace("+00:00", "Z")
             for payment in payments:
                 document = documents[payment.document_pk]
@@ -515,27 +574,53 @@ class StatusPusher:
                             "timestamp": stamp,
                         }
                     )
+                    evented.append(payment)
                 else:
                     notes[document.object_type].append(
                         (document.object_id, statuses.payment_note(applied, invoice, link), stamp)
                     )
-            # Refused as a whole (a template deleted, a scope missing), posting them again would not help.
-            try:
-                for error in self.hubspot.create_timeline_events(events) if events else []:
-                    if error.get("category") != "CONFLICT":  # a conflict: the event went out before
-                        log.warning("portal %s: payment event refused: %s", self.portal_id, error.get("message"))
-            except PermanentError as error:
-                self._refused("timeline", error)
+                    noted[document.object_type].append(payment)
+            # Each group is recorded as posted as soon as it went, so an error in a later one never posts it again.
+            if events:
+                self._post("timeline", partial(self._events, events))
+                self.followed.posted(evented)
             for object_type, batch in notes.items():
-                try:
-                    self.hubspot.create_notes(object_type, batch)
-                except PermanentError as error:
-                    self._refused(f"{object_type} notes", error)
-            self.followed.posted(payments)
+                self._post(f"{object_type} notes", partial(self._notes, object_type, batch))
+                self.followed.posted(noted[object_type])
             posted += len(payments)
             if len(payments) < RECORDS_PER_PUSH:
                 break  # caught up, as for the records
         return posted
+
+    def _post(self, what: str, send: Callable[[], None]) -> None:
+        """Send a group of payments; one refused as a whole (a template deleted) is given up, as sending again would
+        not help; a missing scope keeps them for when the portal installs the app again."""
+        try:
+            send()
+        except PermanentError as error:
+            _no_scope(error)
+            self._refused(what, error)
+
+    def _events(self, events: list[dict[str, Any]]) -> None:
+        for error in self.hubspot.create_timeline_events(events):
+            if error.get("category") != "CONFLICT":  # a conflict: the event went out before
+                log.warning("portal %s: payment event refused: %s", self.portal_id, error.get("message"))
+
+    def _notes(self, object_type: str, batch: list[tuple[str, str, str]]) -> None:
+        for error in self.hubspot.create_notes(object_type, batch):
+            # A note made but not shown on its record: posting it again would make a second one.
+            log.warning("portal %s: a payment note was not associated: %s", self.portal_id, error.get("message"))
+            metrics.status_updates_refused(f"{object_type} note association")
+
+
+class MissingScope(Exception):
+    """The portal's grant lacks a scope the statuses need (it installed the app before they were asked for)."""
+
+
+def _no_scope(error: PermanentError) -> None:
+    """Turn HubSpot's 403 into MissingScope: the statuses wait for a new install instead of being given up."""
+    if error.http_status == 403:
+        raise MissingScope(str(error)) from error
 
 
 # -- HubSpot's side: the properties -------------------------------------------------------------------------------
@@ -579,10 +664,15 @@ def mark_overdue(services: Services) -> int:
 def check_daily(services: Services) -> int:
     """Once a UTC day across the deployment: mark overdue invoices, forget week-old notifications."""
     today = utcnow().date().isoformat()
-    if not services.redis.set(f"{DAILY_FLAG}{today}", "1", nx=True, ex=2 * 86400):
+    flag = f"{DAILY_FLAG}{today}"
+    if not services.redis.set(flag, "1", nx=True, ex=2 * 86400):
         return 0
-    marked = mark_overdue(services)
-    forgotten = services.followed.purge_notices(utcnow() - NOTICE_MEMORY)
+    try:
+        marked = mark_overdue(services)
+        forgotten = services.followed.purge_notices(utcnow() - NOTICE_MEMORY)
+    except Exception:
+        services.redis.delete(flag)  # the next sweep tries again today
+        raise
     log.info("daily document checks: %s invoices to show as overdue, %s old notifications deleted", marked, forgotten)
     return marked
 

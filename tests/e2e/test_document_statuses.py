@@ -439,3 +439,37 @@ def test_events_of_a_company_nobody_connected_are_kept_and_ignored(server: str, 
     assert (
         services.followed.pending_notices("5550001", 10) == [] and services.followed.pending_notices(REALM_ID, 10) == []
     )
+
+
+def test_a_batch_refused_as_a_whole_goes_again_record_by_record(
+    perform: Perform, sims: Simulators, settings: Any, services: Services, deliver: Callable[..., dict[str, Any]]
+) -> None:
+    first_deal, first = booked_invoice(perform, sims)
+    second_deal, second = booked_invoice(perform, sims)
+    pay(sims, first, 399.5)
+    pay(sims, second, 399.5)
+    # HubSpot refuses the two records' batch, and then the first record alone: only the first keeps its old status.
+    body = {"status": "error", "category": "VALIDATION_ERROR", "message": "Property values were not valid"}
+    sims.hs_fault(method="POST", path="/crm/v3/objects/deals/batch/update$", status=400, count=3, body=body)
+    deliver()
+    states = {record(sims, first_deal)["qbo_invoice_status"], record(sims, second_deal)["qbo_invoice_status"]}
+    assert states == {"awaiting_payment", "paid"}
+    assert services.followed.records_to_push(PORTAL_ID, 10) == []  # the refused one is given up, not retried for ever
+
+
+def test_without_the_scopes_for_statuses_they_wait_for_a_new_install(
+    perform: Perform, sims: Simulators, settings: Any, services: Services, deliver: Callable[..., dict[str, Any]]
+) -> None:
+    deal, invoice = booked_invoice(perform, sims)
+    pay(sims, invoice, 399.5)
+    body = {
+        "status": "error",
+        "category": "MISSING_SCOPES",
+        "message": "This app hasn't been granted all required scopes",
+    }
+    sims.hs_fault(method="POST", path="/crm/v3/objects/deals/batch/update$", status=403, count=1, body=body)
+    deliver()
+    assert record(sims, deal)["qbo_invoice_status"] == "awaiting_payment"
+    assert services.followed.records_to_push(PORTAL_ID, 10) == [("deals", deal)]  # kept
+    statuses.push_statuses(services, PORTAL_ID)  # granted again (the fault is used up)
+    assert record(sims, deal)["qbo_invoice_status"] == "paid"

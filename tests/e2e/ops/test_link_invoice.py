@@ -88,7 +88,9 @@ def test_an_operator_links_an_invoice_in_the_console(
     assert page.status_code == 200 and 'id="link-form"' in page.text and REALM_ID in page.text
 
     wrong = console.post("/ops/documents/link", link_body(deal, invoice_number="77"), csrf_from="/ops/documents/link")
-    assert wrong.status_code == 400 and "no invoice number 77" in wrong.text
+    assert wrong.status_code == 404 and "no invoice number 77" in wrong.text
+    bad = console.post("/ops/documents/link", link_body(deal, object_id="abc"), csrf_from="/ops/documents/link")
+    assert bad.status_code == 400 and "object_id" in bad.text
     done = console.post("/ops/documents/link", link_body(deal), csrf_from="/ops/documents/link")
     assert done.status_code == 200 and f"now shows on deals {deal}" in done.text
     unprotected = console.post("/ops/documents/link", link_body(deal), csrf_from=None)

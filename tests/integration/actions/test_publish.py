@@ -250,3 +250,42 @@ def test_checked_base_url_takes_https_and_local_http(url: str, expected: str) ->
 def test_checked_base_url_refuses_anything_else(url: str) -> None:
     with pytest.raises(ValueError):
         checked_base_url(url)
+
+
+@pytest.fixture
+def timeline(env: dict[str, str]) -> Publish:
+    """Run `manifests timeline` with the developer key set, or with ``env_changes`` applied."""
+
+    def run(**env_changes: str | None) -> Result:
+        environment = {"HUBSPOT_DEVELOPER_API_KEY": DEVELOPER_KEY, **env, **env_changes}
+        return CliRunner(env=environment).invoke(cli, ["manifests", "timeline", "--app-id", str(APP_ID)])
+
+    return run
+
+
+def test_the_timeline_templates_are_created_once_and_their_setting_printed(timeline: Publish, sims: Simulators) -> None:
+    first = timeline()
+    assert first.exit_code == 0, first.output
+    assert [line.rsplit(" (", 1)[0] for line in lines(first)[:3]] == [
+        "created QuickBooks payment received (deals)",
+        "created QuickBooks payment received (quotes)",
+        "created QuickBooks payment received (commerce_payments)",
+    ]
+    setting = lines(first)[-1]
+    assert setting.startswith("HUBSPOT_TIMELINE_TEMPLATES=deals=")
+    templates = dict(pair.split("=") for pair in setting.removeprefix("HUBSPOT_TIMELINE_TEMPLATES=").split(","))
+    assert set(templates) == {"deals", "quotes", "commerce_payments"}
+
+    again = timeline()
+    assert again.exit_code == 0, again.output
+    assert all(line.startswith("updated") for line in lines(again)[:3]) and lines(again)[-1] == setting
+    stored = sims.http.get(
+        f"{sims.hubspot_url}/crm/v3/timeline/{APP_ID}/event-templates", params={"hapikey": DEVELOPER_KEY}, timeout=10
+    ).json()["results"]
+    assert len(stored) == 3 and {t["objectType"] for t in stored} == set(templates)
+    assert {t["name"] for t in stored} == {f"QuickBooks payment received ({name})" for name in templates}
+
+
+def test_the_timeline_templates_need_the_developer_key(timeline: Publish) -> None:
+    result = timeline(HUBSPOT_DEVELOPER_API_KEY="")
+    assert result.exit_code != 0 and "HUBSPOT_DEVELOPER_API_KEY is not set" in result.output

@@ -124,7 +124,18 @@ def test_a_document_followed_after_its_notice_gets_the_notice_again(repos: Repos
     repos.followed.record_notices([notice("created-145")], lambda n: True)
     repos.followed.notices_done(["created-145"])
     assert repos.followed.follow(PORTAL, "deals", "614", version()) == (True, True)
-    assert [n.id for n in repos.followed.pending_notices(REALM, 10)] == ["created-145"]
+    [again] = repos.followed.pending_notices(REALM, 10)
+    assert again.id.startswith("followed:") and (again.entity, again.entity_id) == ("Invoice", "145")
+    # A document nobody notified about gets no notice of its own.
+    assert repos.followed.follow(PORTAL, "deals", "615", version(document_id="146")) == (True, False)
+
+
+def test_a_notice_read_while_its_document_was_being_followed_is_not_lost(repos: Repositories) -> None:
+    # A round read the notice (still pending) and found no following; the following is made before it ends.
+    repos.followed.record_notices([notice("created-145")], lambda n: True)
+    assert repos.followed.follow(PORTAL, "deals", "614", version()) == (True, True)
+    repos.followed.notices_done(["created-145"])  # the round ends
+    assert [n.entity_id for n in repos.followed.pending_notices(REALM, 10)] == ["145"]
 
 
 def test_the_change_cursor_moves(repos: Repositories) -> None:

@@ -90,3 +90,29 @@ def test_a_very_long_event_id_is_kept_short_and_stable() -> None:
     (notice,), _ = notifications.parse(json.dumps([event]).encode())
     assert len(notice.id) <= notifications.MAX_ID
     assert notifications.parse(json.dumps([event]).encode())[0][0].id == notice.id
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"eventNotifications": [{"realmId": "1", "dataChangeEvent": []}]},
+        {"eventNotifications": [{"realmId": "1", "dataChangeEvent": {"entities": 5}}]},
+        {
+            "eventNotifications": [
+                {"realmId": {"a": 1}, "dataChangeEvent": {"entities": [{"id": "1", "name": "Invoice"}]}}
+            ]
+        },
+        {"eventNotifications": ["x", 3, None]},
+        [{"id": "1", "type": "qbo.invoice.updated.v1", "intuitentityid": {"a": 1}, "intuitaccountid": "2"}],
+        [{"id": "1", "type": "qbo.invoice.updated.v1", "intuitentityid": "1", "intuitaccountid": "9" * 40}],
+        [{"id": ["x"], "type": "qbo.invoice.updated.v1", "intuitentityid": "1", "intuitaccountid": "2"}],
+        [{"id": "1", "type": 7, "intuitentityid": "1", "intuitaccountid": "2"}],
+    ],
+)
+def test_malformed_events_are_skipped_never_an_error(body: object) -> None:
+    notices, skipped = notifications.parse(json.dumps(body).encode())
+    assert notices == [] and skipped >= 1
+
+
+def test_a_signature_outside_ascii_is_a_mismatch() -> None:
+    assert not notifications.signature_valid(b"[]", "sïgnature", TOKEN)
