@@ -3,9 +3,10 @@
 Every run resets both simulators, the benchmark database and its Redis db; sets the simulators' limits to the
 documented figures (QuickBooks: 500 requests/min, 10/s and 10 concurrent per realm; HubSpot: 110 requests per
 10 s per portal); connects its portals and companies; seeds one contact and the deals (two line items each, the
-same two products); starts the Procfile's processes (web under gunicorn with 4 workers, K `qbo-actions worker`,
-the sweeper) with the sweeper's production interval (30 s); and maps each company's customer and products with
-one warm-up execution. Then, with the request logs and callbacks cleared and the limits enforced:
+same two products); starts the Procfile's processes (web under gunicorn, 2 gthread workers of 8 threads,
+K `qbo-actions worker`, the sweeper) with the sweeper's production interval (30 s); and maps each company's
+customer and products with one warm-up execution. Then, with the request logs and callbacks cleared and the limits
+enforced:
 
 - burst: N invoice executions of one portal and company, pre-signed, posted over 16 connections at once;
 - fairness: the same burst from portal A while portal B sends 10 executions, one every 2 s from 2 s after A's
@@ -62,7 +63,8 @@ PORTAL_B, REALM_B = 202670506, "9130356"
 SCALING_COMPANIES = 10
 SCALING_PORTAL_BASE, SCALING_REALM_BASE = 302670500, 9130400
 B_EXECUTIONS, B_FIRST_S, B_SPACING_S = 10, 2.0, 2.0
-WEB_WORKERS = 4  # the Procfile's ${WEB_CONCURRENCY:-4}
+WEB_WORKERS = 2  # the Procfile's ${WEB_CONCURRENCY:-2} gthread workers of ${WEB_THREADS:-8} threads
+WEB_THREADS = 8
 POST_THREADS = 16
 SEED_THREADS = 8
 POLL_S = 2.0  # the drain's end comes from the simulator's timestamps, not from this poll
@@ -253,7 +255,16 @@ def start_stack(bench: core.Bench, label: str, workers: int) -> Stack:
         return bench.procs.start(f"{name} ({label})", [*qbo_actions(), *args], env, log)
 
     port = core.free_port()
-    web_args = ["--workers", str(WEB_WORKERS), "--access-logfile", "-"]
+    web_args = [
+        "--worker-class",
+        "gthread",
+        "--workers",
+        str(WEB_WORKERS),
+        "--threads",
+        str(WEB_THREADS),
+        "--access-logfile",
+        "-",
+    ]
     web = bench.start_gunicorn(f"drain-{label}", web_args, port, env)
     logs["web"] = core.WORK_DIR / f"gunicorn-drain-{label}.log"
     started = [start(f"worker-{i}", ["worker"]) for i in range(workers)]
@@ -849,7 +860,7 @@ def drain_phase(bench: core.Bench, options: DrainOptions, out: dict[str, Any]) -
                 "hubspot_per_10s": HUBSPOT_PER_10S,
             },
             "settings": {name: drain_env(bench).get(name, "default") for name in SETTINGS_SHOWN},
-            "web": f"gunicorn --workers {WEB_WORKERS}",
+            "web": f"gunicorn gthread --workers {WEB_WORKERS} --threads {WEB_THREADS}",
         }
     )
     n, k = options.burst, options.workers
