@@ -10,7 +10,7 @@ from typing import Any
 import requests
 from hubspot.utils.signature import Signature
 
-from simulators.scenario import PORTAL_ID, REALM_ID, execution_request
+from simulators.scenario import PORTAL_ID, REALM_ID, Simulators, execution_request
 
 CLIENT_SECRET = "test-hubspot-secret"
 _counter = itertools.count(1)
@@ -62,3 +62,20 @@ def signed_post(base_url: str, path: str, payload: Any, **sign: Any) -> requests
     url = base_url + path
     body = payload if isinstance(payload, str) else json.dumps(payload)
     return requests.post(url, data=body.encode(), headers=signed_headers(url, body, **sign), timeout=10)
+
+
+def invoice_by_hand(sims: Simulators, amount: float, *, customer: str, number: str | None = None) -> dict[str, Any]:
+    """Make an invoice in QuickBooks as a bookkeeper would (through the API, which computes its total and balance)."""
+    customer_id = sims.add_entity("Customer", {"DisplayName": customer})["Id"]
+    item = sims.add_entity(
+        "Item", {"Name": f"Work for {customer}", "Type": "Service", "IncomeAccountRef": {"value": "1"}}
+    )
+    line = {
+        "Amount": amount,
+        "DetailType": "SalesItemLineDetail",
+        "SalesItemLineDetail": {"ItemRef": {"value": item["Id"]}},
+    }
+    body: dict[str, Any] = {"CustomerRef": {"value": customer_id}, "Line": [line]}
+    if number is not None:
+        body["DocNumber"] = number
+    return sims.qbo_api("POST", "invoice", json=body)["Invoice"]  # type: ignore[no-any-return]

@@ -156,10 +156,11 @@ def receive_notices(services: Services, notices: Sequence[Notice]) -> NoticesRec
 
 def quickbooks_of_realm(services: Services, realm_id: str) -> QuickBooksClient:
     """Return a client for a company through any portal it is connected to (its documents are the same)."""
-    connections = [c for c in services.connections.quickbooks_of() if c.realm_id == realm_id and c.active]
-    if not connections:
-        raise NoConnection(realm_id)
-    return services.quickbooks(connections[0])
+    for portal_id in services.connections.portals_of(realm_id):
+        connection = services.connections.quickbooks(portal_id, realm_id)
+        if connection is not None and connection.active:
+            return services.quickbooks(connection)
+    raise NoConnection(realm_id)
 
 
 def apply_notices(services: Services, realm_id: str) -> str | Retry:
@@ -302,8 +303,8 @@ class Changes:
         """Read the followed documents and the payments among ``wanted`` ids, then apply them."""
         documents: dict[str, list[dict[str, Any]]] = {}
         deleted: dict[str, set[str]] = {}
-        for entity in FOLLOWED:
-            ids = {d.document_id for d in self.followed.documents(self.realm_id, entity, wanted.get(entity, ()))}
+        for entity in (e for e in FOLLOWED if wanted.get(e)):
+            ids = {d.document_id for d in self.followed.documents(self.realm_id, entity, wanted[entity])}
             if ids:
                 documents[entity] = self.qbo.read_many(entity, sorted(ids))
                 # A followed document a query no longer finds was deleted.

@@ -23,7 +23,7 @@ from services.clock import utcnow
 from services.hubspot.properties import payment_event_template
 from services.work import statuses
 from simulators.scenario import PORTAL_ID, REALM_ID, Simulators, seed_deal, seed_payment
-from tests.builders import sales_inputs
+from tests.builders import invoice_by_hand, sales_inputs
 from tests.conftest import WEBHOOK_TOKEN, Perform, connect_standard
 
 REALM_2 = "9130356"
@@ -175,6 +175,12 @@ def event(
     }
 
 
+def notify(server: str, events: list[dict[str, Any]]) -> requests.Response:
+    """Deliver CloudEvents to our endpoint as Intuit would, signed."""
+    body = json.dumps(events).encode()
+    return requests.post(f"{server}/webhooks/quickbooks", data=body, headers=signed(body), timeout=10)
+
+
 def test_a_bad_signature_is_refused_and_changes_nothing(server: str, services: Services) -> None:
     body = json.dumps([event("145")]).encode()
     for headers in ({"intuit-signature": "bm9wZQ=="}, {}, signed(body, "another-token")):
@@ -191,11 +197,9 @@ def test_the_same_event_twice_is_applied_once(
 ) -> None:
     deal, invoice = booked_invoice(perform, sims)
     pay(sims, invoice, 50)
-    body = json.dumps([event(invoice["Id"], event_id="same-event")]).encode()
     started = time.monotonic()
     for _ in range(2):
-        answer = requests.post(f"{server}/webhooks/quickbooks", data=body, headers=signed(body), timeout=10)
-        assert answer.status_code == 200
+        assert notify(server, [event(invoice["Id"], event_id="same-event")]).status_code == 200
     assert time.monotonic() - started < 2  # answered at once, the work queued
     assert services.database.count("quickbooks_events") == 1
     run_jobs()
@@ -291,23 +295,7 @@ def test_an_invoice_made_by_hand_is_linked_and_followed(
     env: dict[str, str], services: Services, sims: Simulators, server: str, deliver: Callable[..., dict[str, Any]]
 ) -> None:
     deal = seed_deal(sims)["deal"]
-    customer = sims.add_entity("Customer", {"DisplayName": "Walk-in"})
-    item = sims.add_entity("Item", {"Name": "Repairs", "Type": "Service", "IncomeAccountRef": {"value": "1"}})
-    invoice = sims.qbo_api(
-        "POST",
-        "invoice",
-        json={
-            "CustomerRef": {"value": customer["Id"]},
-            "DocNumber": "1042",
-            "Line": [
-                {
-                    "Amount": 80,
-                    "DetailType": "SalesItemLineDetail",
-                    "SalesItemLineDetail": {"ItemRef": {"value": item["Id"]}},
-                }
-            ],
-        },
-    )["Invoice"]
+    invoice = invoice_by_hand(sims, 80, customer="Walk-in", number="1042")
     pay(sims, invoice, 30)
     sims.deliver_webhooks()  # nothing follows it yet: these change nothing
     runner = CliRunner(env=env)
@@ -381,10 +369,7 @@ def test_notifications_go_one_round_a_job_and_a_busy_company_holds_no_worker(
 ) -> None:
     deals_and_invoices = [booked_invoice(perform, sims) for _ in range(3)]
     events = [event(invoice["Id"], event_id=f"round-{n}") for n, (_, invoice) in enumerate(deals_and_invoices)]
-    body = json.dumps(events).encode()
-    assert (
-        requests.post(f"{server}/webhooks/quickbooks", data=body, headers=signed(body), timeout=10).status_code == 200
-    )
+    assert notify(server, events).status_code == 200
 
     # Another job holds the company: this one leaves at once, its notices kept for the holder.
     started = time.monotonic()
@@ -421,13 +406,13 @@ def test_the_older_notification_format_and_an_emailed_invoice(
 
 
 def test_events_of_a_company_nobody_connected_are_kept_and_ignored(server: str, services: Services) -> None:
-    body = json.dumps(
+    answer = notify(
+        server,
         [
             event("145", event_id="stranger", realm_id="5550001"),
             event("3", event_id="customer", kind="customer.updated"),
-        ]
-    ).encode()
-    answer = requests.post(f"{server}/webhooks/quickbooks", data=body, headers=signed(body), timeout=10)
+        ],
+    )
     assert answer.status_code == 200 and answer.json() == {
         "status": "ok",
         "new": 0,

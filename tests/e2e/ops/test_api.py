@@ -16,7 +16,7 @@ from services.bootstrap import Services
 from services.clock import utcnow
 from services.store.records import Tenant
 from simulators.scenario import PORTAL_ID, REALM_ID, Simulators, seed_deal
-from tests.builders import sales_inputs
+from tests.builders import invoice_by_hand, sales_inputs
 from tests.conftest import OPS_JWT_SECRET, Perform, only_callback
 from tests.e2e.ops.conftest import UNKNOWN_PRODUCT, OpsClient
 
@@ -321,23 +321,7 @@ def test_mark_as_booked_links_an_existing_document_reports_success_and_writes_no
     ops_api: Api, held_unmatched: Any, services: Services, sims: Simulators, run_jobs: Any
 ) -> None:
     held = held_unmatched()
-    customer = sims.add_entity("Customer", {"DisplayName": "Booked By Hand"})
-    item = sims.add_entity("Item", {"Name": "Hand item", "Type": "Service", "IncomeAccountRef": {"value": "1"}})
-    # Made by a bookkeeper in QuickBooks (the API computes its total and balance).
-    invoice = sims.qbo_api(
-        "POST",
-        "invoice",
-        json={
-            "CustomerRef": {"value": customer["Id"]},
-            "Line": [
-                {
-                    "Amount": 50,
-                    "DetailType": "SalesItemLineDetail",
-                    "SalesItemLineDetail": {"ItemRef": {"value": item["Id"]}},
-                }
-            ],
-        },
-    )["Invoice"]
+    invoice = invoice_by_hand(sims, 50, customer="Booked By Hand")
     writes_before = len([r for r in sims.qbo_requests() if r["method"] == "POST"])
     operator = ops_api("operator")
 
@@ -351,7 +335,7 @@ def test_mark_as_booked_links_an_existing_document_reports_success_and_writes_no
     assert booked is not None and booked.state == "succeeded"
     outputs = only_callback(sims, booked)
     assert outputs["hs_execution_state"] == "SUCCESS" and outputs["quickbooks_id"] == invoice["Id"]
-    assert outputs["quickbooks_customer_id"] == customer["Id"]
+    assert outputs["quickbooks_customer_id"] == invoice["CustomerRef"]["value"]
     assert len([r for r in sims.qbo_requests() if r["method"] == "POST"]) == writes_before
     [entry] = services.audit.of_execution(held.id)
     assert entry.action == "mark_booked" and entry.after == {"state": "succeeded", "quickbooks_id": invoice["Id"]}

@@ -14,7 +14,7 @@ from playwright.sync_api import Page
 
 from services.bootstrap import Services
 from simulators.scenario import Simulators, seed_deal
-from tests.builders import sales_inputs
+from tests.builders import invoice_by_hand, sales_inputs
 from tests.conftest import Perform, only_callback
 from tests.e2e.conftest import SCREENSHOTS
 
@@ -88,16 +88,7 @@ def test_an_operator_links_a_hand_made_invoice_and_the_deal_shows_it(
     page: Page, server: str, mint: Callable[..., str], services: Services, sims: Simulators, run_jobs: Any
 ) -> None:
     deal = seed_deal(sims)["deal"]
-    customer = sims.add_entity("Customer", {"DisplayName": "Counter Sale"})
-    item = sims.add_entity("Item", {"Name": "Repairs", "Type": "Service", "IncomeAccountRef": {"value": "1"}})
-    line = {
-        "Amount": 120,
-        "DetailType": "SalesItemLineDetail",
-        "SalesItemLineDetail": {"ItemRef": {"value": item["Id"]}},
-    }
-    sims.qbo_api(
-        "POST", "invoice", json={"CustomerRef": {"value": customer["Id"]}, "DocNumber": "2001", "Line": [line]}
-    )
+    invoice_by_hand(sims, 120, customer="Counter Sale", number="2001")
 
     page.goto(server + "/ops")
     page.fill("#token", mint("operator", subject="olga@example.com"))

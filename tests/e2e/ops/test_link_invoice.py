@@ -10,6 +10,7 @@ import pytest
 from services.bootstrap import Services
 from services.work import statuses
 from simulators.scenario import PORTAL_ID, REALM_ID, Simulators, seed_deal
+from tests.builders import invoice_by_hand
 from tests.e2e.ops.conftest import OpsClient
 from tests.e2e.ops.test_console import Operator
 
@@ -22,17 +23,7 @@ def console(server: str) -> Operator:
 @pytest.fixture
 def hand_made_invoice(sims: Simulators) -> dict[str, Any]:
     """An invoice a bookkeeper made in QuickBooks, numbered 2001 and partly paid."""
-    customer = sims.add_entity("Customer", {"DisplayName": "Counter Sale"})
-    item = sims.add_entity("Item", {"Name": "Repairs", "Type": "Service", "IncomeAccountRef": {"value": "1"}})
-    line = {
-        "Amount": 120,
-        "DetailType": "SalesItemLineDetail",
-        "SalesItemLineDetail": {"ItemRef": {"value": item["Id"]}},
-    }
-    invoice = sims.qbo_api(
-        "POST", "invoice", json={"CustomerRef": {"value": customer["Id"]}, "DocNumber": "2001", "Line": [line]}
-    )
-    return invoice["Invoice"]  # type: ignore[no-any-return]
+    return invoice_by_hand(sims, 120, customer="Counter Sale", number="2001")
 
 
 def link_body(deal: str, **overrides: Any) -> dict[str, Any]:
@@ -81,7 +72,8 @@ def test_an_operator_links_an_invoice_in_the_console(
     console: Operator, mint: Callable[..., str], sims: Simulators, hand_made_invoice: dict[str, Any]
 ) -> None:
     deal = seed_deal(sims)["deal"]
-    console.sign_in(mint("viewer"))
+    viewer = console.sign_in(mint("viewer"))
+    assert 'id="link-invoice"' not in viewer.text  # a viewer is not offered what it may not do
     assert console.get("/ops/documents/link").status_code == 403
     console.sign_in(mint("operator"))
     page = console.get("/ops/documents/link")
